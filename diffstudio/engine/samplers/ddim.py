@@ -1,0 +1,90 @@
+"""DDIM sampling (Song, Meng & Ermon 2021; seed 002 §4.2, eq. 31).
+
+On a sub-sequence of timesteps t -> prev (alpha_bar_{-1} = 1):
+
+    x0_pred = (x_t - sqrt(1 - alpha_bar_t) eps) / sqrt(alpha_bar_t)                  (eq. 29)
+    sigma_t = eta sqrt((1 - alpha_bar_prev) / (1 - alpha_bar_t)) sqrt(1 - alpha_bar_t / alpha_bar_prev)
+    x_prev  = sqrt(alpha_bar_prev) x0_pred + sqrt(1 - alpha_bar_prev - sigma_t^2) eps + sigma_t z
+
+eta = 0 is the deterministic DDIM; eta = 1 is DDPM's ancestral sampler with beta_tilde.
+With eta > 0 noise is drawn at every step (also the last, where sigma = 0), as diffusers'
+``DDIMScheduler`` does, so the two agree for the same generator.
+
+Also here: deterministic inversion (the same update run from x_0 towards x_T), used for
+reconstruction and interpolation.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from diffstudio.engine.model import DiffusionModel
+from diffstudio.engine.samplers import (
+    SamplerCallback,
+    SamplerStep,
+    StopCheck,
+    check_stop,
+    randn,
+    timestep_sequence,
+)
+
+
+@torch.no_grad()
+def ddim_sample(
+    model: DiffusionModel,
+    x: torch.Tensor,
+    *,
+    generator: torch.Generator | None,
+    callback: SamplerCallback | None,
+    should_stop: StopCheck | None,
+    steps: int = 50,
+    eta: float = 0.0,
+    spacing: str = "uniform",
+    clip_x0: bool = True,
+) -> torch.Tensor:
+    """DDIM from x_T to x_0 in ``steps`` network evaluations. x: (B, *sample_shape)."""
+    timesteps = timestep_sequence(model.num_timesteps, steps, spacing)
+    for index, t in enumerate(timesteps):
+        check_stop(should_stop, index)
+        prev = timesteps[index + 1] if index + 1 < len(timesteps) else -1
+        alpha_bar, alpha_bar_prev = model.alpha_bar(t), model.alpha_bar(prev)
+        prediction = model.predict(x, t)
+        x0_pred = model.clip(prediction.x0, clip_x0)
+        if callback is not None:
+            callback(SamplerStep(index, len(timesteps), t, x, x0_pred))
+        variance = (1.0 - alpha_bar_prev) / (1.0 - alpha_bar) * (1.0 - alpha_bar / alpha_bar_prev)
+        sigma = eta * variance**0.5
+        direction = max(1.0 - alpha_bar_prev - sigma**2, 0.0) ** 0.5 * prediction.eps
+        x = alpha_bar_prev**0.5 * x0_pred + direction
+        if eta > 0:
+            x = x + sigma * randn(x, generator)
+    return x
+
+
+@torch.no_grad()
+def ddim_invert(
+    model: DiffusionModel,
+    x0: torch.Tensor,
+    *,
+    steps: int = 50,
+    spacing: str = "uniform",
+    callback: SamplerCallback | None = None,
+    should_stop: StopCheck | None = None,
+) -> torch.Tensor:
+    """Deterministic DDIM inversion: x_0 -> x_T by running eq. 31 (eta = 0) forwards in time.
+
+    Each step uses eps predicted at the current (less noisy) point, the usual first-order
+    approximation; ``ddim_sample(..., eta=0)`` on the result reconstructs x_0 closely.
+    """
+    timesteps = timestep_sequence(model.num_timesteps, steps, spacing)[::-1]
+    x = x0
+    for index, t in enumerate(timesteps):
+        check_stop(should_stop, index)
+        prev = timesteps[index - 1] if index > 0 else -1
+        alpha_bar_prev, alpha_bar = model.alpha_bar(prev), model.alpha_bar(t)
+        prediction = model.predict(x, max(prev, 0))
+        if callback is not None:
+            callback(SamplerStep(index, len(timesteps), t, x, prediction.x0))
+        x0_pred = (x - (1.0 - alpha_bar_prev) ** 0.5 * prediction.eps) / alpha_bar_prev**0.5
+        x = alpha_bar**0.5 * x0_pred + (1.0 - alpha_bar) ** 0.5 * prediction.eps
+    return x

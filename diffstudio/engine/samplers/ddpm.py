@@ -1,0 +1,71 @@
+"""DDPM ancestral sampling (Ho et al. 2020; seed 002 §4.1, Algorithm 2).
+
+For each t from the noisiest down (``prev`` the next timestep visited, alpha_bar_{-1} = 1):
+
+    x0_pred = (x_t - sqrt(1 - alpha_bar_t) eps_theta(x_t, t)) / sqrt(alpha_bar_t)     (eq. 29)
+    mu      = c_x0 x0_pred + c_xt x_t                                                (eq. 9)
+    x_prev  = mu + sigma_t z,  z ~ N(0, I) for t > 0, z = 0 at t = 0
+
+with beta'_t = 1 - alpha_bar_t / alpha_bar_prev (= beta_t when every step is visited),
+c_x0 = sqrt(alpha_bar_prev) beta'_t / (1 - alpha_bar_t),
+c_xt = sqrt(1 - beta'_t) (1 - alpha_bar_prev) / (1 - alpha_bar_t), and
+sigma_t^2 = beta'_t ("large") or beta_tilde_t = (1 - alpha_bar_prev) / (1 - alpha_bar_t) beta'_t
+("small", eq. 10). Without clipping, eq. 9 through x0_pred equals Algorithm 2's eq. 23
+exactly; writing it through x0_pred lets x0_pred be clipped to the data range, as the DDPM
+reference code does. Matches diffusers' ``DDPMScheduler`` step for step.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from diffstudio.engine.model import DiffusionModel
+from diffstudio.engine.samplers import (
+    SamplerCallback,
+    SamplerStep,
+    StopCheck,
+    check_stop,
+    randn,
+    timestep_sequence,
+)
+from diffstudio.errors import ConfigError
+
+
+@torch.no_grad()
+def ddpm_sample(
+    model: DiffusionModel,
+    x: torch.Tensor,
+    *,
+    generator: torch.Generator | None,
+    callback: SamplerCallback | None,
+    should_stop: StopCheck | None,
+    steps: int = 1000,
+    variance: str = "small",
+    clip_x0: bool = True,
+    spacing: str = "uniform",
+) -> torch.Tensor:
+    """Ancestral sampling from x_T to x_0. x: (B, *sample_shape) initial noise."""
+    if variance not in ("small", "large"):
+        raise ConfigError(f"DDPM variance must be 'small' or 'large', got {variance!r}")
+    timesteps = timestep_sequence(model.num_timesteps, steps, spacing)
+    for index, t in enumerate(timesteps):
+        check_stop(should_stop, index)
+        prev = timesteps[index + 1] if index + 1 < len(timesteps) else -1
+        alpha_bar, alpha_bar_prev = model.alpha_bar(t), model.alpha_bar(prev)
+        beta = 1.0 - alpha_bar / alpha_bar_prev
+        prediction = model.predict(x, t)
+        x0_pred = model.clip(prediction.x0, clip_x0)
+        if callback is not None:
+            callback(SamplerStep(index, len(timesteps), t, x, x0_pred))
+        coef_x0 = alpha_bar_prev**0.5 * beta / (1.0 - alpha_bar)
+        coef_xt = (1.0 - beta) ** 0.5 * (1.0 - alpha_bar_prev) / (1.0 - alpha_bar)
+        x_prev = coef_x0 * x0_pred + coef_xt * x
+        if t > 0:
+            noise = randn(x, generator)
+            if variance == "small":
+                sigma2 = max((1.0 - alpha_bar_prev) / (1.0 - alpha_bar) * beta, 1e-20)
+            else:
+                sigma2 = beta
+            x_prev = x_prev + sigma2**0.5 * noise
+        x = x_prev
+    return x

@@ -1,0 +1,298 @@
+"""Loading a trained network from a run and drawing samples with any sampler plugin.
+
+Reproducibility: sample i of a request with seed S is drawn entirely from its own generator
+seeded S + i (initial noise, then every step's noise), so any single sample can be regenerated
+from the seed in its PNG, whatever the batch it was made in. Initial noise can also be given
+(``init_noise``, for example from a ``.npy`` file) so that samplers are compared on identical
+noise.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from diffstudio.engine.components import build_network, build_schedule, get_sampler
+from diffstudio.engine.model import DiffusionModel
+from diffstudio.engine.pngmeta import write_png
+from diffstudio.engine.runs import WEIGHTS_NAME, Run, file_sha256, load_network_weights
+from diffstudio.engine.samplers import SamplerStep
+from diffstudio.errors import ConfigError, DiffstudioError, PluginError, SamplingError
+from diffstudio.plugin_manager import PluginRegistry, load_plugins
+
+__all__ = [
+    "LoadedModel",
+    "SampleResult",
+    "generate",
+    "load_init_noise",
+    "load_model",
+    "resolve_device",
+    "save_samples",
+]
+
+
+def resolve_device(device: str = "auto") -> torch.device:
+    """"auto" picks CUDA, then MPS, then CPU; an unavailable explicit choice is an error."""
+    if device == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"device {device!r} was asked for but no CUDA GPU is available")
+    if device == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError("device 'mps' was asked for but Apple MPS is not available")
+    try:
+        return torch.device(device)
+    except RuntimeError as exc:
+        raise ConfigError(f"unknown device {device!r}; use auto, cpu, cuda or mps") from exc
+
+
+@dataclass
+class LoadedModel:
+    """A network from a run, ready to sample, and where it came from."""
+
+    model: DiffusionModel
+    run: Run
+    checkpoint: Path
+    network_sha256: str
+    config: dict[str, Any]
+    sample_shape: tuple[int, ...]
+    num_classes: int | None
+    ema: bool
+
+    @property
+    def step(self) -> int:
+        return int(self.checkpoint.name.split("-")[-1])
+
+
+def load_model(
+    run_dir: str | Path,
+    *,
+    checkpoint: str | None = None,
+    ema: bool = True,
+    device: str = "auto",
+    registry: PluginRegistry | None = None,
+) -> LoadedModel:
+    """Rebuild the run's network from its config and load the checkpoint's weights."""
+    registry = registry or load_plugins()
+    run = Run(run_dir)
+    config = run.read_config()
+    folder = run.resolve_checkpoint(checkpoint)
+    train = config["train"]
+    info = config["dataset_info"]
+    sample_shape = tuple(info["sample_shape"])
+    network = build_network(
+        registry, train["network"], train["network_params"], sample_shape, info["num_classes"]
+    )
+    weights_folder = folder / ("network_ema" if ema else "network")
+    load_network_weights(network, weights_folder)
+    target = resolve_device(device)
+    network.to(target).eval()
+    schedule = build_schedule(
+        registry, train["schedule"], train["schedule_params"], train["num_timesteps"]
+    )
+    model = DiffusionModel(
+        network, schedule, prediction_type=train["prediction_type"], x0_clip=info["x0_clip"]
+    )
+    return LoadedModel(
+        model=model,
+        run=run,
+        checkpoint=folder,
+        network_sha256=file_sha256(weights_folder / WEIGHTS_NAME),
+        config=config,
+        sample_shape=sample_shape,
+        num_classes=info["num_classes"],
+        ema=ema,
+    )
+
+
+def load_init_noise(path: str | Path, sample_shape: tuple[int, ...]) -> torch.Tensor:
+    """Initial noise x_T from a ``.npy`` file: (N, *sample_shape) or one (*sample_shape)."""
+    path = Path(path).expanduser()
+    try:
+        array = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise SamplingError(
+            f"cannot read initial noise {path}: {exc}; save it with numpy.save(path, array)"
+        ) from exc
+    if tuple(array.shape) == sample_shape:
+        array = array[None]
+    if tuple(array.shape[1:]) != sample_shape:
+        raise SamplingError(
+            f"initial noise in {path} has shape {tuple(array.shape)}; this model needs "
+            f"(N, {', '.join(map(str, sample_shape))})"
+        )
+    if not np.issubdtype(array.dtype, np.floating) or not np.all(np.isfinite(array)):
+        raise SamplingError(f"initial noise in {path} must be finite floating-point numbers")
+    return torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))
+
+
+@dataclass
+class SampleResult:
+    """samples: (N, *sample_shape) float32 on the CPU; seeds: the seed of each sample."""
+
+    samples: torch.Tensor
+    seeds: list[int]
+    sampler: str
+    params: dict[str, Any]
+    network_evaluations: int  # per sample (network calls along one trajectory)
+    seconds: float
+    init_noise: bool
+    class_labels: list[int] | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def generate(
+    model: DiffusionModel,
+    sampler_id: str,
+    params: Mapping[str, Any] | None = None,
+    *,
+    sample_shape: tuple[int, ...],
+    num_samples: int | None = None,
+    seed: int = 0,
+    batch_size: int = 64,
+    init_noise: torch.Tensor | None = None,
+    class_label: int | None = None,
+    registry: PluginRegistry | None = None,
+    callback: Callable[[SamplerStep, int], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> SampleResult:
+    """Draw ``num_samples`` samples in batches. ``callback(step, batch_index)`` sees every step.
+
+    Raises :class:`diffstudio.errors.Cancelled` when ``should_stop`` asks, between steps.
+    """
+    registry = registry or load_plugins()
+    contribution, sampler = get_sampler(registry, sampler_id)
+    values = contribution.validate(params)
+    if init_noise is not None:
+        if num_samples is not None and num_samples != init_noise.shape[0]:
+            raise SamplingError(
+                f"asked for {num_samples} samples but the initial noise holds "
+                f"{init_noise.shape[0]}; leave the number out or match it"
+            )
+        num_samples = init_noise.shape[0]
+    if not num_samples or num_samples < 1:
+        raise ConfigError("the number of samples must be at least 1")
+    if batch_size < 1:
+        raise ConfigError("batch size must be at least 1")
+    device = next(model.network.parameters()).device
+    dtype = next(model.network.parameters()).dtype
+    seeds = [seed + i for i in range(num_samples)]
+    outputs = []
+    model.network_evaluations = 0
+    evaluations_per_batch = 0
+    started = time.perf_counter()
+    for batch_index, first in enumerate(range(0, num_samples, batch_size)):
+        batch_seeds = seeds[first : first + batch_size]
+        generators = [torch.Generator().manual_seed(s) for s in batch_seeds]
+        if init_noise is not None:
+            x = init_noise[first : first + len(batch_seeds)].clone()
+        else:
+            x = torch.stack([torch.randn(sample_shape, generator=g) for g in generators])
+        x = x.to(device=device, dtype=dtype)
+        if class_label is not None:
+            model.class_labels = torch.full((len(batch_seeds),), class_label, dtype=torch.long)
+        before = model.network_evaluations
+        step_callback = None
+        if callback is not None:
+            def step_callback(step: SamplerStep, _batch: int = batch_index) -> None:
+                callback(step, _batch)
+        try:
+            result = sampler(
+                model, x, generator=generators, callback=step_callback, should_stop=should_stop,
+                **values,
+            )
+        except DiffstudioError:
+            raise
+        except Exception as exc:
+            raise PluginError(
+                f"sampler {sampler_id!r} (plugin {contribution.plugin or '?'}) failed: "
+                f"{type(exc).__name__}: {exc}"
+            ) from exc
+        evaluations_per_batch = model.network_evaluations - before
+        if not isinstance(result, torch.Tensor) or tuple(result.shape) != tuple(x.shape):
+            raise SamplingError(
+                f"sampler {sampler_id!r} (plugin {contribution.plugin}) returned "
+                f"{getattr(result, 'shape', type(result).__name__)}; expected {tuple(x.shape)}"
+            )
+        if not torch.isfinite(result).all():
+            raise SamplingError(
+                f"sampler {sampler_id!r} produced NaN or infinite values; try more steps, "
+                "another sampler, or check the checkpoint"
+            )
+        outputs.append(result.detach().float().cpu())
+    seconds = time.perf_counter() - started
+    return SampleResult(
+        samples=torch.cat(outputs),
+        seeds=seeds,
+        sampler=sampler_id,
+        params=values,
+        network_evaluations=evaluations_per_batch,
+        seconds=seconds,
+        init_noise=init_noise is not None,
+        class_labels=[class_label] * num_samples if class_label is not None else None,
+    )
+
+
+def save_samples(
+    result: SampleResult,
+    out_dir: str | Path,
+    *,
+    metadata: Mapping[str, Any],
+    overwrite: bool = False,
+    scale: int = 1,
+) -> list[Path]:
+    """Write one PNG per image sample (with its metadata) and ``samples.npz`` with the arrays.
+
+    Refuses to replace existing files unless ``overwrite``. Returns the PNG paths (none for
+    2-D points, which go to the .npz only).
+    """
+    import diffstudio
+    from diffstudio.engine.io import atomic_write_with
+
+    out = Path(out_dir).expanduser()
+    out.mkdir(parents=True, exist_ok=True)
+    images = result.samples.dim() == 4
+    names = [f"sample-{seed:06d}.png" for seed in result.seeds] if images else []
+    targets = [out / name for name in names] + [out / "samples.npz"]
+    if not overwrite:
+        existing = [str(p) for p in targets if p.exists()]
+        if existing:
+            raise SamplingError(
+                f"{len(existing)} file(s) already exist in {out} (e.g. {existing[0]}); choose "
+                "another folder or pass --overwrite"
+            )
+    common = {
+        **dict(metadata),
+        "sampler": result.sampler,
+        "sampler_params": result.params,
+        "network_evaluations": result.network_evaluations,
+        "init_noise": result.init_noise,
+        "version": diffstudio.__version__,
+    }
+    paths = []
+    for index, name in enumerate(names):
+        entry = {**common, "seed": result.seeds[index], "index": index}
+        if result.class_labels is not None:
+            entry["class_label"] = result.class_labels[index]
+        write_png(out / name, result.samples[index].numpy(), entry, scale=scale)
+        paths.append(out / name)
+
+    def write_npz(temp: Path) -> None:
+        with open(temp, "wb") as handle:
+            np.savez(
+                handle,
+                samples=result.samples.numpy(),
+                seeds=np.asarray(result.seeds, dtype=np.int64),
+            )
+
+    atomic_write_with(out / "samples.npz", write_npz)
+    return paths

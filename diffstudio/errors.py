@@ -1,0 +1,61 @@
+"""Every error diffstudio raises on purpose.
+
+The tree::
+
+    DiffstudioError             one clear line for the user (the CLI prints str(error))
+    +-- ConfigError             a malformed config, a parameter out of range, an unknown id
+    +-- PluginError             a plugin failed to import, gave an invalid spec or raised
+    +-- DatasetError            a dataset could not be read or is empty
+    +-- RunError                a run directory is missing, incomplete or incompatible
+    +-- TrainingError           training cannot go on (for example a NaN loss)
+    +-- SamplingError           sampling cannot go on (bad initial noise, NaN output)
+    +-- Cancelled               the user asked a job to stop; not a failure
+
+Messages say what was passed, what was expected and how to fix it; the cause is chained
+(``raise ... from exc``).
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "Cancelled",
+    "ConfigError",
+    "DatasetError",
+    "DiffstudioError",
+    "PluginError",
+    "RunError",
+    "SamplingError",
+    "TrainingError",
+]
+
+
+class DiffstudioError(Exception):
+    """Base class: the message is one line a user can act on."""
+
+
+class ConfigError(DiffstudioError, ValueError):
+    """A configuration value or parameter is malformed, unknown or out of range."""
+
+
+class PluginError(DiffstudioError):
+    """A plugin could not be loaded or used; the message names the plugin."""
+
+
+class DatasetError(DiffstudioError):
+    """A dataset could not be found, read or is empty."""
+
+
+class RunError(DiffstudioError):
+    """A run directory is missing, incomplete or was made by an incompatible version."""
+
+
+class TrainingError(DiffstudioError):
+    """Training cannot continue; the last good checkpoint is kept."""
+
+
+class SamplingError(DiffstudioError):
+    """Sampling cannot continue."""
+
+
+class Cancelled(DiffstudioError):
+    """A job stopped because the user asked it to (between two steps)."""

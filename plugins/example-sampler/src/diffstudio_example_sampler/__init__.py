@@ -1,0 +1,1 @@
+"""Example third-party diffstudio plugin (see README.md)."""

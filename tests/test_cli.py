@@ -1,0 +1,121 @@
+"""The headless command line, end to end: train, sample, plugins; clear errors on bad input."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from diffstudio.cli import main
+from diffstudio.engine.pngmeta import read_png_metadata
+
+TRAIN = ["--dataset", "digits", "--steps", "12", "--batch-size", "8", "--num-timesteps", "50",
+         "--warmup-steps", "2", "--checkpoint-every", "6", "--preview-every", "0",
+         "--device", "cpu", "--quiet"]
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory):
+    run = tmp_path_factory.mktemp("cli") / "run"
+    assert main(["train", "--out", str(run), *TRAIN]) == 0
+    return run
+
+
+def test_train_then_sample_writes_pngs_with_their_parameters(trained_run, tmp_path, capsys):
+    out = tmp_path / "samples"
+    code = main(["sample", str(trained_run), "--sampler", "ddim", "--steps", "4", "--eta", "0.3",
+                 "--num", "3", "--seed", "5", "--out", str(out), "--device", "cpu", "--quiet"])
+    assert code == 0
+    assert "3 samples with ddim (4 network evaluations each" in capsys.readouterr().out
+    pngs = sorted(out.glob("sample-*.png"))
+    assert [p.name for p in pngs] == ["sample-000005.png", "sample-000006.png",
+                                      "sample-000007.png"]
+    with Image.open(pngs[0]) as image:
+        assert image.size == (8, 8)
+    meta = read_png_metadata(pngs[1])
+    assert meta["sampler"] == "ddim" and meta["seed"] == 6 and meta["steps"] == 4
+    assert meta["sampler_params"] == {"steps": 4, "eta": 0.3, "spacing": "uniform",
+                                      "clip_x0": True}
+    assert meta["network_evaluations"] == 4 and len(meta["network_sha256"]) == 64
+    assert meta["run"] == str(trained_run.resolve()) and meta["checkpoint"] == "step-00000012"
+    arrays = np.load(out / "samples.npz")
+    assert arrays["samples"].shape == (3, 1, 8, 8) and list(arrays["seeds"]) == [5, 6, 7]
+    assert (out / "grid.png").is_file()
+    # Never overwrite without being asked.
+    again = ["sample", str(trained_run), "--steps", "2", "--num", "3", "--seed", "5",
+             "--out", str(out), "--device", "cpu", "--quiet"]
+    assert main(again) == 2
+    assert "already exist" in capsys.readouterr().err
+    assert main([*again, "--overwrite"]) == 0
+
+
+def test_sample_from_initial_noise_file_compares_samplers_on_the_same_noise(
+    trained_run, tmp_path
+):
+    noise = np.random.default_rng(0).standard_normal((2, 1, 8, 8)).astype(np.float32)
+    np.save(tmp_path / "noise.npy", noise)
+    outputs = {}
+    for sampler, extra in (("ddim", ["--steps", "5"]), ("ddpm", ["--steps", "50"])):
+        out = tmp_path / sampler
+        assert main(["sample", str(trained_run), "--sampler", sampler, *extra, "--init-noise",
+                     str(tmp_path / "noise.npy"), "--out", str(out), "--device", "cpu",
+                     "--quiet"]) == 0
+        outputs[sampler] = np.load(out / "samples.npz")["samples"]
+        assert read_png_metadata(out / "sample-000000.png")["init_noise"] is True
+    assert outputs["ddim"].shape == outputs["ddpm"].shape == (2, 1, 8, 8)
+    # Deterministic DDIM from the same noise file gives the same images again.
+    out = tmp_path / "ddim-again"
+    main(["sample", str(trained_run), "--steps", "5", "--init-noise", str(tmp_path / "noise.npy"),
+          "--out", str(out), "--device", "cpu", "--quiet"])
+    np.testing.assert_allclose(np.load(out / "samples.npz")["samples"], outputs["ddim"],
+                               atol=1e-6)
+
+
+def test_resume_continues_the_step_count(trained_run, tmp_path, capsys):
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(trained_run, run)
+    assert main(["train", "--resume", str(run), "--steps", "18", "--quiet"]) == 0
+    assert "completed at step 18/18" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["train", "--out", "{tmp}/r", "--dataset", "nope"], "no dataset 'nope'; available:"),
+        (["train", "--out", "{tmp}/r", "--dataset", "digits", "--network.preset", "huge"],
+         "must be one of"),
+        (["train", "--out", "{tmp}/r", "--batch-size", "0"], "batch_size must be"),
+        (["train", "--out", "{tmp}/r", "--dataset", "image-folder", "--dataset.root",
+          "{tmp}/missing"], "missing"),
+        (["sample", "{tmp}/not-a-run"], "is not a diffstudio run"),
+        (["train", "--resume", "{tmp}/not-a-run"], "is not a diffstudio run"),
+    ],
+)
+def test_bad_input_gives_one_clear_line_and_nonzero_exit(argv, message, tmp_path, capsys):
+    argv = [a.replace("{tmp}", str(tmp_path)) for a in argv]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and message in err, err
+
+
+def test_bad_init_noise_shape_is_explained(trained_run, tmp_path, capsys):
+    np.save(tmp_path / "bad.npy", np.zeros((2, 3, 8, 8), np.float32))
+    assert main(["sample", str(trained_run), "--init-noise", str(tmp_path / "bad.npy"),
+                 "--out", str(tmp_path / "o"), "--device", "cpu", "--quiet"]) == 2
+    assert "needs (N, 1, 8, 8)" in capsys.readouterr().err
+
+
+def test_every_verb_has_help():
+    for verb in ([], ["train"], ["sample"], ["plugins"]):
+        result = subprocess.run([sys.executable, "-m", "diffstudio", *verb, "--help"],
+                                capture_output=True, text=True)
+        assert result.returncode == 0, result.stderr
+        assert "usage:" in result.stdout
+    result = subprocess.run([sys.executable, "-m", "diffstudio", "sample", "--sampler", "ddpm",
+                             "--help"], capture_output=True, text=True)
+    assert "--variance" in result.stdout and "beta_tilde" in result.stdout
