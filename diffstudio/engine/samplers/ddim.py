@@ -3,12 +3,23 @@
 On a sub-sequence of timesteps t -> prev (alpha_bar_{-1} = 1):
 
     x0_pred = (x_t - sqrt(1 - alpha_bar_t) eps) / sqrt(alpha_bar_t)                  (eq. 29)
-    sigma_t = eta sqrt((1 - alpha_bar_prev) / (1 - alpha_bar_t)) sqrt(1 - alpha_bar_t / alpha_bar_prev)
+    sigma_t = eta sqrt((1 - alpha_bar_prev) / (1 - alpha_bar_t))
+                  sqrt(1 - alpha_bar_t / alpha_bar_prev)
     x_prev  = sqrt(alpha_bar_prev) x0_pred + sqrt(1 - alpha_bar_prev - sigma_t^2) eps + sigma_t z
 
 eta = 0 is the deterministic DDIM; eta = 1 is DDPM's ancestral sampler with beta_tilde.
 With eta > 0 noise is drawn at every step (also the last, where sigma = 0), as diffusers'
 ``DDIMScheduler`` does, so the two agree for the same generator.
+
+Same algorithm as diffusers' ``DDIMScheduler`` with ``timestep_spacing="leading"``,
+``steps_offset=0``, ``set_alpha_to_one=True``, ``clip_sample=clip_x0`` and the default
+``use_clipped_model_output=False`` (the direction term uses the unclipped eps). Each step goes
+to the next timestep visited; diffusers' DDIM steps to t - T // steps, which is the same except
+for ``trailing`` spacing when steps does not divide T. Another deliberate difference: the
+coefficients are computed in float64 from the float64 schedule, where diffusers
+uses float32 (its ``alphas_cumprod`` is a float32 cumprod of float32 betas); in float64 the two
+trajectories agree to ~1e-14 (tests/test_samplers_parity.py), in float32 ours is the closer to
+the exact step.
 
 Also here: deterministic inversion (the same update run from x_0 towards x_T), used for
 reconstruction and interpolation.

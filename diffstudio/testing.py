@@ -1,0 +1,286 @@
+"""A conformance kit for samplers, for the built-in ones and for third-party plugins alike.
+
+Modelled on diffusers' ``tests/schedulers/test_schedulers.py``: subclass
+:class:`SamplerConformance` in a test module, name the subclass ``Test...`` so pytest collects
+it, and give it the sampler function and the keyword parameters to call it with::
+
+    from diffstudio.engine.samplers.ddim import ddim_sample
+    from diffstudio.testing import SamplerConformance
+
+    class TestDDIM(SamplerConformance):
+        sampler = staticmethod(ddim_sample)
+        params = {"eta": 0.0}
+        deterministic = True
+
+Every test runs on two models (``model_cases``): ``"points"``, an exact analytic eps-network
+for Gaussian data N(0, 0.5^2 I) on 2-D points (B, 2) with a 100-step linear schedule, and
+``"image"``, a randomly initialised tiny U-Net (preset ``digits-8``) on (1, 8, 8) images.
+Override :meth:`SamplerConformance.build_model` to test on your own model, or
+``model_cases`` to restrict the cases.
+
+The sampler must follow the shared signature of :mod:`diffstudio.engine.samplers`::
+
+    sampler(model, x, *, generator, callback, should_stop, **params) -> x_0
+
+What is checked:
+
+* the output has the shape and dtype of the input noise, which is left unmodified;
+* a fixed generator gives identical output, whatever the global RNG state (all noise must come
+  from ``generator``); a deterministic sampler (``deterministic = True``) ignores the seed, a
+  stochastic one does not;
+* the callback is called once per step (as many times as the ``num_steps`` it reports), with
+  consecutive indices and finite ``x`` and ``x0_pred`` of the sample's shape;
+* cancellation: when ``should_stop`` returns True after k steps the sampler raises
+  :class:`diffstudio.errors.Cancelled` and makes no further callback;
+* finite output at 1, 2 and 10 steps (the step count is passed as ``steps_param``, ``"steps"``
+  by default; set it to ``None`` for a sampler without one);
+* the model's ``network_evaluations`` counter increases.
+
+Class attributes to set: ``sampler`` (wrap plain functions in ``staticmethod``), ``params``,
+and optionally ``deterministic``, ``steps_param``, ``default_steps``, ``model_cases``.
+
+The module imports torch and diffstudio's engine but neither pytest nor diffusers at import
+time: the test parametrisation goes through the class's ``pytest_generate_tests`` hook, and
+the U-Net is built only when the ``"image"`` case runs. :class:`GaussianEpsNetwork` is also
+useful on its own, as a network with a known exact answer.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+from diffstudio.engine.model import DiffusionModel
+from diffstudio.engine.samplers import SamplerStep
+from diffstudio.engine.schedules import NoiseSchedule
+from diffstudio.engine.schedules.linear import linear_schedule
+from diffstudio.errors import Cancelled
+
+__all__ = ["GaussianEpsNetwork", "SamplerConformance", "gaussian_model"]
+
+
+class GaussianEpsNetwork(nn.Module):
+    """The exact eps-prediction for data x_0 ~ N(mean, std^2 I) under ``schedule``.
+
+    With x_t = sqrt(a) x_0 + sqrt(1 - a) eps (a = alpha_bar_t), x_t is Gaussian with variance
+    a std^2 + 1 - a, and E[eps | x_t] = sqrt(1 - a) (x_t - sqrt(a) mean) / (a std^2 + 1 - a).
+    ``std = 0`` is the single point ``mean``. Inputs: x (B, ...), timesteps (B,) or a scalar.
+    Works in the input's dtype; it has no parameters.
+    """
+
+    def __init__(self, schedule: NoiseSchedule, std: float = 0.5, mean: float = 0.0) -> None:
+        super().__init__()
+        self.register_buffer("alpha_bars", schedule.alpha_bars.clone(), persistent=False)
+        self.std = float(std)
+        self.mean = float(mean)
+
+    def forward(self, x: torch.Tensor, timesteps: torch.Tensor, **_: Any) -> torch.Tensor:
+        timesteps = torch.as_tensor(timesteps, device=x.device).long()
+        if timesteps.dim() == 0:
+            timesteps = timesteps.expand(x.shape[0])
+        a = self.alpha_bars.to(x.device)[timesteps].view(-1, *([1] * (x.dim() - 1)))
+        eps = (1 - a).sqrt() * (x.double() - a.sqrt() * self.mean) / (a * self.std**2 + 1 - a)
+        return eps.to(x.dtype)
+
+    def marginal_std(self, t: int) -> float:
+        """Standard deviation of x_t (per coordinate) under the forward process."""
+        a = float(self.alpha_bars[t])
+        return math.sqrt(a * self.std**2 + 1 - a)
+
+
+def gaussian_model(
+    schedule: NoiseSchedule | None = None, std: float = 0.5, mean: float = 0.0
+) -> DiffusionModel:
+    """A :class:`DiffusionModel` around :class:`GaussianEpsNetwork` (unbounded data: no clip)."""
+    schedule = schedule if schedule is not None else linear_schedule(num_timesteps=100)
+    return DiffusionModel(
+        GaussianEpsNetwork(schedule, std, mean), schedule, prediction_type="epsilon", x0_clip=None
+    )
+
+
+_UNETS: dict[tuple[int, ...], nn.Module] = {}
+
+
+def _tiny_unet(sample_shape: tuple[int, ...] = (1, 8, 8)) -> nn.Module:
+    """A randomly initialised ``digits-8`` U-Net (seeded, eval mode), built once per shape."""
+    if sample_shape not in _UNETS:
+        from diffstudio.engine.networks.unet import build_unet
+
+        state = torch.random.get_rng_state()
+        try:
+            torch.manual_seed(0)
+            _UNETS[sample_shape] = build_unet(sample_shape, preset="digits-8").eval()
+        finally:
+            torch.random.set_rng_state(state)
+    return _UNETS[sample_shape]
+
+
+class SamplerConformance:
+    """Base class of the sampler conformance tests; not collected itself (no ``Test`` prefix).
+
+    Subclass it as ``Test<Something>`` and set :attr:`sampler` and :attr:`params`.
+    """
+
+    #: The sampler function under test (wrap it in ``staticmethod``).
+    sampler: ClassVar[Callable[..., torch.Tensor] | None] = None
+    #: Extra keyword arguments for every call (besides generator, callback, should_stop).
+    params: ClassVar[dict[str, Any]] = {}
+    #: True when the output must not depend on the generator (DDIM with eta = 0).
+    deterministic: ClassVar[bool] = False
+    #: Name of the keyword giving the number of steps; None if the sampler has none.
+    steps_param: ClassVar[str | None] = "steps"
+    #: Steps used by the tests that do not vary it.
+    default_steps: ClassVar[int] = 5
+    #: Step counts that must give finite output.
+    step_counts: ClassVar[tuple[int, ...]] = (1, 2, 10)
+    #: Models every test runs on (names understood by :meth:`build_model`).
+    model_cases: ClassVar[tuple[str, ...]] = ("points", "image")
+    #: Batch size of the initial noise.
+    batch_size: ClassVar[int] = 3
+
+    # --- hooks -------------------------------------------------------------------------------
+
+    def pytest_generate_tests(self, metafunc: Any) -> None:
+        """Parametrise every test over ``model_cases`` (and the finite test over step counts)."""
+        if "case" in metafunc.fixturenames:
+            metafunc.parametrize("case", list(self.model_cases))
+        if "num_steps" in metafunc.fixturenames:
+            metafunc.parametrize("num_steps", list(self.step_counts))
+
+    def build_model(self, case: str) -> tuple[DiffusionModel, tuple[int, ...]]:
+        """(a fresh model, the sample shape) for ``case``. Override for other models."""
+        if case == "points":
+            return gaussian_model(linear_schedule(num_timesteps=100), std=0.5), (2,)
+        if case == "image":
+            model = DiffusionModel(
+                _tiny_unet((1, 8, 8)), linear_schedule(num_timesteps=100), x0_clip=1.0
+            )
+            return model, (1, 8, 8)
+        raise ValueError(f"unknown model case {case!r}; override build_model to add it")
+
+    def initial_noise(self, shape: tuple[int, ...], seed: int = 1234) -> torch.Tensor:
+        generator = torch.Generator().manual_seed(seed)
+        return torch.randn((self.batch_size, *shape), generator=generator)
+
+    def call_sampler(
+        self,
+        model: DiffusionModel,
+        x: torch.Tensor,
+        *,
+        seed: int | None = 0,
+        steps: int | None = None,
+        callback: Callable[[SamplerStep], None] | None = None,
+        should_stop: Callable[[], bool] | None = None,
+        clone: bool = True,
+    ) -> torch.Tensor:
+        """Run the sampler once with :attr:`params` (and the step count, if it has one)."""
+        sampler = type(self).sampler
+        if sampler is None:
+            raise TypeError(f"{type(self).__name__} must set `sampler`")
+        kwargs = dict(self.params)
+        if self.steps_param is not None:
+            kwargs[self.steps_param] = self.default_steps if steps is None else steps
+        generator = torch.Generator().manual_seed(seed) if seed is not None else None
+        return sampler(
+            model, x.clone() if clone else x, generator=generator, callback=callback,
+            should_stop=should_stop, **kwargs,
+        )
+
+    def _run(self, case: str, **kwargs: Any) -> tuple[DiffusionModel, torch.Tensor, torch.Tensor]:
+        model, shape = self.build_model(case)
+        x = self.initial_noise(shape)
+        return model, x, self.call_sampler(model, x, **kwargs)
+
+    # --- tests -------------------------------------------------------------------------------
+
+    def test_output_shape_and_dtype(self, case: str) -> None:
+        _, x, out = self._run(case)
+        assert isinstance(out, torch.Tensor)
+        assert out.shape == x.shape, f"output shape {tuple(out.shape)} != input {tuple(x.shape)}"
+        assert out.dtype == x.dtype
+        assert out.device == x.device
+        assert bool(torch.isfinite(out).all())
+
+    def test_does_not_modify_its_input(self, case: str) -> None:
+        model, shape = self.build_model(case)
+        x = self.initial_noise(shape)
+        original = x.clone()
+        self.call_sampler(model, x, clone=False)
+        assert torch.equal(x, original), "the sampler must not modify the initial noise in place"
+
+    def test_deterministic_with_fixed_generator(self, case: str) -> None:
+        model, shape = self.build_model(case)
+        x = self.initial_noise(shape)
+        with torch.random.fork_rng(devices=[]):  # restores the global RNG afterwards
+            torch.manual_seed(1)
+            first = self.call_sampler(model, x, seed=7)
+            torch.manual_seed(2)  # the global RNG must not matter: noise comes from `generator`
+            second = self.call_sampler(model, x, seed=7)
+        assert torch.equal(first, second), "the same generator seed must give the same output"
+        other = self.call_sampler(model, x, seed=8)
+        if self.deterministic:
+            assert torch.equal(first, other), "a deterministic sampler must ignore the seed"
+        else:
+            assert not torch.equal(first, other), (
+                "a stochastic sampler must draw its noise from `generator` "
+                "(set `deterministic = True` for a sampler that adds none)"
+            )
+
+    def test_callback_once_per_step(self, case: str) -> None:
+        steps: list[SamplerStep] = []
+        _, x, _ = self._run(case, callback=steps.append)
+        assert steps, "the callback was never called"
+        num_steps = steps[0].num_steps
+        assert len(steps) == num_steps
+        assert [s.index for s in steps] == list(range(num_steps))
+        for step in steps:
+            assert step.num_steps == num_steps
+            assert step.x.shape == x.shape and step.x0_pred.shape == x.shape
+            assert bool(torch.isfinite(step.x).all()) and bool(torch.isfinite(step.x0_pred).all())
+            assert math.isfinite(float(step.t))
+
+    def test_cancellation(self, case: str) -> None:
+        model, shape = self.build_model(case)
+        x = self.initial_noise(shape)
+        steps: list[SamplerStep] = []
+        stop_after = 2
+        total = self.default_steps if self.steps_param is not None else None
+        if total is not None and total <= stop_after:
+            raise AssertionError("default_steps must exceed 2 for the cancellation test")
+        polls = 0
+
+        def should_stop() -> bool:
+            nonlocal polls
+            polls += 1
+            return len(steps) >= stop_after
+
+        raised = False
+        try:
+            self.call_sampler(model, x, callback=steps.append, should_stop=should_stop)
+        except Cancelled:
+            raised = True
+        assert raised, "should_stop returning True must raise diffstudio.errors.Cancelled"
+        assert len(steps) == stop_after, "no callback may follow a stop request"
+        assert polls >= stop_after + 1, "should_stop must be polled before each step"
+
+    def test_finite_at_few_steps(self, case: str, num_steps: int) -> None:
+        if self.steps_param is None:
+            import pytest
+
+            pytest.skip("the sampler has no step count")
+        steps: list[SamplerStep] = []
+        _, x, out = self._run(case, steps=num_steps, callback=steps.append)
+        assert out.shape == x.shape
+        assert bool(torch.isfinite(out).all()), f"non-finite output at {num_steps} steps"
+        assert steps and len(steps) == steps[0].num_steps
+
+    def test_counts_network_evaluations(self, case: str) -> None:
+        model, x, _ = self._run(case)
+        first = model.network_evaluations
+        assert first > 0, "sampling must call the network through the model"
+        self.call_sampler(model, x)
+        assert model.network_evaluations > first

@@ -1,0 +1,67 @@
+"""The built-in samplers against the shared conformance kit (:mod:`diffstudio.testing`)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from diffstudio.engine.samplers.ddim import ddim_sample
+from diffstudio.engine.samplers.ddpm import ddpm_sample
+from diffstudio.testing import GaussianEpsNetwork, SamplerConformance, gaussian_model
+
+
+class TestDDIM(SamplerConformance):
+    sampler = staticmethod(ddim_sample)
+    params = {"eta": 0.0}
+    deterministic = True
+
+
+class TestDDIMStochastic(SamplerConformance):
+    sampler = staticmethod(ddim_sample)
+    params = {"eta": 0.5}
+
+
+class TestDDIMQuadraticSpacing(SamplerConformance):
+    sampler = staticmethod(ddim_sample)
+    params = {"eta": 0.0, "spacing": "quadratic", "clip_x0": False}
+    deterministic = True
+
+
+class TestDDIMTrailing(SamplerConformance):
+    sampler = staticmethod(ddim_sample)
+    params = {"eta": 1.0, "spacing": "trailing"}
+
+
+class TestDDPMSmall(SamplerConformance):
+    sampler = staticmethod(ddpm_sample)
+    params = {"variance": "small"}
+
+
+class TestDDPMLarge(SamplerConformance):
+    sampler = staticmethod(ddpm_sample)
+    params = {"variance": "large", "clip_x0": False}
+
+
+# --- the kit itself ----------------------------------------------------------------------------
+
+
+def test_base_class_is_not_collected() -> None:
+    assert not SamplerConformance.__name__.startswith("Test")
+
+
+def test_gaussian_eps_network_is_the_posterior_mean_of_eps() -> None:
+    """Monte Carlo check of E[eps | x_t] for x_0 ~ N(m, s^2): regress eps on x_t."""
+    model = gaussian_model(std=0.5, mean=0.3)
+    network: GaussianEpsNetwork = model.network
+    generator = torch.Generator().manual_seed(0)
+    n = 200_000
+    for t in (0, 30, 99):
+        x0 = 0.3 + 0.5 * torch.randn(n, 1, generator=generator, dtype=torch.float64)
+        eps = torch.randn(n, 1, generator=generator, dtype=torch.float64)
+        x_t = model.schedule.q_sample(x0, torch.full((n,), t), eps)
+        predicted = network(x_t, torch.full((n,), t))
+        # E[eps | x_t] is the L2 projection: the residual is uncorrelated with x_t.
+        residual = eps - predicted
+        assert float((residual * x_t).mean()) == pytest.approx(0.0, abs=5e-3)
+        assert float(residual.mean()) == pytest.approx(0.0, abs=5e-3)
+        assert float(x_t.std()) == pytest.approx(network.marginal_std(t), rel=1e-2)
