@@ -219,7 +219,12 @@ def _cmd_sample(argv: list[str], registry: PluginRegistry) -> int:
         prog="diffstudio sample",
         description="Draw samples from a trained run; PNGs carry the parameters that made them.",
     )
-    parser.add_argument("run", metavar="RUN", help="run folder")
+    parser.add_argument("run", metavar="RUN", nargs="?", help="run folder")
+    parser.add_argument("--pretrained", metavar="SOURCE",
+                        help="sample a pretrained diffusers model instead of a run: a local "
+                             "folder, or a hub id already in the local Hugging Face cache")
+    parser.add_argument("--download", action="store_true",
+                        help="with --pretrained: download a hub id (needs internet)")
     parser.add_argument("--sampler", default="ddim",
                         help=f"sampler id: {', '.join(registry.ids('sampler'))} (default ddim)")
     parser.add_argument("--num", type=int, default=None, help="number of samples (default 16)")
@@ -233,6 +238,10 @@ def _cmd_sample(argv: list[str], registry: PluginRegistry) -> int:
     parser.add_argument("--no-ema", action="store_true", help="use the raw (non-EMA) weights")
     parser.add_argument("--class-label", type=int, default=None,
                         help="class to condition on (class-conditional runs)")
+    parser.add_argument("--guidance", type=float, default=None, metavar="GAMMA",
+                        help="classifier-free guidance scale with --class-label: 0 = "
+                             "unconditional, 1 = conditional, > 1 stronger; costs 2 network "
+                             "evaluations per step")
     parser.add_argument("--overwrite", action="store_true", help="replace existing files")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     if known.sampler in registry.ids("sampler"):
@@ -242,6 +251,7 @@ def _cmd_sample(argv: list[str], registry: PluginRegistry) -> int:
     args = parser.parse_args(argv)
 
     from diffstudio.engine.gallery import save_grid
+    from diffstudio.engine.model import network_device_dtype
     from diffstudio.engine.sampling import (
         generate,
         load_init_noise,
@@ -249,8 +259,23 @@ def _cmd_sample(argv: list[str], registry: PluginRegistry) -> int:
         save_samples,
     )
 
-    loaded = load_model(args.run, checkpoint=args.checkpoint, ema=not args.no_ema,
-                        device=args.device, registry=registry)
+    if bool(args.run) == bool(args.pretrained):
+        parser.error("give a RUN folder or --pretrained SOURCE (one of them)")
+    if args.pretrained:
+        loaded, metadata = _load_pretrained(args)
+        out_default = Path("samples") / f"{args.sampler}-{time.strftime('%Y%m%d-%H%M%S')}"
+    else:
+        loaded = load_model(args.run, checkpoint=args.checkpoint, ema=not args.no_ema,
+                            device=args.device, registry=registry)
+        metadata = {
+            "run": str(loaded.run.path),
+            "checkpoint": loaded.checkpoint.name,
+            "ema": loaded.ema,
+            "network_sha256": loaded.network_sha256,
+        }
+        out_default = (
+            loaded.run.path / "samples" / f"{args.sampler}-{time.strftime('%Y%m%d-%H%M%S')}"
+        )
     init_noise = load_init_noise(args.init_noise, loaded.sample_shape) if args.init_noise else None
     num = args.num if args.num is not None or init_noise is not None else 16
     params = _collect(args, "sampler")
@@ -269,24 +294,18 @@ def _cmd_sample(argv: list[str], registry: PluginRegistry) -> int:
         result = generate(
             loaded.model, args.sampler, params, sample_shape=loaded.sample_shape,
             num_samples=num, seed=args.seed, batch_size=args.batch_size, init_noise=init_noise,
-            class_label=args.class_label, registry=registry, callback=on_step,
+            class_label=args.class_label, guidance=args.guidance,
+            num_classes=loaded.num_classes, registry=registry, callback=on_step,
         )
     finally:
         if bar is not None:
             bar.close()
-    out = Path(args.out) if args.out else (
-        loaded.run.path / "samples" / f"{args.sampler}-{time.strftime('%Y%m%d-%H%M%S')}"
-    )
-    metadata = {
-        "run": str(loaded.run.path),
-        "checkpoint": loaded.checkpoint.name,
-        "ema": loaded.ema,
-        "network_sha256": loaded.network_sha256,
+    out = Path(args.out) if args.out else out_default
+    metadata.update({
         "steps": result.params.get("steps"),
-        "guidance": None,
-        "backend": f"torch-{next(loaded.model.network.parameters()).device.type}",
+        "backend": f"torch-{network_device_dtype(loaded.model.network)[0].type}",
         "init_noise_file": str(Path(args.init_noise).resolve()) if args.init_noise else None,
-    }
+    })
     paths = save_samples(result, out, metadata=metadata, overwrite=args.overwrite)
     if result.samples.dim() == 4:
         save_grid(result.samples, out / "grid.png", metadata={**metadata, "kind": "grid"})
@@ -294,6 +313,29 @@ def _cmd_sample(argv: list[str], registry: PluginRegistry) -> int:
           f"network evaluations each, {result.seconds:.2f} s) -> {out}"
           + (f" ({len(paths)} PNGs + samples.npz)" if paths else " (samples.npz)"))
     return 0
+
+
+def _load_pretrained(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
+    """A pretrained diffusers model, shaped like a loaded run for the sampling code."""
+    from types import SimpleNamespace
+
+    from diffstudio.engine.networks.pretrained import load_pretrained
+    from diffstudio.engine.sampling import resolve_device
+
+    pretrained = load_pretrained(args.pretrained, device=str(resolve_device(args.device)),
+                                 download=args.download)
+    for note in pretrained.notes:
+        print(f"note: {note}", file=sys.stderr)
+    loaded = SimpleNamespace(
+        model=pretrained.require_model(), sample_shape=pretrained.sample_shape,
+        num_classes=(pretrained.num_class_embeds - 1) if pretrained.num_class_embeds else None,
+    )
+    metadata = {
+        "pretrained": pretrained.source,
+        "network_sha256": pretrained.weights_sha256,
+        "scheduler": pretrained.scheduler_class,
+    }
+    return loaded, metadata
 
 
 # -- plugins -----------------------------------------------------------------------------------
@@ -374,6 +416,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         registry = load_plugins(safe_mode=safe_mode)
         return _COMMANDS[command](command_args, registry)
+    except SystemExit as exc:  # argparse: --help (0) or a usage error (2), already printed
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)
     except Cancelled as exc:
         print(f"diffstudio {command}: stopped: {exc}", file=sys.stderr)
         return 130

@@ -119,3 +119,35 @@ def test_every_verb_has_help():
     result = subprocess.run([sys.executable, "-m", "diffstudio", "sample", "--sampler", "ddpm",
                              "--help"], capture_output=True, text=True)
     assert "--variance" in result.stdout and "beta_tilde" in result.stdout
+
+
+def test_sample_a_pretrained_diffusers_folder(tmp_path, capsys):
+    import torch
+    from diffusers import DDPMScheduler, UNet2DModel
+
+    torch.manual_seed(0)
+    unet = UNet2DModel(sample_size=8, in_channels=3, out_channels=3, block_out_channels=(8, 16),
+                       down_block_types=("DownBlock2D", "DownBlock2D"),
+                       up_block_types=("UpBlock2D", "UpBlock2D"), layers_per_block=1,
+                       norm_num_groups=4)
+    unet.save_pretrained(tmp_path / "model" / "unet")
+    DDPMScheduler(num_train_timesteps=50).save_pretrained(tmp_path / "model" / "scheduler")
+    (tmp_path / "model" / "model_index.json").write_text(
+        '{"_class_name": "DDPMPipeline", "unet": ["diffusers", "UNet2DModel"], '
+        '"scheduler": ["diffusers", "DDPMScheduler"]}'
+    )
+    out = tmp_path / "samples"
+    assert main(["sample", "--pretrained", str(tmp_path / "model"), "--steps", "3", "--num", "2",
+                 "--out", str(out), "--device", "cpu", "--quiet"]) == 0
+    meta = read_png_metadata(out / "sample-000000.png")
+    assert meta["pretrained"] == str(tmp_path / "model") or meta["pretrained"].endswith("model")
+    assert meta["network_evaluations"] == 3 and meta["scheduler"] == "DDPMScheduler"
+    assert main(["sample", str(tmp_path), "--pretrained", "x", "--quiet"]) == 2  # both given
+    assert main(["sample", "--pretrained", str(tmp_path / "missing"), "--quiet"]) == 2
+    assert "missing" in capsys.readouterr().err
+
+
+def test_guidance_needs_a_class_conditional_model(trained_run, tmp_path, capsys):
+    assert main(["sample", str(trained_run), "--class-label", "3", "--guidance", "2", "--num", "1",
+                 "--out", str(tmp_path / "g"), "--device", "cpu", "--quiet"]) == 2
+    assert "class" in capsys.readouterr().err

@@ -14,6 +14,7 @@ from typing import Any
 import torch
 
 from diffstudio.engine.datasets import Dataset
+from diffstudio.engine.processes import DiffusionProcess
 from diffstudio.engine.schedules import NoiseSchedule
 from diffstudio.errors import DiffstudioError, PluginError
 from diffstudio.plugin_manager import PluginRegistry
@@ -54,15 +55,16 @@ def build_schedule(
     schedule_id: str,
     params: Mapping[str, Any] | None = None,
     num_timesteps: int = 1000,
-) -> NoiseSchedule:
+) -> NoiseSchedule | DiffusionProcess:
+    """A DDPM :class:`NoiseSchedule` or another :class:`DiffusionProcess` (NCSN, SDEs)."""
     contribution = registry.get("schedule", schedule_id)
     schedule = call_factory(
         contribution, num_timesteps=num_timesteps, **contribution.validate(params)
     )
-    if not isinstance(schedule, NoiseSchedule):
+    if not isinstance(schedule, (NoiseSchedule, DiffusionProcess)):
         raise PluginError(
             f"schedule {schedule_id!r} (plugin {contribution.plugin}) returned "
-            f"{type(schedule).__name__}; expected a NoiseSchedule"
+            f"{type(schedule).__name__}; expected a NoiseSchedule or a DiffusionProcess"
         )
     return schedule
 

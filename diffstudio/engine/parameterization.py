@@ -1,19 +1,23 @@
-"""What a network predicts, and the one set of conversions between the three choices.
+"""What a network predicts, and the one set of conversions between the four choices.
 
-With x_t = sqrt(alpha_bar) x_0 + sqrt(1 - alpha_bar) eps (seed 002 eq. 6):
+In a process's own frame x_t = m x_0 + s eps (``diffstudio.engine.processes``; for DDPM
+m = sqrt(alpha_bar), s = sqrt(1 - alpha_bar), seed 002 eq. 6), with c = sqrt(m^2 + s^2),
+a = m / c, b = s / c (a^2 + b^2 = 1; c = 1 for variance-preserving processes):
 
-* ``epsilon``: the network predicts eps (DDPM, eq. 24); x_0 = (x_t - sqrt(1-a) eps) / sqrt(a)
-  (eq. 29).
-* ``sample``: the network predicts x_0 directly; eps = (x_t - sqrt(a) x_0) / sqrt(1-a).
-* ``v_prediction``: v = sqrt(a) eps - sqrt(1-a) x_0 (Salimans & Ho 2022); then
-  x_0 = sqrt(a) x_t - sqrt(1-a) v and eps = sqrt(1-a) x_t + sqrt(a) v.
+* ``epsilon``: the network predicts eps (DDPM, eq. 24); x_0 = (x_t - s eps) / m (eq. 29).
+* ``sample``: the network predicts x_0 directly; eps = (x_t - m x_0) / s.
+* ``v_prediction``: v = a eps - b x_0 (Salimans & Ho 2022); then, with x' = x_t / c,
+  x_0 = a x' - b v and eps = b x' + a v.
+* ``score``: the network predicts s * grad log p_t(x_t), the noise-scaled score of NCSN (whose
+  output is divided by sigma, Song & Ermon 2020) and score SDEs; since the score of the
+  perturbation kernel is -eps / s, eps = -output (the sign is the only difference from
+  ``epsilon``) and the denoising score-matching loss with lambda = s^2 (eqs. 32-33, 36) is
+  || output + eps ||^2.
 
-``alpha_bar`` is a tensor broadcastable to x (for example (B, 1, 1, 1)) or a float.
-The names match diffusers' ``prediction_type``.
-
-sqrt(alpha_bar) and sqrt(1 - alpha_bar) are taken in alpha_bar's own precision (a Python float
-or a float64 tensor) and only then rounded to x's dtype: near t = 0, alpha_bar = 1 - 1e-4, and
-forming 1 - alpha_bar in float32 would lose three to four digits of sqrt(1 - alpha_bar).
+The names of the first three match diffusers' ``prediction_type``. Coefficients are formed in
+their own precision (Python floats or float64 tensors) and only then rounded to x's dtype: near
+t = 0, alpha_bar = 1 - 1e-4, and forming 1 - alpha_bar in float32 would lose three to four
+digits of sqrt(1 - alpha_bar).
 """
 
 from __future__ import annotations
@@ -24,9 +28,17 @@ import torch
 
 from diffstudio.errors import ConfigError
 
-__all__ = ["PREDICTION_TYPES", "to_eps_and_x0", "training_target"]
+__all__ = [
+    "PREDICTION_TYPES",
+    "frame_target",
+    "frame_to_eps_and_x0",
+    "to_eps_and_x0",
+    "training_target",
+]
 
-PREDICTION_TYPES = ("epsilon", "sample", "v_prediction")
+PREDICTION_TYPES = ("epsilon", "sample", "v_prediction", "score")
+
+Coefficient = torch.Tensor | float
 
 
 def _check(prediction_type: str) -> None:
@@ -36,48 +48,88 @@ def _check(prediction_type: str) -> None:
         )
 
 
-def _sqrt_coefficients(
-    alpha_bar: torch.Tensor | float, like: torch.Tensor
-) -> tuple[torch.Tensor | float, torch.Tensor | float]:
-    """(sqrt(alpha_bar), sqrt(1 - alpha_bar)), computed before rounding to ``like``'s dtype."""
+def _as(value: Coefficient, like: torch.Tensor) -> Coefficient:
+    if isinstance(value, (int, float)):
+        return float(value)
+    return torch.as_tensor(value).to(device=like.device, dtype=like.dtype)
+
+
+def _frame(m: Coefficient, s: Coefficient, like: torch.Tensor):
+    """(m, s, c, a, b) in x's dtype, computed at m and s's own precision first."""
+    if isinstance(m, (int, float)) and isinstance(s, (int, float)):
+        c = math.hypot(m, s)
+        values = (m, s, c, m / c, s / c)
+    else:
+        m64 = torch.as_tensor(m, dtype=torch.float64)
+        s64 = torch.as_tensor(s, dtype=torch.float64)
+        c = torch.sqrt(m64**2 + s64**2)
+        values = (m64, s64, c, m64 / c, s64 / c)
+    return tuple(_as(value, like) for value in values)
+
+
+def frame_to_eps_and_x0(
+    prediction_type: str,
+    output: torch.Tensor,
+    x_t: torch.Tensor,
+    m: Coefficient,
+    s: Coefficient,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(eps, x0_pred) from the network ``output`` at ``x_t = m x_0 + s eps``."""
+    _check(prediction_type)
+    m, s, c, a, b = _frame(m, s, x_t)
+    if prediction_type == "epsilon":
+        return output, (x_t - s * output) / m
+    if prediction_type == "score":
+        return -output, (x_t + s * output) / m
+    if prediction_type == "sample":
+        return (x_t - m * output) / s, output
+    x_unit = x_t / c
+    return b * x_unit + a * output, a * x_unit - b * output
+
+
+def frame_target(
+    prediction_type: str,
+    x0: torch.Tensor,
+    eps: torch.Tensor,
+    m: Coefficient,
+    s: Coefficient,
+) -> torch.Tensor:
+    """The regression target for the network in the frame (m, s): eps, x_0, v or -eps."""
+    _check(prediction_type)
+    if prediction_type == "epsilon":
+        return eps
+    if prediction_type == "score":
+        return -eps
+    if prediction_type == "sample":
+        return x0
+    _, _, _, a, b = _frame(m, s, x0)
+    return a * eps - b * x0
+
+
+def _vp(alpha_bar: Coefficient) -> tuple[Coefficient, Coefficient]:
     if isinstance(alpha_bar, (int, float)):
         return math.sqrt(alpha_bar), math.sqrt(1.0 - alpha_bar)
     a = torch.as_tensor(alpha_bar)
     if not a.is_floating_point():
         a = a.to(torch.float64)
-    return (
-        a.sqrt().to(device=like.device, dtype=like.dtype),
-        (1.0 - a).sqrt().to(device=like.device, dtype=like.dtype),
-    )
+    return a.sqrt(), (1.0 - a).sqrt()
 
 
 def to_eps_and_x0(
     prediction_type: str,
     output: torch.Tensor,
     x_t: torch.Tensor,
-    alpha_bar: torch.Tensor | float,
+    alpha_bar: Coefficient,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """(eps, x0_pred) from the network ``output`` at noisy input ``x_t``."""
-    _check(prediction_type)
-    sqrt_a, sqrt_1ma = _sqrt_coefficients(alpha_bar, x_t)
-    if prediction_type == "epsilon":
-        return output, (x_t - sqrt_1ma * output) / sqrt_a
-    if prediction_type == "sample":
-        return (x_t - sqrt_a * output) / sqrt_1ma, output
-    return sqrt_1ma * x_t + sqrt_a * output, sqrt_a * x_t - sqrt_1ma * output
+    """(eps, x0_pred) in the DDPM frame x_t = sqrt(alpha_bar) x_0 + sqrt(1 - alpha_bar) eps."""
+    return frame_to_eps_and_x0(prediction_type, output, x_t, *_vp(alpha_bar))
 
 
 def training_target(
     prediction_type: str,
     x0: torch.Tensor,
     eps: torch.Tensor,
-    alpha_bar: torch.Tensor | float,
+    alpha_bar: Coefficient,
 ) -> torch.Tensor:
-    """The regression target for the network: eps, x_0 or v."""
-    _check(prediction_type)
-    if prediction_type == "epsilon":
-        return eps
-    if prediction_type == "sample":
-        return x0
-    sqrt_a, sqrt_1ma = _sqrt_coefficients(alpha_bar, x0)
-    return sqrt_a * eps - sqrt_1ma * x0
+    """The regression target in the DDPM frame: eps, x_0, v or -eps."""
+    return frame_target(prediction_type, x0, eps, *_vp(alpha_bar))

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from diffstudio.engine.components import build_network, build_schedule, get_sampler
-from diffstudio.engine.model import DiffusionModel
+from diffstudio.engine.model import DiffusionModel, network_device_dtype
 from diffstudio.engine.pngmeta import write_png
 from diffstudio.engine.runs import WEIGHTS_NAME, Run, file_sha256, load_network_weights
 from diffstudio.engine.samplers import SamplerStep
@@ -147,6 +147,7 @@ class SampleResult:
     seconds: float
     init_noise: bool
     class_labels: list[int] | None = None
+    guidance: float | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -161,6 +162,8 @@ def generate(
     batch_size: int = 64,
     init_noise: torch.Tensor | None = None,
     class_label: int | None = None,
+    guidance: float | None = None,
+    num_classes: int | None = None,
     registry: PluginRegistry | None = None,
     callback: Callable[[SamplerStep, int], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
@@ -168,6 +171,8 @@ def generate(
     """Draw ``num_samples`` samples in batches. ``callback(step, batch_index)`` sees every step.
 
     Raises :class:`diffstudio.errors.Cancelled` when ``should_stop`` asks, between steps.
+    ``guidance`` (gamma, with ``class_label`` and the model's ``num_classes``) samples with
+    classifier-free guidance, whatever the sampler (one wrapper around the network).
     """
     registry = registry or load_plugins()
     contribution, sampler = get_sampler(registry, sampler_id)
@@ -183,8 +188,15 @@ def generate(
         raise ConfigError("the number of samples must be at least 1")
     if batch_size < 1:
         raise ConfigError("batch size must be at least 1")
-    device = next(model.network.parameters()).device
-    dtype = next(model.network.parameters()).dtype
+    if guidance is not None:
+        if class_label is None or not num_classes:
+            raise ConfigError(
+                "guidance needs a class label and a class-conditional model; pass --class-label"
+            )
+        from diffstudio.engine.guidance import guided_model
+
+        model = guided_model(model, class_label, guidance, num_classes)
+    device, dtype = network_device_dtype(model.network)
     seeds = [seed + i for i in range(num_samples)]
     outputs = []
     model.network_evaluations = 0
@@ -239,6 +251,7 @@ def generate(
         seconds=seconds,
         init_noise=init_noise is not None,
         class_labels=[class_label] * num_samples if class_label is not None else None,
+        guidance=guidance,
     )
 
 
@@ -276,6 +289,7 @@ def save_samples(
         "sampler_params": result.params,
         "network_evaluations": result.network_evaluations,
         "init_noise": result.init_noise,
+        "guidance": result.guidance,
         "version": diffstudio.__version__,
     }
     paths = []

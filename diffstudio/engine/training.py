@@ -32,7 +32,13 @@ import torch.nn.functional as F
 from diffstudio.engine.components import build_dataset, build_network, build_schedule
 from diffstudio.engine.datasets import Dataset
 from diffstudio.engine.model import DiffusionModel
-from diffstudio.engine.parameterization import PREDICTION_TYPES, training_target
+from diffstudio.engine.objectives import vlb_terms
+from diffstudio.engine.parameterization import (
+    PREDICTION_TYPES,
+    frame_target,
+    frame_to_eps_and_x0,
+)
+from diffstudio.engine.processes import DiffusionProcess, ScheduleProcess, as_process
 from diffstudio.engine.runs import Run, optimizer_state_from_tensors, optimizer_state_tensors
 from diffstudio.errors import ConfigError, RunError, TrainingError
 from diffstudio.plugin_manager import PluginRegistry, load_plugins
@@ -62,6 +68,7 @@ class TrainConfig:
     ema_decay: float = 0.999
     grad_clip: float = 1.0  # 0 disables clipping
     label_dropout: float = 0.1  # class-conditional networks only (classifier-free guidance)
+    hybrid_lambda: float = 0.001  # weight of L_vlb in L_hybrid (learned-variance networks)
     mixed_precision: str = "auto"  # "auto" (bf16 on CUDA), "no", "bf16", "fp16"
     device: str = "auto"  # "auto", "cpu", "cuda", "mps"
     seed: int = 0
@@ -90,6 +97,8 @@ class TrainConfig:
             raise ConfigError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
         if not 0.0 <= self.label_dropout < 1.0:
             raise ConfigError(f"label_dropout must be in [0, 1), got {self.label_dropout}")
+        if not 0.0 <= self.hybrid_lambda < 1.0:
+            raise ConfigError(f"hybrid_lambda must be in [0, 1), got {self.hybrid_lambda}")
         if self.grad_clip < 0 or self.weight_decay < 0:
             raise ConfigError("grad_clip and weight_decay must be >= 0")
         if self.prediction_type not in PREDICTION_TYPES:
@@ -183,6 +192,33 @@ def lr_at(step: int, config: TrainConfig, total_steps: int) -> float:
     return base * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
+class _Perturbation:
+    """Draws training times for a process: a grid index for discrete processes (DDPM timesteps,
+    NCSN levels), t ~ U[t_min, 1] for SDEs. Returns (t, m, s, network labels), each (B,)."""
+
+    def __init__(self, process: DiffusionProcess, device: torch.device) -> None:
+        self.process, self.device = process, device
+        if process.discrete_training:
+            m, s = process.marginal(process.grid)
+            labels = process.label(process.grid)
+            self.m, self.s = m.float().to(device), s.float().to(device)
+            integral = bool((labels == labels.round()).all())
+            self.labels = (labels.long() if integral else labels.float()).to(device)
+
+    def draw(
+        self, batch: int, generator: torch.Generator
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        process = self.process
+        if process.discrete_training:
+            index = torch.randint(len(self.m), (batch,), generator=generator).to(self.device)
+            return index, self.m[index], self.s[index], self.labels[index]
+        u = torch.rand(batch, generator=generator, dtype=torch.float64)
+        t = process.t_min + (1.0 - process.t_min) * u
+        m, s = process.marginal(t)
+        return (t.float().to(self.device), m.float().to(self.device), s.float().to(self.device),
+                process.label(t).float().to(self.device))
+
+
 def _raise_if_diverged(mean_loss: float, step: int) -> None:
     if not math.isfinite(mean_loss):
         raise TrainingError(
@@ -264,6 +300,7 @@ class Trainer:
         schedule = build_schedule(
             self.registry, config.schedule, config.schedule_params, config.num_timesteps
         )
+        process = as_process(schedule)
         network = build_network(
             self.registry,
             config.network,
@@ -332,8 +369,9 @@ class Trainer:
         data = dataset.data.to(device)
         labels = dataset.labels.to(device) if conditional and dataset.labels is not None else None
         null_label = dataset.num_classes or 0
-        alpha_bars = schedule.alpha_bars.to(device=device, dtype=torch.float32)
+        perturbation = _Perturbation(process, device)
         expand = (-1,) + (1,) * (data.dim() - 1)
+        learned_variance = None  # decided from the network's first output
 
         self._emit(TrainEvent(
             "start", start_step, total_steps,
@@ -359,12 +397,12 @@ class Trainer:
                     group["lr"] = lr
 
                 index = torch.randint(len(dataset), (config.batch_size,), generator=generator)
-                t = torch.randint(config.num_timesteps, (config.batch_size,), generator=generator)
+                t, m, s, net_labels = perturbation.draw(config.batch_size, generator)
                 noise = torch.randn((config.batch_size, *dataset.sample_shape), generator=generator)
-                index, t, noise = index.to(device), t.to(device), noise.to(device)
+                index, noise = index.to(device), noise.to(device)
                 x0 = data[index]
-                alpha_bar = alpha_bars[t].view(expand)
-                x_t = alpha_bar.sqrt() * x0 + (1.0 - alpha_bar).sqrt() * noise  # eq. 6
+                m, s = m.view(expand), s.view(expand)
+                x_t = m * x0 + s * noise  # eq. 6 (m = sqrt(alpha_bar), s = sqrt(1 - alpha_bar))
                 kwargs = {}
                 if labels is not None:
                     drop = torch.rand(config.batch_size, generator=generator).to(device)
@@ -372,10 +410,25 @@ class Trainer:
                         drop < config.label_dropout, null_label, labels[index]
                     )
                 with accelerator.autocast():
-                    output = network(x_t, t, **kwargs)
-                output = output.sample if hasattr(output, "sample") else output
-                target = training_target(config.prediction_type, x0, noise, alpha_bar)
-                loss = F.mse_loss(output.float()[:, : x0.shape[1]], target)  # eq. 24
+                    output = network(x_t, net_labels, **kwargs)
+                output = (output.sample if hasattr(output, "sample") else output).float()
+                channels = x0.shape[1]
+                if learned_variance is None:
+                    learned_variance = output.shape[1] == 2 * channels
+                    if learned_variance and not isinstance(process, ScheduleProcess):
+                        raise ConfigError(
+                            "learned variance (L_hybrid) needs a DDPM schedule; "
+                            f"{config.schedule!r} is a {process.kind} process"
+                        )
+                target = frame_target(config.prediction_type, x0, noise, m, s)
+                loss = F.mse_loss(output[:, :channels], target)  # eqs. 24, 33, 36
+                if learned_variance:  # L_hybrid = L_simple + lambda L_vlb (eq. 25)
+                    eps_pred, _ = frame_to_eps_and_x0(
+                        config.prediction_type, output[:, :channels].detach(), x_t, m, s
+                    )
+                    vlb = vlb_terms(process.schedule, x0, x_t, t, eps_pred,
+                                    output[:, channels:])
+                    loss = loss + config.hybrid_lambda * process.num_timesteps * vlb.mean()
                 accelerator.backward(loss)
                 if config.grad_clip > 0:
                     accelerator.clip_grad_norm_(network.parameters(), config.grad_clip)
@@ -503,7 +556,7 @@ class Trainer:
         noise = torch.randn((config.preview_samples, *dataset.sample_shape), generator=generator)
         images = ddim_sample(
             model, noise.to(device), generator=generator, callback=None, should_stop=None,
-            steps=min(config.preview_steps, config.num_timesteps),
+            steps=min(config.preview_steps, model.num_timesteps),
         ).float().cpu()
         path = None
         if dataset.kind == "image":

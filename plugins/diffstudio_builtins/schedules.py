@@ -1,4 +1,5 @@
-"""Built-in noise schedules: linear, cosine, quadratic, sigmoid (seed 002 §2.2, §4.1)."""
+"""Built-in noise schedules: DDPM's linear, cosine, quadratic, sigmoid (seed 002 §2.2, §4.1);
+NCSN's geometric levels (§4.3); the VE, VP and sub-VP SDEs (§4.4)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,11 @@ from diffstudio import Contribution, Param, hookimpl
 _BETA_RANGE = (
     Param("beta_start", "float", 1e-4, minimum=1e-8, maximum=0.5, help="beta_1"),
     Param("beta_end", "float", 0.02, minimum=1e-6, maximum=0.999, help="beta_T"),
+)
+
+_SDE_BETAS = (
+    Param("beta_min", "float", 0.1, minimum=1e-4, maximum=100.0, help="beta(0)"),
+    Param("beta_max", "float", 20.0, minimum=1e-3, maximum=1000.0, help="beta(1)"),
 )
 
 
@@ -48,5 +54,45 @@ def diffstudio_schedules() -> list[Contribution]:
             description="Betas on a logistic curve between beta_start and beta_end.",
             factory="diffstudio.engine.schedules.sigmoid:sigmoid_schedule",
             params=_BETA_RANGE,
+        ),
+        Contribution(
+            kind="schedule",
+            id="ncsn",
+            display_name="NCSN noise levels",
+            description="L geometric sigmas for a noise-conditional score network (Song & Ermon "
+                        "2019); train with prediction type 'score', sample with annealed Langevin.",
+            factory="diffstudio.engine.processes:ncsn_levels",
+            params=(
+                Param("sigma_max", "float", 1.0, minimum=1e-3, maximum=1e4, help="sigma_1"),
+                Param("sigma_min", "float", 0.01, minimum=1e-5, maximum=10.0, help="sigma_L"),
+                Param("levels", "int", 10, minimum=2, maximum=10000, help="number of levels L"),
+            ),
+        ),
+        Contribution(
+            kind="schedule",
+            id="ve-sde",
+            display_name="VE SDE",
+            description="Variance-exploding SDE (Song et al. 2021), continuous time.",
+            factory="diffstudio.engine.processes:ve_sde",
+            params=(
+                Param("sigma_min", "float", 0.01, minimum=1e-5, maximum=10.0, help="sigma(0)"),
+                Param("sigma_max", "float", 50.0, minimum=1e-2, maximum=1e5, help="sigma(1)"),
+            ),
+        ),
+        Contribution(
+            kind="schedule",
+            id="vp-sde",
+            display_name="VP SDE",
+            description="Variance-preserving SDE, the continuous limit of DDPM's linear schedule.",
+            factory="diffstudio.engine.processes:vp_sde",
+            params=_SDE_BETAS,
+        ),
+        Contribution(
+            kind="schedule",
+            id="subvp-sde",
+            display_name="sub-VP SDE",
+            description="Sub-variance-preserving SDE (Song et al. 2021, eq. 12).",
+            factory="diffstudio.engine.processes:subvp_sde",
+            params=_SDE_BETAS,
         ),
     ]
