@@ -5,6 +5,7 @@ Bare ``diffstudio`` opens the desktop studio. Headless verbs::
     diffstudio train   --out RUN [--dataset digits --network unet --schedule linear ...]
     diffstudio train   --resume RUN [--steps N]
     diffstudio sample  RUN [--sampler ddim --steps 50 --eta 0 ...] [--num 16 --seed 0]
+    diffstudio eval    RUN [--sampler ddim --steps 50] | SAMPLES_DIR [--metrics all]
     diffstudio plugins [list] [--json]
 
 A contribution's parameters become options generated from its schema: ``--dataset.size 16``,
@@ -376,7 +377,15 @@ def _cmd_plugins(argv: list[str], registry: PluginRegistry) -> int:
 
 
 # -- entry point -------------------------------------------------------------------------------
-_COMMANDS = {"train": _cmd_train, "sample": _cmd_sample, "plugins": _cmd_plugins}
+def _cmd_eval(argv: list[str], registry: PluginRegistry) -> int:
+    from diffstudio.cli_eval import cmd_eval
+
+    return cmd_eval(argv, registry)
+
+
+_COMMANDS = {
+    "train": _cmd_train, "sample": _cmd_sample, "eval": _cmd_eval, "plugins": _cmd_plugins,
+}
 
 
 def _top_parser() -> argparse.ArgumentParser:

@@ -111,7 +111,7 @@ def test_bad_init_noise_shape_is_explained(trained_run, tmp_path, capsys):
 
 
 def test_every_verb_has_help():
-    for verb in ([], ["train"], ["sample"], ["plugins"]):
+    for verb in ([], ["train"], ["sample"], ["eval"], ["plugins"]):
         result = subprocess.run([sys.executable, "-m", "diffstudio", *verb, "--help"],
                                 capture_output=True, text=True)
         assert result.returncode == 0, result.stderr

@@ -1,0 +1,338 @@
+"""``diffstudio eval``: FID@N, KID, precision/recall, retrieval and memorisation from the shell.
+
+::
+
+    diffstudio eval RUN [--sampler ddim --steps 50 ...] [--num 2048] [--reference digits]
+    diffstudio eval SAMPLES_FOLDER [--reference digits --reference.size 8]
+    diffstudio eval ... --metrics fid,kid --weights PATH/pt_inception-2015-12-05-6726825d.pth
+
+A run is sampled in memory (nothing written, nothing re-read); a samples folder is read from its
+``samples.npz`` (written by ``diffstudio sample``) or its PNGs. The reference dataset defaults to
+the run's training set (for a folder: the run named in its PNGs). Results go, as JSON, to
+``RUN/evaluations/`` or into the samples folder (``--out`` to choose). FID is printed as FID@N
+with N, a warning under 2048 samples and a note under 10 000, and KID (mean ± std) beside it.
+
+:func:`cmd_eval` is the verb ``diffstudio.cli`` dispatches to; errors are raised as
+:class:`~diffstudio.errors.DiffstudioError` for the dispatcher to print as one line.
+``python -m diffstudio.cli_eval`` runs it stand-alone, with the same error handling.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from diffstudio.errors import Cancelled, ConfigError, DiffstudioError
+from diffstudio.plugin_manager import PluginRegistry, load_plugins, safe_mode_env
+from diffstudio.specs import Contribution, Param
+
+__all__ = ["cmd_eval", "main"]
+
+# Options of `eval` itself; a sampler parameter may not take one of these names.
+_EVAL_RESERVED = {
+    "sampler", "num", "seed", "out", "batch_size", "sample_batch_size", "device", "checkpoint",
+    "no_ema", "class_label", "quiet", "help", "safe_mode", "debug", "weights", "metrics",
+    "reference", "reference_limit", "offline", "json", "cache_dir", "no_cache",
+    "allow_unverified_weights", "kid_subsets", "kid_subset_size", "memorization_threshold",
+    "blas_threads",
+}
+_DEFAULT_NUM = 2048
+
+
+# Copied from diffstudio.cli (kept here so the two modules do not import each other).
+def _param_kwargs(param: Param) -> dict[str, Any]:
+    """argparse keyword arguments for one schema parameter (values are validated later)."""
+    text = param.help or param.name
+    if param.type == "choice":
+        text += f" (one of: {', '.join(map(str, param.choices or ()))})"
+    elif param.minimum is not None or param.maximum is not None:
+        text += f" (range {param.minimum if param.minimum is not None else '-inf'}.."
+        text += f"{param.maximum if param.maximum is not None else 'inf'})"
+    text += f"; default {param.default!r}"
+    return {"default": None, "metavar": param.type.upper(), "help": text}
+
+
+# Copied from diffstudio.cli, with a ``dest_kind`` so the reference dataset gets its own dests.
+def _add_contribution_options(
+    parser: argparse.ArgumentParser, contribution: Contribution, prefix: str, dest_kind: str
+) -> None:
+    group = parser.add_argument_group(
+        f"{dest_kind} {contribution.id!r} ({contribution.display_name})",
+        contribution.description,
+    )
+    for param in contribution.params:
+        flag = f"--{prefix}{param.name}" if prefix else f"--{param.name.replace('_', '-')}"
+        group.add_argument(flag, dest=f"param:{dest_kind}:{param.name}", **_param_kwargs(param))
+
+
+# Copied from diffstudio.cli.
+def _collect(namespace: argparse.Namespace, kind: str) -> dict[str, Any]:
+    values = {}
+    for key, value in vars(namespace).items():
+        if key.startswith(f"param:{kind}:") and value is not None:
+            values[key.split(":", 2)[2]] = value
+    return values
+
+
+def _run_config(path: Path) -> dict[str, Any] | None:
+    config = path / "config.json"
+    if not config.is_file():
+        return None
+    try:
+        payload = json.loads(config.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return None
+    return payload if isinstance(payload, dict) else None
+
+
+def _default_reference(source: Path | None) -> tuple[str | None, dict[str, Any], str]:
+    """(dataset id, params, where it came from) for the run, or the run a folder's PNGs name."""
+    if source is None:
+        return None, {}, ""
+    config = _run_config(source)
+    origin = f"the training set of {source}"
+    if config is None and source.is_dir():
+        from diffstudio.engine.pngmeta import read_png_metadata
+
+        pngs = sorted(p for p in source.glob("*.png") if p.name != "grid.png")
+        run = read_png_metadata(pngs[0]).get("run") if pngs else None
+        if run:
+            config = _run_config(Path(run))
+            origin = f"the training set of {run} (named in the PNGs)"
+    if not config:
+        return None, {}, ""
+    train = config.get("train", {})
+    return train.get("dataset"), dict(train.get("dataset_params") or {}), origin
+
+
+def _parser(
+    registry: PluginRegistry, sampler_id: str | None, reference_id: str | None
+) -> argparse.ArgumentParser:
+    from diffstudio.engine.evaluation import DEFAULT_METRICS, METRICS
+
+    parser = argparse.ArgumentParser(
+        prog="diffstudio eval",
+        description="Evaluate samples against a reference dataset: FID@N (with N), KID, "
+                    "precision/recall, density/coverage, the nearest training images and a "
+                    "memorisation check. Results are written as JSON.",
+        epilog="'diffstudio eval RUN --sampler ddpm --help' lists that sampler's options. "
+               "Without network access put the FID weights at the path the error names, or "
+               "pass --weights.",
+    )
+    parser.add_argument("source", metavar="RUN_OR_SAMPLES",
+                        help="a run folder (samples are generated in memory with --sampler) or "
+                             "a samples folder (samples.npz or PNGs)")
+    parser.add_argument("--reference", default=None, metavar="DATASET",
+                        help="reference dataset id (default: the run's training dataset); its "
+                             "parameters as --reference.NAME VALUE")
+    parser.add_argument("--reference-limit", type=int, default=0, metavar="N",
+                        help="use a random subset of N reference images (0: all)")
+    parser.add_argument("--metrics", default=",".join(DEFAULT_METRICS),
+                        help=f"comma-separated, from {', '.join(METRICS)}, or 'all' "
+                             "(default %(default)s)")
+    parser.add_argument("--weights", default=None, metavar="PATH",
+                        help="Inception FID weights (pytorch-fid's pt_inception-2015-12-05-"
+                             "6726825d.pth); default: $DIFFSTUDIO_FID_WEIGHTS, then the torch "
+                             "hub cache, then a download. 'random' = random weights, to test "
+                             "the pipeline only (not FID)")
+    parser.add_argument("--allow-unverified-weights", action="store_true",
+                        help="use a weights file whose SHA-256 is not pytorch-fid's")
+    parser.add_argument("--offline", action="store_true",
+                        help="never download the weights (also DIFFSTUDIO_OFFLINE=1)")
+    parser.add_argument("--num", type=int, default=None,
+                        help=f"samples to generate from a run (default {_DEFAULT_NUM}); for a "
+                             "folder, use its first N")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="seed of the first generated sample; also KID subsets and subsets")
+    parser.add_argument("--sampler", default="ddim",
+                        help=f"sampler for a run: {', '.join(registry.ids('sampler'))} "
+                             "(default ddim)")
+    parser.add_argument("--checkpoint", default="latest", help="checkpoint name or step")
+    parser.add_argument("--no-ema", action="store_true", help="use the raw (non-EMA) weights")
+    parser.add_argument("--class-label", type=int, default=None,
+                        help="class to condition on (class-conditional runs)")
+    parser.add_argument("--batch-size", type=int, default=50, help="Inception batch size")
+    parser.add_argument("--sample-batch-size", type=int, default=64,
+                        help="sampling batch size (runs)")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
+    parser.add_argument("--cache-dir", default=None, metavar="DIR",
+                        help="reference statistics cache (default ~/.cache/diffstudio/"
+                             "fid-reference or $DIFFSTUDIO_CACHE_DIR/fid-reference)")
+    parser.add_argument("--no-cache", action="store_true",
+                        help="recompute the reference statistics and do not store them")
+    parser.add_argument("--kid-subsets", type=int, default=100)
+    parser.add_argument("--kid-subset-size", type=int, default=1000,
+                        help="capped at the smaller of the two sets (default %(default)s)")
+    parser.add_argument("--blas-threads", type=int, default=0,
+                        help="BLAS threads for the metrics (0: the library's default; 1 is "
+                             "faster on a busy machine with few cores)")
+    parser.add_argument("--memorization-threshold", type=float, default=1.0,
+                        help="flag a sample when nearest / (0.5 x mean of 50 nearest) <= this")
+    parser.add_argument("--out", metavar="FILE.json",
+                        help="results file (default RUN/evaluations/... or FOLDER/evaluation-...)")
+    parser.add_argument("--json", action="store_true", help="print the results JSON")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    if sampler_id and sampler_id in registry.ids("sampler"):
+        contribution = registry.get("sampler", sampler_id)
+        clash = {p.name for p in contribution.params} & _EVAL_RESERVED
+        _add_contribution_options(parser, contribution, "sampler." if clash else "", "sampler")
+    if reference_id and reference_id in registry.ids("dataset"):
+        _add_contribution_options(parser, registry.get("dataset", reference_id), "reference.",
+                                  "reference")
+    return parser
+
+
+class _Bars:
+    """One tqdm bar per evaluation stage, on stderr."""
+
+    _UNITS = {"weights": "B", "reference": "img", "generate": "step", "samples": "img",
+              "metrics": "metric"}
+
+    def __init__(self, quiet: bool) -> None:
+        self.quiet = quiet
+        self.bars: dict[str, Any] = {}
+
+    def __call__(self, event: Any) -> None:
+        if self.quiet or event.total <= 0:
+            return
+        from tqdm import tqdm
+
+        bar = self.bars.get(event.stage)
+        if bar is None:
+            if event.done >= event.total and event.stage in ("weights", "reference"):
+                print(event.message, file=sys.stderr)  # found, not computed: one line
+                return
+            bar = self.bars[event.stage] = tqdm(
+                total=event.total, desc=event.stage, unit=self._UNITS.get(event.stage, "it"),
+                file=sys.stderr, dynamic_ncols=True, leave=False,
+            )
+        bar.total = event.total
+        bar.update(event.done - bar.n)
+        if event.message:
+            bar.set_postfix_str(event.message[:40])
+
+    def close(self) -> None:
+        for bar in self.bars.values():
+            bar.close()
+
+
+def cmd_eval(argv: list[str], registry: PluginRegistry) -> int:
+    """``diffstudio eval``; returns the exit status, raises DiffstudioError on bad input."""
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("source", nargs="?")
+    pre.add_argument("--sampler", default="ddim")
+    pre.add_argument("--reference", default=None)
+    known, _ = pre.parse_known_args(argv)
+    source = Path(known.source).expanduser() if known.source else None
+    run_reference, run_params, origin = _default_reference(source)
+    reference_id = known.reference or run_reference
+    is_run = source is not None and _run_config(source) is not None
+    parser = _parser(registry, known.sampler if is_run or source is None else None, reference_id)
+    args = parser.parse_args(argv)
+
+    from diffstudio.engine.evaluation import (
+        METRICS,
+        EvalSettings,
+        FidWeights,
+        ReferenceCache,
+        evaluate_run,
+        evaluate_samples,
+        folder_source,
+        load_samples_folder,
+        prepare_extractor,
+        reference_from_registry,
+        write_result,
+    )
+
+    if source is None or not source.exists():
+        raise ConfigError(f"no run or samples folder at {args.source}")
+    if reference_id is None:
+        raise ConfigError(
+            f"no reference dataset: {source} names no run to take it from; pass --reference ID "
+            f"({', '.join(registry.ids('dataset'))})"
+        )
+    if reference_id not in registry.ids("dataset"):
+        raise ConfigError(
+            f"unknown reference dataset {reference_id!r}; choose from "
+            f"{', '.join(registry.ids('dataset'))}"
+        )
+    metrics = tuple(METRICS) if args.metrics.strip() == "all" else tuple(
+        m.strip() for m in args.metrics.split(",") if m.strip())
+    settings = EvalSettings(
+        metrics=metrics, kid_subsets=args.kid_subsets, kid_subset_size=args.kid_subset_size,
+        memorization_threshold=args.memorization_threshold,
+        reference_limit=args.reference_limit, seed=args.seed, blas_threads=args.blas_threads,
+    ).validate()
+    if args.num is not None and args.num < 2:
+        raise ConfigError(f"--num must be at least 2, got {args.num}")
+    params = dict(run_params) if reference_id == run_reference else {}
+    params.update(_collect(args, "reference"))
+    bars = _Bars(args.quiet)
+    try:
+        # Weights first: a missing file fails in a second, before any sampling.
+        weights: Any = FidWeights.random() if args.weights == "random" else args.weights
+        extractor = prepare_extractor(
+            weights, device=args.device, batch_size=args.batch_size,
+            download=False if args.offline else None,
+            allow_unverified=args.allow_unverified_weights, progress=bars,
+        )
+        reference, spec = reference_from_registry(registry, reference_id, params)
+        if origin and reference_id == run_reference:
+            spec["from"] = origin
+        cache = ReferenceCache(args.cache_dir, enabled=not args.no_cache)
+        if is_run:
+            result = evaluate_run(
+                source, args.sampler, _collect(args, "sampler"), extractor=extractor,
+                num_samples=args.num or _DEFAULT_NUM, reference=reference, reference_spec=spec,
+                seed=args.seed, batch_size=args.sample_batch_size, checkpoint=args.checkpoint,
+                ema=not args.no_ema, device=args.device, class_label=args.class_label,
+                settings=settings, cache=cache, registry=registry, progress=bars,
+            )
+        else:
+            loaded = load_samples_folder(source)
+            samples = loaded.samples[: args.num] if args.num else loaded.samples
+            record, model = folder_source(loaded)
+            record["used"] = int(samples.shape[0])
+            result = evaluate_samples(
+                samples, reference, extractor, settings=settings, cache=cache,
+                reference_spec=spec, source=record, model=model, progress=bars,
+            )
+    finally:
+        bars.close()
+    path = write_result(result, args.out)
+    if args.json:
+        print(json.dumps(result.to_dict(), indent=2, default=str))
+    else:
+        for line in result.summary_lines():
+            print(line)
+    print(f"results: {path}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Stand-alone entry (``python -m diffstudio.cli_eval``), with ``diffstudio``'s handling."""
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in arguments
+    safe_mode = "--safe-mode" in arguments or safe_mode_env()
+    arguments = [a for a in arguments if a not in ("--debug", "--safe-mode")]
+    try:
+        return cmd_eval(arguments, load_plugins(safe_mode=safe_mode))
+    except Cancelled as exc:
+        print(f"diffstudio eval: stopped: {exc}", file=sys.stderr)
+        return 130
+    except DiffstudioError as exc:
+        if debug:
+            raise
+        print(f"diffstudio eval: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("diffstudio eval: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
