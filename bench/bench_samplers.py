@@ -22,12 +22,12 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_engine import digits_classifier, digits_quality  # noqa: E402
+from bench_engine import digits_classifier, digits_quality
 
-from diffstudio.engine.datasets.digits import load_digits  # noqa: E402
-from diffstudio.engine.sampling import generate, load_model  # noqa: E402
-from diffstudio.engine.training import TrainConfig, Trainer  # noqa: E402
-from diffstudio.plugin_manager import load_plugins  # noqa: E402
+from diffstudio.engine.datasets.digits import load_digits
+from diffstudio.engine.sampling import generate, load_model
+from diffstudio.engine.training import TrainConfig, Trainer
+from diffstudio.plugin_manager import load_plugins
 
 REGISTRY = load_plugins(safe_mode=True)
 

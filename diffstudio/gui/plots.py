@@ -1,0 +1,324 @@
+"""pyqtgraph plots: the live loss curve, particles over 2-D data, and schedule curves.
+
+The loss curve keeps every logged point in growing numpy buffers but draws at most ten times a
+second, clipped to the visible range and downsampled (peak mode) to the plot's width, so a run
+of hundreds of thousands of steps stays responsive.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import QRectF, QTimer
+from PySide6.QtWidgets import QCheckBox, QDoubleSpinBox, QHBoxLayout, QLabel, QVBoxLayout, QWidget
+
+__all__ = ["GrowingSeries", "LossPlot", "ParticlePlot", "SchedulePlot", "ema_smooth"]
+
+pg.setConfigOptions(background="w", foreground="#303030", antialias=False,
+                    imageAxisOrder="row-major")
+
+_RAW_PEN = pg.mkPen((150, 170, 215), width=1)
+_SMOOTH_PEN = pg.mkPen((31, 80, 180), width=2)
+_LR_PEN = pg.mkPen((220, 120, 30), width=1.5, style=pg.QtCore.Qt.PenStyle.DashLine)
+_SERIES_COLOURS = [(31, 80, 180), (220, 120, 30), (40, 150, 60), (180, 40, 40), (120, 60, 160)]
+
+
+def _major_grid(plot_item: pg.PlotItem, alpha: float = 0.2) -> None:
+    """Grid lines at the major ticks only: a grid at every tick level costs about 10 ms per
+    repaint on a small CPU (measured), which the live views cannot afford."""
+    plot_item.showGrid(x=True, y=True, alpha=alpha)
+    for name in ("left", "bottom", "right"):
+        plot_item.getAxis(name).setStyle(maxTickLevel=0)
+
+
+def ema_smooth(values: np.ndarray, weight: float) -> np.ndarray:
+    """Debiased exponential moving average (as TensorBoard's smoothing): s_k = m_k / (1 - w^k),
+    m_k = w m_{k-1} + (1 - w) v_k. ``weight`` in [0, 1); 0 returns the values."""
+    values = np.asarray(values, dtype=np.float64)
+    if weight <= 0 or values.size == 0:
+        return values.copy()
+    try:
+        from scipy.signal import lfilter
+
+        moving = lfilter([1.0 - weight], [1.0, -weight], values)
+    except ImportError:  # pragma: no cover (scipy comes with scikit-learn)
+        moving = np.empty_like(values)
+        state = 0.0
+        for index, value in enumerate(values):
+            state = weight * state + (1.0 - weight) * value
+            moving[index] = state
+    return moving / (1.0 - weight ** np.arange(1, values.size + 1))
+
+
+class GrowingSeries:
+    """x/y float64 buffers that grow by doubling; :meth:`view` returns the filled part."""
+
+    def __init__(self, capacity: int = 1024) -> None:
+        self.x = np.empty(capacity)
+        self.y = np.empty(capacity)
+        self.size = 0
+
+    def extend(self, xs: np.ndarray, ys: np.ndarray) -> None:
+        count = len(xs)
+        if self.size + count > len(self.x):
+            capacity = max(2 * len(self.x), self.size + count)
+            self.x = np.resize(self.x, capacity)
+            self.y = np.resize(self.y, capacity)
+        self.x[self.size : self.size + count] = xs
+        self.y[self.size : self.size + count] = ys
+        self.size += count
+
+    def view(self) -> tuple[np.ndarray, np.ndarray]:
+        return self.x[: self.size], self.y[: self.size]
+
+    def clear(self) -> None:
+        self.size = 0
+
+
+class LossPlot(QWidget):
+    """Loss against step, raw and smoothed (EMA), optional log scale, with the learning rate on
+    a second axis at the right."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.loss = GrowingSeries()
+        self.lr = GrowingSeries()
+        self.smoothed = GrowingSeries()
+        self._ema_state = 0.0
+        self._ema_count = 0
+        self._dirty = False
+        self.redraws = 0
+
+        self.widget = pg.PlotWidget()
+        self.plot_item = self.widget.getPlotItem()
+        self.plot_item.setLabel("bottom", "step")
+        self.plot_item.setLabel("left", "loss")
+        _major_grid(self.plot_item)
+        self.legend = self.plot_item.addLegend(offset=(-10, 10))
+        self.raw_curve = self.plot_item.plot(pen=_RAW_PEN, name="loss")
+        self.smooth_curve = self.plot_item.plot(pen=_SMOOTH_PEN, name="smoothed (EMA)")
+        self.lr_view = pg.ViewBox()
+        self.plot_item.showAxis("right")
+        self.plot_item.scene().addItem(self.lr_view)
+        self.plot_item.getAxis("right").linkToView(self.lr_view)
+        self.plot_item.getAxis("right").setLabel("learning rate", color="#dc781e")
+        self.lr_view.setXLink(self.plot_item)
+        self.lr_curve = pg.PlotDataItem(pen=_LR_PEN)
+        self.lr_view.addItem(self.lr_curve)
+        self.legend.addItem(self.lr_curve, "learning rate")
+        for curve in (self.raw_curve, self.smooth_curve, self.lr_curve):
+            curve.setDownsampling(auto=True, method="peak")
+            curve.setClipToView(True)
+            curve.setSkipFiniteCheck(True)
+        self.plot_item.vb.sigResized.connect(self._sync_views)
+
+        self.log_scale = QCheckBox("Log scale")
+        self.show_lr = QCheckBox("Learning rate")
+        self.show_lr.setChecked(True)
+        self.smoothing = QDoubleSpinBox()
+        self.smoothing.setRange(0.0, 0.999)
+        self.smoothing.setSingleStep(0.05)
+        self.smoothing.setDecimals(3)
+        self.smoothing.setValue(0.8)
+        self.smoothing.setToolTip("Weight of the exponential moving average (0: off)")
+        self.points_label = QLabel("")
+        controls = QHBoxLayout()
+        controls.setContentsMargins(0, 0, 0, 0)
+        controls.addWidget(self.log_scale)
+        controls.addWidget(self.show_lr)
+        controls.addWidget(QLabel("Smoothing (EMA)"))
+        controls.addWidget(self.smoothing)
+        controls.addStretch(1)
+        controls.addWidget(self.points_label)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self.widget, 1)
+        layout.addLayout(controls)
+
+        self.log_scale.toggled.connect(self._on_log_scale)
+        self.show_lr.toggled.connect(self._on_show_lr)
+        self.smoothing.valueChanged.connect(self._resmooth)
+        self.timer = QTimer(self)
+        self.timer.setInterval(100)  # draw at most ten times a second
+        self.timer.timeout.connect(self.redraw_if_needed)
+        self.timer.start()
+
+    def _sync_views(self) -> None:
+        self.lr_view.setGeometry(self.plot_item.vb.sceneBoundingRect())
+        self.lr_view.linkedViewChanged(self.plot_item.vb, self.lr_view.XAxis)
+
+    def _on_log_scale(self, enabled: bool) -> None:
+        self.plot_item.setLogMode(x=False, y=enabled)
+        self.plot_item.enableAutoRange()
+
+    def _on_show_lr(self, visible: bool) -> None:
+        self.lr_curve.setVisible(visible)
+        self.plot_item.getAxis("right").setVisible(visible)
+
+    # -- data ----------------------------------------------------------------------------------
+    def point_count(self) -> int:
+        return self.loss.size
+
+    def clear(self) -> None:
+        for series in (self.loss, self.lr, self.smoothed):
+            series.clear()
+        self._ema_state, self._ema_count = 0.0, 0
+        self._dirty = True
+        self.redraw()
+
+    def append(self, steps: np.ndarray, losses: np.ndarray, lrs: np.ndarray) -> None:
+        """Add logged points (steps increasing); drawn at the next tick."""
+        steps = np.asarray(steps, dtype=np.float64)
+        losses = np.asarray(losses, dtype=np.float64)
+        self.loss.extend(steps, losses)
+        self.lr.extend(steps, np.asarray(lrs, dtype=np.float64))
+        weight = self.smoothing.value()
+        smoothed = np.empty_like(losses)
+        for index, value in enumerate(losses):
+            self._ema_state = weight * self._ema_state + (1.0 - weight) * value
+            self._ema_count += 1
+            smoothed[index] = self._ema_state / (1.0 - weight**self._ema_count) if weight \
+                else value
+        self.smoothed.extend(steps, smoothed)
+        self._dirty = True
+
+    def set_history(self, steps: np.ndarray, losses: np.ndarray, lrs: np.ndarray) -> None:
+        """Replace everything with a run's logged history (continuing a run)."""
+        self.clear()
+        self.append(steps, losses, lrs)
+        self.redraw()
+
+    def _resmooth(self) -> None:
+        steps, losses = self.loss.view()
+        weight = self.smoothing.value()
+        smoothed = ema_smooth(losses, weight)
+        self.smoothed.clear()
+        self.smoothed.extend(steps.copy(), smoothed)
+        if weight and losses.size:
+            # Continue the running average from the last point: m = s (1 - w^n).
+            self._ema_count = losses.size
+            self._ema_state = float(smoothed[-1]) * (1.0 - weight**losses.size)
+        self._dirty = True
+        self.redraw()
+
+    def redraw_if_needed(self) -> None:
+        if self._dirty and self.isVisible():
+            self.redraw()
+
+    def redraw(self) -> None:
+        self._dirty = False
+        self.redraws += 1
+        steps, losses = self.loss.view()
+        self.raw_curve.setData(steps, losses)
+        self.smooth_curve.setData(*self.smoothed.view())
+        lr_steps, lrs = self.lr.view()
+        self.lr_curve.setData(lr_steps, lrs)
+        finite = lrs[np.isfinite(lrs)]
+        if finite.size and finite.max() > 0:
+            # From zero, so that warm-up and decay read as fractions of the peak.
+            self.lr_view.setYRange(0.0, float(finite.max()) * 1.05, padding=0)
+        self.points_label.setText(f"{steps.size:,} points" if steps.size else "")
+
+
+class ParticlePlot(QWidget):
+    """2-D points: the data (grey) and, for the analytic mixture, its exact density (shaded)
+    under the particles (blue), which move as the sampler steps."""
+
+    def __init__(self, title: str = "", parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.widget = pg.PlotWidget(title=title or None)
+        self.plot_item = self.widget.getPlotItem()
+        self.plot_item.setAspectLocked(True)
+        _major_grid(self.plot_item, alpha=0.15)
+        self.density = pg.ImageItem()
+        self.density.setColorMap(pg.ColorMap([0.0, 1.0], [(255, 255, 255), (250, 170, 90)]))
+        self.density.setZValue(-10)
+        self.plot_item.addItem(self.density)
+        self.data = pg.ScatterPlotItem(size=3, pen=None, brush=pg.mkBrush(120, 120, 120, 90))
+        self.particles = pg.ScatterPlotItem(size=4, pen=None, brush=pg.mkBrush(31, 80, 180, 200))
+        self.plot_item.addItem(self.data)
+        self.plot_item.addItem(self.particles)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self.widget)
+        self.updates = 0
+
+    def set_background(
+        self,
+        data: np.ndarray | None,
+        density: np.ndarray | None = None,
+        extent: tuple[float, float, float, float] | None = None,
+    ) -> None:
+        """Data points (M, 2) and an optional density image (H, W) over ``extent``."""
+        if data is not None and len(data):
+            self.data.setData(x=data[:, 0], y=data[:, 1])
+        else:
+            self.data.clear()
+        if density is not None and extent is not None:
+            shown = np.sqrt(density / max(float(density.max()), 1e-300))  # brighter tails
+            self.density.setImage(shown, levels=(0.0, 1.0))
+            x_min, x_max, y_min, y_max = extent
+            self.density.setRect(QRectF(x_min, y_min, x_max - x_min, y_max - y_min))
+            self.density.setVisible(True)
+        else:
+            self.density.setVisible(False)
+        self.plot_item.enableAutoRange()
+        if data is not None and len(data):
+            self.plot_item.autoRange(items=[self.data])
+            self.plot_item.disableAutoRange()
+
+    def set_particles(self, points: np.ndarray | None) -> None:
+        """Particles (N, 2); None hides them."""
+        self.updates += 1
+        if points is None or not len(points):
+            self.particles.clear()
+        else:
+            self.particles.setData(x=points[:, 0], y=points[:, 1])
+
+
+class SchedulePlot(QWidget):
+    """alpha-bar(t) and log10 SNR(t) of several schedules, with a marker at the chosen t."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.widget = pg.GraphicsLayoutWidget()
+        self.alpha_plot = self.widget.addPlot(title="alpha-bar(t)")
+        self.snr_plot = self.widget.addPlot(title="log10 SNR(t)")
+        for plot in (self.alpha_plot, self.snr_plot):
+            plot.setLabel("bottom", "t")
+            _major_grid(plot)
+            plot.addLegend(offset=(-10, 10))
+        self.markers = [pg.InfiniteLine(angle=90, pen=pg.mkPen((80, 80, 80), width=1))
+                        for _ in range(2)]
+        self.alpha_plot.addItem(self.markers[0])
+        self.snr_plot.addItem(self.markers[1])
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self.widget)
+        self.curves: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+
+    def set_curves(self, curves: Mapping[str, tuple[np.ndarray, np.ndarray]]) -> None:
+        """``{name: (alpha_bars (T,), snr (T,))}`` as the engine's NoiseSchedule gives them."""
+        self.curves = dict(curves)
+        for plot in (self.alpha_plot, self.snr_plot):
+            for item in list(plot.listDataItems()):
+                plot.removeItem(item)
+            if plot.legend is not None:
+                plot.legend.clear()
+        for index, (name, (alpha_bars, snr)) in enumerate(self.curves.items()):
+            pen = pg.mkPen(_SERIES_COLOURS[index % len(_SERIES_COLOURS)], width=2)
+            steps = np.arange(len(alpha_bars))
+            self.alpha_plot.plot(steps, alpha_bars, pen=pen, name=name)
+            with np.errstate(divide="ignore"):
+                self.snr_plot.plot(steps, np.log10(snr), pen=pen, name=name)
+
+    def set_marker(self, t: float) -> None:
+        for marker in self.markers:
+            marker.setValue(t)
+
+    def marker(self) -> float:
+        value = self.markers[0].value()
+        return float(value) if not math.isnan(value) else 0.0

@@ -1,0 +1,77 @@
+"""The runs in a workspace, summarised for the Runs page (read through the engine's Run)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+__all__ = ["RunSummary", "scan_workspace", "summarise_run"]
+
+
+@dataclass
+class RunSummary:
+    """One run folder: what it trains, how far it got and its last logged loss."""
+
+    path: str
+    name: str
+    dataset: str = "?"
+    network: str = "?"
+    schedule: str = "?"
+    kind: str = "image"
+    step: int = 0
+    total_steps: int = 0
+    last_loss: float | None = None
+    checkpoint_step: int | None = None
+    modified: datetime | None = None
+    error: str = ""
+
+    @property
+    def can_sample(self) -> bool:
+        return self.checkpoint_step is not None and not self.error
+
+
+def summarise_run(path: str | Path) -> RunSummary:
+    """Read a run's config, metrics and latest checkpoint; an unreadable run gets ``error``."""
+    from diffstudio.engine.runs import Run
+    from diffstudio.errors import DiffstudioError
+
+    run = Run(path)
+    summary = RunSummary(str(run.path), run.path.name)
+    try:
+        summary.modified = datetime.fromtimestamp(run.config_path.stat().st_mtime)
+        config = run.read_config()
+        train = config.get("train", {})
+        summary.dataset = str(train.get("dataset", "?"))
+        dataset_params = train.get("dataset_params") or {}
+        if summary.dataset == "toy2d" and dataset_params.get("name"):
+            summary.dataset = f"toy2d/{dataset_params['name']}"
+        summary.network = str(train.get("network", "?"))
+        preset = (train.get("network_params") or {}).get("preset")
+        if preset:
+            summary.network = f"{summary.network} ({preset})"
+        summary.schedule = str(train.get("schedule", "?"))
+        summary.kind = str(config.get("dataset_info", {}).get("kind", "image"))
+        summary.total_steps = int(config.get("total_steps", train.get("steps", 0)) or 0)
+        metrics = run.metrics()
+        if metrics:
+            summary.step = int(metrics[-1].get("step", 0))
+            loss = metrics[-1].get("loss")
+            summary.last_loss = float(loss) if loss is not None else None
+        checkpoint = run.latest_checkpoint()
+        if checkpoint is not None:
+            summary.checkpoint_step = int(checkpoint.name.split("-")[-1])
+            summary.step = max(summary.step, summary.checkpoint_step)
+    except (DiffstudioError, OSError, ValueError, TypeError) as exc:
+        summary.error = str(exc)
+    return summary
+
+
+def scan_workspace(workspace: str | Path) -> list[RunSummary]:
+    """Every run directly under ``workspace`` (folders with a config.json), newest first."""
+    root = Path(workspace).expanduser()
+    if not root.is_dir():
+        return []
+    runs = [summarise_run(child) for child in sorted(root.iterdir())
+            if child.is_dir() and (child / "config.json").is_file()]
+    return sorted(runs, key=lambda r: r.modified or datetime.min, reverse=True)

@@ -1,0 +1,212 @@
+"""The Runs page: the run folders under the workspace with what they train, how far they got
+and their last loss; open one to continue training or to sample from it."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from PySide6.QtCore import Qt, QUrl, Signal
+from PySide6.QtGui import QDesktopServices
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QFileDialog,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QPlainTextEdit,
+    QPushButton,
+    QSplitter,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+from diffstudio.gui.run_list import RunSummary, scan_workspace
+from diffstudio.gui.studio import Studio
+from diffstudio.gui.workers import CallJob
+
+__all__ = ["RunsView"]
+
+_COLUMNS = ("Run", "Dataset", "Network", "Schedule", "Step", "Last loss", "Checkpoint",
+            "Modified")
+
+
+class RunsView(QWidget):
+    """A table of runs; scanning the workspace happens in the background."""
+
+    scanned = Signal(list)  # list[RunSummary], after each scan
+
+    def __init__(self, studio: Studio, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.studio = studio
+        self.runs: list[RunSummary] = []
+        self._scan_job: CallJob | None = None
+        self._rescan = False
+        self.workspace_label = QLabel()
+        self.workspace_label.setWordWrap(True)
+        self.change_button = QPushButton("Change workspace…")
+        self.refresh_button = QPushButton("Refresh")
+        self.table = QTableWidget(0, len(_COLUMNS))
+        self.table.setObjectName("runsTable")
+        self.table.setHorizontalHeaderLabels(_COLUMNS)
+        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.table.setAlternatingRowColors(True)
+        self.table.verticalHeader().setVisible(False)
+        self.table.horizontalHeader().setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
+        self.continue_button = QPushButton("Continue training")
+        self.sample_button = QPushButton("Sample from it")
+        self.open_button = QPushButton("Open folder")
+        self.details = QPlainTextEdit()
+        self.details.setReadOnly(True)
+        self.details.setPlaceholderText("Select a run to see its configuration.")
+        top = QHBoxLayout()
+        top.addWidget(self.workspace_label, 1)
+        top.addWidget(self.change_button)
+        top.addWidget(self.refresh_button)
+        actions = QHBoxLayout()
+        actions.addWidget(self.continue_button)
+        actions.addWidget(self.sample_button)
+        actions.addWidget(self.open_button)
+        actions.addStretch(1)
+        splitter = QSplitter(Qt.Orientation.Vertical)
+        splitter.addWidget(self.table)
+        splitter.addWidget(self.details)
+        splitter.setSizes([420, 220])
+        layout = QVBoxLayout(self)
+        layout.addLayout(top)
+        layout.addWidget(splitter, 1)
+        layout.addLayout(actions)
+
+        self.refresh_button.clicked.connect(self.refresh)
+        self.change_button.clicked.connect(self.choose_workspace)
+        self.table.itemSelectionChanged.connect(self._on_selection)
+        self.table.doubleClicked.connect(lambda _: self.sample_selected())
+        self.continue_button.clicked.connect(self.continue_selected)
+        self.sample_button.clicked.connect(self.sample_selected)
+        self.open_button.clicked.connect(self._open_folder)
+        studio.workspace_changed.connect(lambda _: self.refresh())
+        studio.engine_ready.connect(lambda _: self.refresh())
+        studio.jobs_changed.connect(self._refresh_after_training)
+        self._was_training = False
+        self._update_label()
+        self._on_selection()
+
+    def _update_label(self) -> None:
+        self.workspace_label.setText(f"Workspace: <b>{self.studio.workspace}</b> — new runs go "
+                                     "here; each folder is one run.")
+
+    def choose_workspace(self) -> None:
+        """Ask for another workspace folder (runs are listed from it and new runs go there)."""
+        chosen = QFileDialog.getExistingDirectory(self, "Choose the workspace folder",
+                                                  str(self.studio.workspace))
+        if chosen:
+            self.studio.set_workspace(chosen)
+
+    def _refresh_after_training(self) -> None:
+        training = "train" in self.studio.jobs
+        finished = self._was_training and not training
+        self._was_training = training
+        if finished:
+            self.refresh()
+
+    # -- scanning ---------------------------------------------------------------------------------
+    def refresh(self) -> None:
+        """Scan the workspace in the background (again, if a scan is under way)."""
+        self._update_label()
+        if not self.studio.ready or self.studio.closing:
+            return
+        if self._scan_job is not None and self._scan_job.isRunning():
+            self._rescan = True
+            return
+        job = CallJob("scan-runs", scan_workspace, self.studio.workspace)
+        job.succeeded.connect(self.set_runs)
+        job.failed.connect(lambda message, details: self.studio.notifications.error(
+            f"Could not list the runs in {self.studio.workspace}: {message}", details,
+            source="Runs"))
+        job.finished.connect(self._on_scan_finished)
+        self._scan_job = job
+        self.studio.add_job("scan", job)
+        job.start()
+
+    def _on_scan_finished(self) -> None:
+        self._scan_job = None
+        if self._rescan:
+            self._rescan = False
+            self.refresh()
+
+    def set_runs(self, runs: list[RunSummary]) -> None:
+        selected = self.selected()
+        self.runs = runs
+        self.table.setRowCount(len(runs))
+        for row, run in enumerate(runs):
+            loss = f"{run.last_loss:.4g}" if run.last_loss is not None else ""
+            step = f"{run.step:,} / {run.total_steps:,}" if run.total_steps else f"{run.step:,}"
+            checkpoint = f"step {run.checkpoint_step:,}" if run.checkpoint_step is not None \
+                else "none"
+            modified = f"{run.modified:%Y-%m-%d %H:%M}" if run.modified else ""
+            cells = (run.name, run.dataset, run.network, run.schedule, step, loss, checkpoint,
+                     modified)
+            for column, text in enumerate(cells):
+                item = QTableWidgetItem(text)
+                item.setToolTip(run.error or run.path)
+                self.table.setItem(row, column, item)
+        for column in range(1, len(_COLUMNS)):
+            self.table.resizeColumnToContents(column)
+        if selected is not None:
+            for row, run in enumerate(runs):
+                if run.path == selected.path:
+                    self.table.selectRow(row)
+        self._on_selection()
+        self.studio.set_runs(runs)
+        self.scanned.emit(runs)
+
+    # -- actions ----------------------------------------------------------------------------------
+    def selected(self) -> RunSummary | None:
+        rows = self.table.selectionModel().selectedRows()
+        return self.runs[rows[0].row()] if rows and rows[0].row() < len(self.runs) else None
+
+    def select_path(self, path: str) -> bool:
+        for row, run in enumerate(self.runs):
+            if run.path == path:
+                self.table.selectRow(row)
+                return True
+        return False
+
+    def _on_selection(self) -> None:
+        run = self.selected()
+        self.continue_button.setEnabled(run is not None and not run.error)
+        self.sample_button.setEnabled(run is not None and run.can_sample)
+        self.open_button.setEnabled(run is not None)
+        if run is None:
+            self.details.clear()
+            return
+        if run.error:
+            self.details.setPlainText(f"{run.path}\n\nThis run cannot be read: {run.error}")
+            return
+        try:
+            from diffstudio.engine.runs import Run
+
+            config: Any = Run(run.path).read_config()
+            text = json.dumps(config, indent=2)
+        except Exception as exc:  # shown, not raised: the list stays usable
+            text = f"cannot read the config: {exc}"
+        self.details.setPlainText(f"{run.path}\n\n{text}")
+
+    def continue_selected(self) -> None:
+        run = self.selected()
+        if run is not None:
+            self.studio.open_run_for_training.emit(run.path)
+
+    def sample_selected(self) -> None:
+        run = self.selected()
+        if run is not None and run.can_sample:
+            self.studio.open_run_for_sampling.emit(run.path)
+
+    def _open_folder(self) -> None:
+        run = self.selected()
+        if run is not None:
+            QDesktopServices.openUrl(QUrl.fromLocalFile(run.path))

@@ -1,0 +1,675 @@
+"""The Sample page: choose a run, a sampler and its parameters, the number of samples and the
+seed; watch x_t and the predicted x_0 as the sampler steps (particles for 2-D data), with a
+trajectory strip of the first sample; cancel; save. Further tabs compare samplers on identical
+initial noise and decode a DDIM interpolation between two seeds.
+
+Live frames are throttled by time in the worker (at most "Live fps" a second, 12 by default)
+and only the newest is kept, so the view costs the sampler a few percent at most; see
+``bench/bench_gui.py``.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QFileDialog,
+    QGridLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QListWidget,
+    QListWidgetItem,
+    QPushButton,
+    QScrollArea,
+    QSizePolicy,
+    QSplitter,
+    QStackedWidget,
+    QTabWidget,
+    QVBoxLayout,
+    QWidget,
+)
+
+from diffstudio.errors import ConfigError
+from diffstudio.gui.forms import ContributionPicker, ParamForm
+from diffstudio.gui.images import ImageView, grid_rgb8
+from diffstudio.gui.plots import ParticlePlot
+from diffstudio.gui.studio import Studio
+from diffstudio.gui.workers import (
+    CallJob,
+    CompareEntry,
+    CompareJob,
+    Interpolation,
+    InterpolationJob,
+    ModelSummary,
+    SampleFrame,
+    SampleJob,
+    SampleOutcome,
+    SampleRequest,
+    TrajectoryFrame,
+)
+from diffstudio.specs import Param
+
+__all__ = ["INTERPOLATION_PARAMS", "SAMPLE_PARAMS", "SampleView"]
+
+SAMPLE_PARAMS: tuple[Param, ...] = (
+    Param("num_samples", "int", 16, minimum=1, maximum=1_000_000, help="how many samples"),
+    Param("seed", "int", 0, minimum=0, maximum=2**31 - 1,
+          help="sample i uses seed + i (its initial noise and every step's noise)"),
+    Param("batch_size", "int", 64, minimum=1, maximum=65_536, help="samples per network call"),
+    Param("live_view", "bool", True,
+          help="show x_t and the predicted x_0 while sampling (throttled by time)"),
+    Param("live_fps", "int", 12, minimum=1, maximum=30,
+          help="most live-view updates per second; frames the screen cannot show are skipped"),
+    Param("strip_steps", "int", 8, minimum=2, maximum=32,
+          help="steps of the first sample shown in the trajectory strip"),
+)
+
+
+INTERPOLATION_PARAMS: tuple[Param, ...] = (
+    Param("seed_a", "int", 0, minimum=0, maximum=2**31 - 1, help="the noise at one end"),
+    Param("seed_b", "int", 1, minimum=0, maximum=2**31 - 1, help="the noise at the other end"),
+    Param("frames", "int", 10, minimum=2, maximum=64, help="points along the path"),
+    Param("steps", "int", 50, minimum=1, maximum=10_000, help="DDIM steps (eta = 0)"),
+)
+
+
+def save_sampling_result(outcome: SampleOutcome, out_dir: Path) -> list[Path]:
+    """Write the samples with the engine (PNGs with metadata, samples.npz, grid.png)."""
+    from diffstudio.engine.gallery import save_grid
+    from diffstudio.engine.sampling import save_samples
+
+    paths = save_samples(outcome.result, out_dir, metadata=outcome.metadata)
+    if outcome.samples.ndim == 4:
+        save_grid(outcome.result.samples, out_dir / "grid.png",
+                  metadata={**outcome.metadata, "kind": "grid"})
+    return paths
+
+
+def _strip_grid(trajectory: list[TrajectoryFrame], final: np.ndarray | None) -> np.ndarray:
+    """Two rows, x_t (top) and predicted x_0 (bottom), one column per kept step (+ final x_0)."""
+    tops = [frame.x for frame in trajectory]
+    bottoms = [frame.x0_pred for frame in trajectory]
+    if final is not None:
+        tops.append(final)
+        bottoms.append(final)
+    return grid_rgb8(np.stack(tops + bottoms), columns=len(tops))
+
+
+class SampleView(QWidget):
+    """See the module docstring."""
+
+    def __init__(self, studio: Studio, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.studio = studio
+        self.job: SampleJob | None = None
+        self.compare_job: CompareJob | None = None
+        self.outcome: SampleOutcome | None = None
+        self.summary: ModelSummary | None = None
+        self.frames_painted = 0
+        self.last_frame: SampleFrame | None = None
+        self._status_time = 0.0
+        self._strip_length = 0
+        self._extra_runs: list[str] = []
+
+        # -- left: what to sample -----------------------------------------------------------------
+        self.run_combo = QComboBox()
+        self.run_combo.setObjectName("runCombo")
+        self.run_combo.setMinimumContentsLength(24)
+        self.browse_button = QPushButton("Browse…")
+        self.browse_button.setToolTip("Sample from a run folder outside the workspace")
+        self.checkpoint_combo = QComboBox()
+        self.ema_box = QCheckBox("Use the EMA weights")
+        self.ema_box.setChecked(True)
+        run_row = QHBoxLayout()
+        run_row.addWidget(self.run_combo, 1)
+        run_row.addWidget(self.browse_button)
+        model_box = QGroupBox("Model")
+        model_layout = QVBoxLayout(model_box)
+        model_layout.addLayout(run_row)
+        checkpoint_row = QHBoxLayout()
+        checkpoint_row.addWidget(QLabel("Checkpoint"))
+        checkpoint_row.addWidget(self.checkpoint_combo, 1)
+        model_layout.addLayout(checkpoint_row)
+        model_layout.addWidget(self.ema_box)
+        self.sampler_picker = ContributionPicker("sampler")
+        sampler_box = QGroupBox("Sampler")
+        QVBoxLayout(sampler_box).addWidget(self.sampler_picker)
+        self.options = ParamForm(SAMPLE_PARAMS)
+        options_box = QGroupBox("Samples")
+        QVBoxLayout(options_box).addWidget(self.options)
+        self.sample_button = QPushButton("Sample")
+        self.sample_button.setObjectName("sampleButton")
+        self.cancel_button = QPushButton("Cancel")
+        self.save_button = QPushButton("Save")
+        self.save_button.setToolTip("Write PNGs with their parameters, samples.npz and a grid "
+                                    "into the run's samples folder")
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.sample_button)
+        buttons.addWidget(self.cancel_button)
+        buttons.addWidget(self.save_button)
+        left = QWidget()
+        left_layout = QVBoxLayout(left)
+        left_layout.addWidget(model_box)
+        left_layout.addWidget(sampler_box)
+        left_layout.addWidget(options_box)
+        left_layout.addLayout(buttons)
+        left_layout.addStretch(1)
+        scroll = QScrollArea()
+        scroll.setWidget(left)
+        scroll.setWidgetResizable(True)
+        scroll.setMinimumWidth(340)
+
+        # -- right: live view ---------------------------------------------------------------------
+        self.status = QLabel("Choose a trained run and press Sample.")
+        self.status.setWordWrap(True)
+        self.status.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        self.x_view = ImageView("x_t: the current noisy samples")
+        self.x0_view = ImageView("predicted x_0: the network's estimate of the clean samples")
+        self.x_particles = ParticlePlot("x_t")
+        self.x0_particles = ParticlePlot("predicted x_0")
+        image_pair = QWidget()
+        image_layout = QHBoxLayout(image_pair)
+        image_layout.setContentsMargins(0, 0, 0, 0)
+        image_layout.addWidget(self._titled("x_t", self.x_view))
+        image_layout.addWidget(self._titled("predicted x_0", self.x0_view))
+        points_pair = QWidget()
+        points_layout = QHBoxLayout(points_pair)
+        points_layout.setContentsMargins(0, 0, 0, 0)
+        points_layout.addWidget(self.x_particles)
+        points_layout.addWidget(self.x0_particles)
+        self.live_stack = QStackedWidget()
+        self.live_stack.addWidget(image_pair)
+        self.live_stack.addWidget(points_pair)
+        self.strip_view = ImageView("The first sample at the chosen steps: x_t above, "
+                                    "predicted x_0 below.")
+        self.strip_view.setMinimumHeight(150)
+        self.strip_box = QGroupBox("Trajectory of the first sample")
+        strip_layout = QVBoxLayout(self.strip_box)
+        strip_layout.addWidget(self.strip_view)
+        live = QWidget()
+        live_layout = QVBoxLayout(live)
+        live_layout.addWidget(self.status)
+        live_splitter = QSplitter(Qt.Orientation.Vertical)
+        live_splitter.addWidget(self.live_stack)
+        live_splitter.addWidget(self.strip_box)
+        live_splitter.setSizes([500, 200])
+        live_layout.addWidget(live_splitter, 1)
+
+        self.tabs = QTabWidget()
+        self.tabs.addTab(live, "Live denoising")
+        self.tabs.addTab(self._build_compare(), "Compare samplers")
+        self.tabs.addTab(self._build_interpolation(), "Interpolation (DDIM)")
+
+        splitter = QSplitter(Qt.Orientation.Horizontal)
+        splitter.addWidget(scroll)
+        splitter.addWidget(self.tabs)
+        splitter.setStretchFactor(1, 1)
+        splitter.setSizes([360, 1000])
+        self.splitter = splitter
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(4, 4, 4, 4)
+        layout.addWidget(splitter)
+
+        self.sample_button.clicked.connect(self.start)
+        self.cancel_button.clicked.connect(self.cancel)
+        self.save_button.clicked.connect(self.save)
+        self.browse_button.clicked.connect(self._browse_run)
+        self.run_combo.currentIndexChanged.connect(self._on_run_changed)
+        studio.registry_changed.connect(self._on_registry)
+        studio.runs_changed.connect(self.set_runs)
+        studio.engine_ready.connect(lambda _: (self._on_run_changed(), self._update_buttons()))
+        studio.jobs_changed.connect(self._update_buttons)
+        studio.open_run_for_sampling.connect(self.select_run)
+        if studio.registry is not None:
+            self._on_registry(studio.registry)
+        self._update_buttons()
+
+    @staticmethod
+    def _titled(title: str, widget: QWidget) -> QGroupBox:
+        box = QGroupBox(title)
+        QVBoxLayout(box).addWidget(widget)
+        return box
+
+    def _build_compare(self) -> QWidget:
+        page = QWidget()
+        self.compare_list = QListWidget()
+        self.compare_list.setMaximumHeight(120)
+        self.compare_button = QPushButton("Compare")
+        self.compare_button.setObjectName("compareButton")
+        self.compare_cancel = QPushButton("Cancel")
+        note = QLabel("Each ticked sampler runs with the parameters set in its form on the left, "
+                      "from the same run, on identical initial noise (the same seeds), "
+                      "with the number of samples and seed set there.")
+        note.setWordWrap(True)
+        self.compare_status = QLabel("")
+        self.compare_status.setWordWrap(True)
+        self.compare_status.setSizePolicy(QSizePolicy.Policy.Ignored,
+                                          QSizePolicy.Policy.Preferred)
+        self.compare_grid = QGridLayout()
+        results = QWidget()
+        results.setLayout(self.compare_grid)
+        row = QHBoxLayout()
+        row.addWidget(self.compare_list, 1)
+        column = QVBoxLayout()
+        column.addWidget(self.compare_button)
+        column.addWidget(self.compare_cancel)
+        column.addStretch(1)
+        row.addLayout(column)
+        layout = QVBoxLayout(page)
+        layout.addWidget(note)
+        layout.addLayout(row)
+        layout.addWidget(self.compare_status)
+        layout.addWidget(results, 1)
+        self.compare_button.clicked.connect(self.start_compare)
+        self.compare_cancel.clicked.connect(self.cancel_compare)
+        return page
+
+    def _build_interpolation(self) -> QWidget:
+        page = QWidget()
+        self.interpolate_form = ParamForm(INTERPOLATION_PARAMS)
+        self.interpolate_button = QPushButton("Interpolate")
+        self.interpolate_button.setObjectName("interpolateButton")
+        note = QLabel("Deterministic DDIM (eta = 0) decodes points on the great circle between "
+                      "the initial noises of two seeds (spherical interpolation, slerp), so the "
+                      "row moves smoothly from one sample to the other (DDIM §5.3).")
+        note.setWordWrap(True)
+        self.interpolate_status = QLabel("")
+        self.interpolate_status.setWordWrap(True)
+        self.interpolate_view = ImageView("The decoded row appears here.")
+        self.interpolate_points = ParticlePlot("decoded path")
+        self.interpolate_stack = QStackedWidget()
+        self.interpolate_stack.addWidget(self.interpolate_view)
+        self.interpolate_stack.addWidget(self.interpolate_points)
+        row = QHBoxLayout()
+        row.addWidget(self.interpolate_form, 1)
+        row.addWidget(self.interpolate_button, 0, Qt.AlignmentFlag.AlignTop)
+        layout = QVBoxLayout(page)
+        layout.addWidget(note)
+        layout.addLayout(row)
+        layout.addWidget(self.interpolate_status)
+        layout.addWidget(self.interpolate_stack, 1)
+        self.interpolate_button.clicked.connect(self.start_interpolation)
+        self.interpolate_job: InterpolationJob | None = None
+        return page
+
+    def start_interpolation(self) -> bool:
+        """Decode a slerp path between two seeds' noises with DDIM (in the background)."""
+        if not self.studio.ready or (self.interpolate_job is not None
+                                     and self.interpolate_job.isRunning()):
+            return False
+        try:
+            run = self.current_run()
+            if run is None:
+                raise ConfigError("choose a trained run first")
+            values = self.interpolate_form.validated()
+        except ConfigError as exc:
+            self.interpolate_status.setText(f"Not started: {exc}")
+            return False
+        job = InterpolationJob(run, seed_a=values["seed_a"], seed_b=values["seed_b"],
+                               count=values["frames"], steps=values["steps"],
+                               device=self.studio.device.id, ema=self.ema_box.isChecked(),
+                               registry=self.studio.registry)
+        job.succeeded.connect(self._on_interpolated)
+        job.failed.connect(lambda message, details: (
+            self.interpolate_status.setText(f"Failed: {message}"),
+            self.studio.notifications.error(f"Interpolation failed: {message}", details,
+                                            source="Interpolation")))
+        job.finished.connect(self._on_interpolation_finished)
+        self.interpolate_job = job
+        self.interpolate_button.setEnabled(False)
+        self.interpolate_status.setText("Decoding…")
+        self.studio.add_job("interpolate", job)
+        job.start()
+        return True
+
+    def _on_interpolated(self, path: Interpolation) -> None:
+        self.interpolation = path
+        caption = (f"seed {path.seed_a} → seed {path.seed_b}: {len(path.alphas)} points, "
+                   f"DDIM {path.steps} steps, {path.seconds:.2f} s")
+        if path.samples.ndim == 4:
+            self.interpolate_stack.setCurrentWidget(self.interpolate_view)
+            self.interpolate_view.set_array(grid_rgb8(path.samples, columns=len(path.alphas)),
+                                            caption)
+        else:
+            self.interpolate_stack.setCurrentWidget(self.interpolate_points)
+            if self.summary is not None and self.summary.kind == "points":
+                self.interpolate_points.set_background(self.summary.data, self.summary.density,
+                                                       self.summary.extent)
+            self.interpolate_points.set_particles(path.samples)
+        self.interpolate_status.setText(caption)
+
+    def _on_interpolation_finished(self) -> None:
+        self.interpolate_job = None
+        self._update_buttons()
+
+    # -- runs and plugins -------------------------------------------------------------------------
+    def _on_registry(self, registry: Any) -> None:
+        self.sampler_picker.set_contributions(registry.contributions("sampler"))
+        self.compare_list.clear()
+        for contribution in registry.contributions("sampler"):
+            item = QListWidgetItem(f"{contribution.display_name}  [{contribution.id}]")
+            item.setData(Qt.ItemDataRole.UserRole, contribution.id)
+            item.setFlags(item.flags() | Qt.ItemFlag.ItemIsUserCheckable)
+            checked = contribution.id in ("ddim", "ddpm")
+            item.setCheckState(Qt.CheckState.Checked if checked else Qt.CheckState.Unchecked)
+            self.compare_list.addItem(item)
+
+    def set_runs(self, runs: list[Any]) -> None:
+        """Offer the runs that have a checkpoint (keeps the current choice)."""
+        current = self.current_run()
+        self.run_combo.blockSignals(True)
+        self.run_combo.clear()
+        for run in runs:
+            if run.can_sample:
+                self.run_combo.addItem(
+                    f"{run.name}  ({run.dataset}, step {run.checkpoint_step:,})", run.path)
+        for path in self._extra_runs:
+            if self.run_combo.findData(path) < 0:
+                self.run_combo.addItem(f"{Path(path).name}  ({path})", path)
+        self.run_combo.blockSignals(False)
+        if current and self.run_combo.findData(current) >= 0:
+            self.run_combo.setCurrentIndex(self.run_combo.findData(current))
+        self._on_run_changed()
+
+    def select_run(self, path: str) -> None:
+        """Choose the run at ``path`` (added to the list if it is not in the workspace)."""
+        path = str(Path(path).expanduser().resolve())
+        if self.run_combo.findData(path) < 0:
+            self._extra_runs.append(path)
+            self.run_combo.addItem(f"{Path(path).name}  ({path})", path)
+        self.run_combo.setCurrentIndex(self.run_combo.findData(path))
+
+    def current_run(self) -> str | None:
+        return self.run_combo.currentData()
+
+    def _browse_run(self) -> None:
+        chosen = QFileDialog.getExistingDirectory(self, "Choose a run folder",
+                                                  str(self.studio.workspace))
+        if chosen:
+            self.select_run(chosen)
+
+    def _on_run_changed(self, *_: Any) -> None:
+        self.checkpoint_combo.clear()
+        path = self.current_run()
+        if path is None or not self.studio.ready:
+            self._update_buttons()
+            return
+        from diffstudio.engine.runs import Run
+
+        run = Run(path)
+        latest = run.latest_checkpoint()
+        self.checkpoint_combo.addItem(f"latest ({latest.name if latest else 'none'})", "latest")
+        for step, folder in reversed(run.checkpoints()):
+            self.checkpoint_combo.addItem(f"step {step:,}", folder.name)
+        self._update_buttons()
+
+    # -- state ------------------------------------------------------------------------------------
+    def is_running(self) -> bool:
+        return self.job is not None and self.job.isRunning()
+
+    def _update_buttons(self) -> None:
+        running = self.is_running()
+        comparing = self.compare_job is not None and self.compare_job.isRunning()
+        ready = self.studio.ready and self.current_run() is not None
+        self.sample_button.setEnabled(ready and not running)
+        self.sample_button.setText("Sample" if self.studio.ready else "Sample (loading engine…)")
+        self.cancel_button.setEnabled(running)
+        self.save_button.setEnabled(self.outcome is not None and not running)
+        self.compare_button.setEnabled(ready and not comparing)
+        self.compare_cancel.setEnabled(comparing)
+        interpolating = self.interpolate_job is not None and self.interpolate_job.isRunning()
+        self.interpolate_button.setEnabled(ready and not interpolating)
+
+    # -- sampling ---------------------------------------------------------------------------------
+    def build_request(self) -> SampleRequest:
+        """The request from the forms, or :class:`ConfigError` (shown inline)."""
+        run = self.current_run()
+        if run is None:
+            raise ConfigError("choose a trained run first (train one on the Train page)")
+        sampler_id, params = self.sampler_picker.validated()
+        options = self.options.validated()
+        return SampleRequest(
+            run_dir=run, sampler=sampler_id, params=params,
+            num_samples=options["num_samples"], seed=options["seed"],
+            batch_size=options["batch_size"], checkpoint=self.checkpoint_combo.currentData(),
+            ema=self.ema_box.isChecked(), device=self.studio.device.id,
+            live=options["live_view"], strip_length=options["strip_steps"],
+            max_fps=float(options["live_fps"]),
+        )
+
+    def start(self) -> bool:
+        """Start sampling; False when a setting is invalid (shown inline)."""
+        if not self.studio.ready or self.is_running():
+            return False
+        try:
+            request = self.build_request()
+        except ConfigError as exc:
+            self.studio.notifications.warning(f"Sampling not started: {exc}", source="Sample")
+            return False
+        job = SampleJob(request, registry=self.studio.registry)
+        job.model_loaded.connect(self._on_model_loaded)
+        job.frame_ready.connect(self._on_frame)
+        job.succeeded.connect(self._on_succeeded)
+        job.cancelled.connect(self._on_cancelled)
+        job.failed.connect(self._on_failed)
+        job.finished.connect(self._on_finished)
+        self.job, self.outcome, self.frames_painted, self.last_frame = job, None, 0, None
+        self._strip_length = 0
+        self._started = time.perf_counter()
+        self.status.setText(f"Loading {Path(request.run_dir).name}…")
+        self.tabs.setCurrentIndex(0)
+        self.studio.add_job("sample", job)
+        job.start()
+        self._update_buttons()
+        return True
+
+    def cancel(self) -> None:
+        if self.job is not None:
+            self.job.request_stop()
+            self.status.setText("Cancelling before the next step…")
+
+    def _on_model_loaded(self, summary: ModelSummary) -> None:
+        self.summary = summary
+        points = summary.kind == "points"
+        self.live_stack.setCurrentIndex(1 if points else 0)
+        self.strip_box.setVisible(not points)
+        if points:
+            for plot in (self.x_particles, self.x0_particles):
+                plot.set_background(summary.data, summary.density, summary.extent)
+                plot.set_particles(None)
+        else:
+            self.x_view.set_image(None)
+            self.x0_view.set_image(None)
+            self.strip_view.set_image(None)
+        self.status.setText(f"Sampling from {Path(summary.run).name} at step {summary.step:,} "
+                            f"({summary.checkpoint})…")
+
+    def _on_frame(self) -> None:
+        if self.job is None:
+            return
+        frame = self.job.take_frame()
+        if frame is None:
+            return
+        self.show_frame(frame)
+
+    def show_frame(self, frame: SampleFrame) -> None:
+        """Paint one live frame (x_t, predicted x_0, the strip so far)."""
+        self.frames_painted += 1
+        self.last_frame = frame
+        caption = f"step {frame.index + 1}/{frame.num_steps}, t = {frame.t:g}"
+        if frame.x.ndim == 2:
+            self.x_particles.set_particles(frame.x)
+            self.x0_particles.set_particles(frame.x0_pred)
+        else:
+            self.x_view.set_array(grid_rgb8(frame.x), caption)
+            self.x0_view.set_array(grid_rgb8(frame.x0_pred), caption)
+            if frame.trajectory and len(frame.trajectory) != self._strip_length:
+                self._strip_length = len(frame.trajectory)  # redrawn only when it grows
+                self.strip_view.set_array(_strip_grid(frame.trajectory, None),
+                                          self._strip_caption(frame.trajectory))
+        now = time.perf_counter()
+        if now - self._status_time < 0.25 and frame.index + 1 < frame.num_steps:
+            return  # the text relayouts the page: four times a second is enough
+        self._status_time = now
+        rate = (frame.index + 1) / frame.elapsed if frame.elapsed > 0 else 0.0
+        batch = f" · batch {frame.batch_index + 1}/{frame.num_batches}" \
+            if frame.num_batches > 1 else ""
+        self.status.setText(f"{caption}{batch} · {rate:.1f} steps/s · "
+                            f"{frame.network_evaluations} network evaluations so far")
+
+    @staticmethod
+    def _strip_caption(trajectory: list[TrajectoryFrame]) -> str:
+        return "steps " + ", ".join(f"{f.index + 1} (t={f.t:g})" for f in trajectory)
+
+    def _on_succeeded(self, outcome: SampleOutcome) -> None:
+        self.outcome = outcome
+        result = outcome.result
+        samples = outcome.samples
+        if samples.ndim == 2:
+            self.x_particles.set_particles(samples)
+            self.x0_particles.set_particles(samples)
+        else:
+            shown = samples[:64]
+            self.x_view.set_array(grid_rgb8(shown), f"x_0: {len(samples)} samples")
+            self.x0_view.set_array(grid_rgb8(shown), "final")
+            if outcome.trajectory:
+                self.strip_view.set_array(
+                    _strip_grid(outcome.trajectory, samples[0]),
+                    self._strip_caption(outcome.trajectory) + ", then x_0")
+        self.status.setText(
+            f"{len(result.seeds)} samples with {result.sampler}: {result.network_evaluations} "
+            f"network evaluations each, {result.seconds:.2f} s "
+            f"({outcome.frames_sent} live frames sent, {outcome.frames_skipped} skipped). "
+            "Save writes them into the run's samples folder.")
+
+    def _on_cancelled(self, message: str) -> None:
+        self.status.setText(f"Cancelled: {message}.")
+
+    def _on_failed(self, message: str, details: str) -> None:
+        self.status.setText(f"Sampling failed: {message}")
+        self.studio.notifications.error(f"Sampling failed: {message}", details, source="Sample")
+
+    def _on_finished(self) -> None:
+        self.job = None
+        self._update_buttons()
+
+    # -- saving -----------------------------------------------------------------------------------
+    def save(self) -> None:
+        """Save the last result into ``<run>/samples/<sampler>-<time>`` (in the background)."""
+        if self.outcome is None:
+            return
+        outcome = self.outcome
+        out_dir = Path(outcome.metadata["run"]) / "samples" / (
+            f"{outcome.result.sampler}-{time.strftime('%Y%m%d-%H%M%S')}")
+        job = CallJob("save-samples", save_sampling_result, outcome, out_dir)
+        job.succeeded.connect(lambda paths: self.studio.notifications.info(
+            f"Saved {len(outcome.result.seeds)} samples ({len(paths)} PNGs + samples.npz) "
+            f"to {out_dir}", source="Sample"))
+        job.failed.connect(lambda message, details: self.studio.notifications.error(
+            f"Saving failed: {message}", details, source="Sample"))
+        self.studio.add_job("save", job)
+        job.start()
+
+    # -- comparing --------------------------------------------------------------------------------
+    def compared_samplers(self) -> list[tuple[str, dict[str, Any]]]:
+        """The ticked samplers with their forms' values (validated; ConfigError inline)."""
+        chosen = []
+        for row in range(self.compare_list.count()):
+            item = self.compare_list.item(row)
+            if item.checkState() == Qt.CheckState.Checked:
+                sampler_id = item.data(Qt.ItemDataRole.UserRole)
+                form = self.sampler_picker.form(sampler_id)
+                assert form is not None
+                try:
+                    chosen.append((sampler_id, form.validated()))
+                except ConfigError:
+                    self.sampler_picker.select(sampler_id)
+                    raise
+        if len(chosen) < 2:
+            raise ConfigError("tick at least two samplers to compare")
+        return chosen
+
+    def start_compare(self) -> bool:
+        if not self.studio.ready or (self.compare_job is not None and
+                                     self.compare_job.isRunning()):
+            return False
+        try:
+            run = self.current_run()
+            if run is None:
+                raise ConfigError("choose a trained run first")
+            samplers = self.compared_samplers()
+            options = self.options.validated()
+        except ConfigError as exc:
+            self.compare_status.setText(f"Not started: {exc}")
+            return False
+        while self.compare_grid.count():
+            widget = self.compare_grid.takeAt(0).widget()
+            if widget is not None:
+                widget.deleteLater()
+        job = CompareJob(run, samplers, num_samples=min(options["num_samples"], 64),
+                         seed=options["seed"], device=self.studio.device.id,
+                         ema=self.ema_box.isChecked(), registry=self.studio.registry)
+        job.entry_ready.connect(self._on_compare_entry)
+        job.succeeded.connect(lambda entries: self.compare_status.setText(
+            f"Done: {len(entries)} samplers on identical initial noise (seeds "
+            f"{options['seed']}..{options['seed'] + min(options['num_samples'], 64) - 1})."))
+        job.cancelled.connect(lambda message: self.compare_status.setText(f"Cancelled: {message}"))
+        job.failed.connect(lambda message, details: (
+            self.compare_status.setText(f"Failed: {message}"),
+            self.studio.notifications.error(f"Comparison failed: {message}", details,
+                                            source="Compare")))
+        job.finished.connect(self._on_compare_finished)
+        self.compare_job = job
+        self.compare_status.setText(f"Running {len(samplers)} samplers…")
+        self.studio.add_job("compare", job)
+        job.start()
+        self._update_buttons()
+        return True
+
+    def cancel_compare(self) -> None:
+        if self.compare_job is not None:
+            self.compare_job.request_stop()
+
+    def _on_compare_entry(self, entry: CompareEntry) -> None:
+        column = self.compare_grid.count()
+        title = f"{entry.sampler}: {entry.network_evaluations} network evaluations, " \
+                f"{entry.seconds:.2f} s"
+        params = ", ".join(f"{k}={v}" for k, v in entry.params.items())
+        if entry.samples.ndim == 4:
+            view = ImageView()
+            view.set_array(grid_rgb8(entry.samples), title)
+        else:
+            view = ParticlePlot(title)
+            if self.summary is not None and self.summary.kind == "points":
+                view.set_background(self.summary.data, self.summary.density, self.summary.extent)
+            view.set_particles(entry.samples)
+        view.setToolTip(params)
+        self.compare_grid.addWidget(view, 0, column)
+
+    def _on_compare_finished(self) -> None:
+        self.compare_job = None
+        self._update_buttons()
+
+    # -- settings ---------------------------------------------------------------------------------
+    def state(self) -> dict[str, Any]:
+        return {"sampler": self.sampler_picker.state(), "options": self.options.values(),
+                "run": self.current_run(), "ema": self.ema_box.isChecked()}
+
+    def restore(self, state: dict[str, Any] | None) -> None:
+        if not state:
+            return
+        self.sampler_picker.restore(state.get("sampler"))
+        if isinstance(state.get("options"), dict):
+            known = {p.name for p in SAMPLE_PARAMS}
+            self.options.set_values({k: v for k, v in state["options"].items() if k in known})
+        self.ema_box.setChecked(bool(state.get("ema", True)))
+        run = state.get("run")
+        if run and Path(run, "config.json").is_file():
+            self.select_run(run)

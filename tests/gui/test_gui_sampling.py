@@ -1,0 +1,108 @@
+"""Sampling from the window: live x_t / predicted x_0 frames stream in (throttled), a job can
+be cancelled, results are saved with the engine, samplers are compared, and 2-D runs draw
+particles."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from diffstudio.gui.workers import Mailbox, SampleJob, SampleRequest
+
+
+def _sample_view(window, run_dir):
+    view = window.sample_view
+    view.select_run(str(run_dir))
+    assert view.current_run() == str(run_dir.resolve())
+    return view
+
+
+def test_sampling_streams_live_frames_and_saves(qtbot, make_window, trained_run):
+    window = make_window()
+    view = _sample_view(window, trained_run)
+    view.sampler_picker.select("ddim", {"steps": 40})
+    view.options.set_values({"num_samples": 4, "seed": 3, "strip_steps": 5})
+    assert view.start()
+    qtbot.waitUntil(lambda: view.job is None, timeout=120_000)
+    outcome = view.outcome
+    assert outcome is not None and outcome.samples.shape == (4, 1, 8, 8)
+    assert view.frames_painted >= 1
+    assert view.x_view.image() is not None and view.x0_view.image() is not None
+    # The strip keeps 5 chosen steps of the first sample, from the noisiest to the last.
+    assert [frame.index for frame in outcome.trajectory] == [0, 10, 20, 29, 39]
+    assert outcome.trajectory[0].x.shape == (1, 8, 8)
+    assert view.strip_view.image() is not None
+    # Throttled by time: at most 12 frames a second (the default) reach the view, never one
+    # per step queued up; the last step's frame is always sent.
+    seconds = outcome.result.seconds
+    assert outcome.frames_sent <= 12 * seconds + 2
+    assert outcome.frames_sent + outcome.frames_skipped >= 40
+    assert outcome.result.network_evaluations == 40
+    assert "40 network evaluations" in view.status.text()
+
+    assert view.save_button.isEnabled()
+    view.save()
+    qtbot.waitUntil(lambda: any("Saved 4 samples" in n.message
+                                for n in window.notifications.items), timeout=60_000)
+    folders = list((trained_run / "samples").iterdir())
+    saved = max(folders, key=lambda p: p.stat().st_mtime)
+    assert len(list(saved.glob("sample-*.png"))) == 4
+    assert (saved / "samples.npz").is_file() and (saved / "grid.png").is_file()
+
+
+def test_sampling_can_be_cancelled_within_a_step(qtbot, make_window, trained_run):
+    window = make_window()
+    view = _sample_view(window, trained_run)
+    view.sampler_picker.select("ddpm", {"steps": 1000})
+    view.options.set_values({"num_samples": 2})
+    assert view.start()
+    job = view.job
+    qtbot.waitUntil(lambda: view.frames_painted >= 1, timeout=120_000)
+    view.cancel_button.click()
+    qtbot.waitUntil(lambda: view.job is None, timeout=60_000)
+    assert job.outcome == "cancelled"
+    assert view.outcome is None and not view.save_button.isEnabled()
+    assert "Cancelled" in view.status.text()
+
+
+def test_sample_job_keeps_only_the_newest_frame(qtbot, trained_run, registry):
+    """Without anyone taking frames, the mailbox holds one: skipped frames are not queued."""
+    request = SampleRequest(str(trained_run), sampler="ddim", params={"steps": 30},
+                            num_samples=2, max_fps=1e9)
+    job = SampleJob(request, registry=registry)
+    with qtbot.waitSignal(job.finished, timeout=120_000):
+        job.start()
+    assert job.outcome == "succeeded"
+    assert job.frames_sent == 30  # no time throttle here: every step made a frame ...
+    frame = job.take_frame()
+    assert frame is not None and frame.index == 29  # ... but only the newest is kept
+    assert job.take_frame() is None
+    box: Mailbox[int] = Mailbox()
+    assert box.put(1) and not box.put(2) and box.take() == 2 and box.replaced == 1
+
+
+def test_compare_runs_samplers_on_identical_noise(qtbot, make_window, trained_run):
+    window = make_window()
+    view = _sample_view(window, trained_run)
+    view.sampler_picker.form("ddim").set_values({"steps": 10})
+    view.sampler_picker.form("ddpm").set_values({"steps": 20})
+    view.options.set_values({"num_samples": 3, "seed": 7})
+    assert view.start_compare()
+    qtbot.waitUntil(lambda: view.compare_job is None, timeout=120_000)
+    assert view.compare_grid.count() == 2
+    titles = [view.compare_grid.itemAt(i).widget().caption() for i in range(2)]
+    assert any(t.startswith("ddim: 10 network evaluations") for t in titles), titles
+    assert any(t.startswith("ddpm: 20 network evaluations") for t in titles), titles
+
+
+def test_points_run_draws_particles_over_the_density(qtbot, make_window, trained_points_run):
+    window = make_window()
+    view = _sample_view(window, trained_points_run)
+    view.sampler_picker.select("ddim", {"steps": 20})
+    view.options.set_values({"num_samples": 200, "batch_size": 200})
+    assert view.start()
+    qtbot.waitUntil(lambda: view.job is None, timeout=120_000)
+    assert view.live_stack.currentIndex() == 1
+    assert view.summary.kind == "points" and view.summary.density is not None
+    assert view.x_particles.updates >= 2
+    x, _ = view.x_particles.particles.getData()
+    assert len(x) == 200 and np.all(np.isfinite(x))
