@@ -111,7 +111,9 @@ class ImageView(QWidget):
         if self._caption:
             painter.setPen(self.palette().color(QPalette.ColorRole.Text))
             caption_area = QRectF(0, self.height() - text_height, self.width(), text_height)
-            painter.drawText(caption_area, Qt.AlignmentFlag.AlignCenter, self._caption)
+            caption = self.fontMetrics().elidedText(self._caption, Qt.TextElideMode.ElideRight,
+                                                    self.width() - 8)
+            painter.drawText(caption_area, Qt.AlignmentFlag.AlignCenter, caption)
         painter.setPen(QColor(215, 215, 215))  # opaque: no blending on every repaint
         painter.drawRect(self.rect().adjusted(0, 0, -1, -1))
         painter.end()

@@ -96,6 +96,7 @@ class LossPlot(QWidget):
         self.plot_item = self.widget.getPlotItem()
         self.plot_item.setLabel("bottom", "step")
         self.plot_item.setLabel("left", "loss")
+        self.plot_item.getAxis("left").enableAutoSIPrefix(False)  # plain numbers, also in log
         _major_grid(self.plot_item)
         self.legend = self.plot_item.addLegend(offset=(-10, 10))
         self.raw_curve = self.plot_item.plot(pen=_RAW_PEN, name="loss")
@@ -141,10 +142,12 @@ class LossPlot(QWidget):
         self.log_scale.toggled.connect(self._on_log_scale)
         self.show_lr.toggled.connect(self._on_show_lr)
         self.smoothing.valueChanged.connect(self._resmooth)
+        # Draw at most ten times a second, and only when there is something new: an idle timer
+        # would wake the main thread (and take the GIL from the training thread) for nothing.
         self.timer = QTimer(self)
-        self.timer.setInterval(100)  # draw at most ten times a second
+        self.timer.setSingleShot(True)
+        self.timer.setInterval(100)
         self.timer.timeout.connect(self.redraw_if_needed)
-        self.timer.start()
 
     def _sync_views(self) -> None:
         self.lr_view.setGeometry(self.plot_item.vb.sceneBoundingRect())
@@ -152,6 +155,8 @@ class LossPlot(QWidget):
 
     def _on_log_scale(self, enabled: bool) -> None:
         self.plot_item.setLogMode(x=False, y=enabled)
+        # The plot sets log mode on all its axes; the learning rate's stays linear.
+        self.plot_item.getAxis("right").setLogMode(x=False, y=False)
         self.plot_item.enableAutoRange()
 
     def _on_show_lr(self, visible: bool) -> None:
@@ -183,7 +188,17 @@ class LossPlot(QWidget):
             smoothed[index] = self._ema_state / (1.0 - weight**self._ema_count) if weight \
                 else value
         self.smoothed.extend(steps, smoothed)
+        self._schedule()
+
+    def _schedule(self) -> None:
         self._dirty = True
+        if not self.timer.isActive():
+            self.timer.start()
+
+    def showEvent(self, event: object) -> None:
+        super().showEvent(event)
+        if self._dirty:
+            self._schedule()  # points that arrived while the page was hidden
 
     def set_history(self, steps: np.ndarray, losses: np.ndarray, lrs: np.ndarray) -> None:
         """Replace everything with a run's logged history (continuing a run)."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +54,20 @@ def registry() -> Any:
     return load_plugins(safe_mode=True)
 
 
+@contextmanager
+def _one_cpu_thread() -> Iterator[None]:
+    """Train fixtures with one PyTorch thread, as the window's jobs do (on a busy 2-core
+    machine two OpenMP threads can be tens of times slower); restored afterwards."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
 @pytest.fixture(scope="session")
 def trained_run(tmp_path_factory: pytest.TempPathFactory, registry: Any) -> Path:
     """A digits run trained for a few steps through the engine directly (T = 1000, so that
@@ -62,7 +77,8 @@ def trained_run(tmp_path_factory: pytest.TempPathFactory, registry: Any) -> Path
     run_dir = tmp_path_factory.mktemp("workspace") / "digits-tiny"
     config = TrainConfig(steps=6, batch_size=8, num_timesteps=1000, log_every=2,
                          checkpoint_every=6, warmup_steps=1, preview_every=0, device="cpu")
-    Trainer(config, run_dir, registry=registry).train()
+    with _one_cpu_thread():
+        Trainer(config, run_dir, registry=registry).train()
     return run_dir
 
 
@@ -76,7 +92,8 @@ def trained_points_run(tmp_path_factory: pytest.TempPathFactory, registry: Any) 
                          network_params={"hidden": 32, "depth": 1}, steps=4, batch_size=32,
                          num_timesteps=100, log_every=2, checkpoint_every=4, warmup_steps=1,
                          preview_every=0, device="cpu")
-    Trainer(config, run_dir, registry=registry).train()
+    with _one_cpu_thread():
+        Trainer(config, run_dir, registry=registry).train()
     return run_dir
 
 

@@ -36,13 +36,14 @@ def test_interpolation_tab_decodes_a_row(qtbot, make_window, trained_run):
     window = make_window()
     view = window.sample_view
     view.select_run(str(trained_run))
-    view.interpolate_form.set_values({"seed_a": 3, "seed_b": 4, "frames": 5, "steps": 10})
-    assert view.start_interpolation()
-    qtbot.waitUntil(lambda: view.interpolate_job is None, timeout=120_000)
-    path = view.interpolation
+    panel = view.interpolation
+    panel.form.set_values({"seed_a": 3, "seed_b": 4, "frames": 5, "steps": 10})
+    assert panel.start()
+    qtbot.waitUntil(lambda: panel.job is None, timeout=120_000)
+    path = panel.result
     assert path.samples.shape == (5, 1, 8, 8)
     assert path.alphas == [0.0, 0.25, 0.5, 0.75, 1.0]
-    assert view.interpolate_view.image() is not None
+    assert panel.view.image() is not None
     # The ends are exactly what sampling seeds 3 and 4 with DDIM (eta 0) gives.
     from diffstudio.engine.sampling import generate, load_model
 

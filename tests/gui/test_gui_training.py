@@ -153,6 +153,7 @@ def test_loss_plot_keeps_every_point_and_smooths():
     assert plot.raw_curve.opts["autoDownsample"] and plot.raw_curve.opts["clipToView"]
     plot.log_scale.setChecked(True)
     assert plot.plot_item.ctrl.logYCheck.isChecked()
+    assert not plot.plot_item.getAxis("right").logMode  # the learning rate stays linear
     plot.smoothing.setValue(0.0)
     assert np.allclose(plot.smoothed.view()[1], losses)
     plot.deleteLater()

@@ -21,8 +21,9 @@ from diffstudio.errors import ConfigError
 from diffstudio.gui.forms import ContributionPicker
 from diffstudio.gui.images import ImageView, grid_rgb8
 from diffstudio.gui.plots import ParticlePlot
+from diffstudio.gui.sampling_jobs import DatasetPreview, load_dataset_preview
 from diffstudio.gui.studio import Studio
-from diffstudio.gui.workers import CallJob, DatasetPreview, load_dataset_preview
+from diffstudio.gui.workers import CallJob
 
 __all__ = ["DataView"]
 

@@ -3,7 +3,7 @@ seed; watch x_t and the predicted x_0 as the sampler steps (particles for 2-D da
 trajectory strip of the first sample; cancel; save. Further tabs compare samplers on identical
 initial noise and decode a DDIM interpolation between two seeds.
 
-Live frames are throttled by time in the worker (at most "Live fps" a second, 12 by default)
+Live frames are throttled by time in the worker (at most "Live fps" a second, 10 by default)
 and only the newest is kept, so the view costs the sampler a few percent at most; see
 ``bench/bench_gui.py``.
 """
@@ -20,12 +20,9 @@ from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
     QFileDialog,
-    QGridLayout,
     QGroupBox,
     QHBoxLayout,
     QLabel,
-    QListWidget,
-    QListWidgetItem,
     QPushButton,
     QScrollArea,
     QSizePolicy,
@@ -40,13 +37,7 @@ from diffstudio.errors import ConfigError
 from diffstudio.gui.forms import ContributionPicker, ParamForm
 from diffstudio.gui.images import ImageView, grid_rgb8
 from diffstudio.gui.plots import ParticlePlot
-from diffstudio.gui.studio import Studio
-from diffstudio.gui.workers import (
-    CallJob,
-    CompareEntry,
-    CompareJob,
-    Interpolation,
-    InterpolationJob,
+from diffstudio.gui.sampling_jobs import (
     ModelSummary,
     SampleFrame,
     SampleJob,
@@ -54,9 +45,13 @@ from diffstudio.gui.workers import (
     SampleRequest,
     TrajectoryFrame,
 )
+from diffstudio.gui.studio import Studio
+from diffstudio.gui.views.compare_panel import ComparePanel
+from diffstudio.gui.views.interpolation_panel import InterpolationPanel
+from diffstudio.gui.workers import CallJob
 from diffstudio.specs import Param
 
-__all__ = ["INTERPOLATION_PARAMS", "SAMPLE_PARAMS", "SampleView"]
+__all__ = ["SAMPLE_PARAMS", "SampleView", "save_sampling_result"]
 
 SAMPLE_PARAMS: tuple[Param, ...] = (
     Param("num_samples", "int", 16, minimum=1, maximum=1_000_000, help="how many samples"),
@@ -65,18 +60,10 @@ SAMPLE_PARAMS: tuple[Param, ...] = (
     Param("batch_size", "int", 64, minimum=1, maximum=65_536, help="samples per network call"),
     Param("live_view", "bool", True,
           help="show x_t and the predicted x_0 while sampling (throttled by time)"),
-    Param("live_fps", "int", 12, minimum=1, maximum=30,
+    Param("live_fps", "int", 10, minimum=1, maximum=30,
           help="most live-view updates per second; frames the screen cannot show are skipped"),
     Param("strip_steps", "int", 8, minimum=2, maximum=32,
           help="steps of the first sample shown in the trajectory strip"),
-)
-
-
-INTERPOLATION_PARAMS: tuple[Param, ...] = (
-    Param("seed_a", "int", 0, minimum=0, maximum=2**31 - 1, help="the noise at one end"),
-    Param("seed_b", "int", 1, minimum=0, maximum=2**31 - 1, help="the noise at the other end"),
-    Param("frames", "int", 10, minimum=2, maximum=64, help="points along the path"),
-    Param("steps", "int", 50, minimum=1, maximum=10_000, help="DDIM steps (eta = 0)"),
 )
 
 
@@ -109,7 +96,6 @@ class SampleView(QWidget):
         super().__init__(parent)
         self.studio = studio
         self.job: SampleJob | None = None
-        self.compare_job: CompareJob | None = None
         self.outcome: SampleOutcome | None = None
         self.summary: ModelSummary | None = None
         self.frames_painted = 0
@@ -204,8 +190,10 @@ class SampleView(QWidget):
 
         self.tabs = QTabWidget()
         self.tabs.addTab(live, "Live denoising")
-        self.tabs.addTab(self._build_compare(), "Compare samplers")
-        self.tabs.addTab(self._build_interpolation(), "Interpolation (DDIM)")
+        self.compare = ComparePanel(studio, self)
+        self.interpolation = InterpolationPanel(studio, self)
+        self.tabs.addTab(self.compare, "Compare samplers")
+        self.tabs.addTab(self.interpolation, "Interpolation (DDIM)")
 
         splitter = QSplitter(Qt.Orientation.Horizontal)
         splitter.addWidget(scroll)
@@ -224,12 +212,12 @@ class SampleView(QWidget):
         self.run_combo.currentIndexChanged.connect(self._on_run_changed)
         studio.registry_changed.connect(self._on_registry)
         studio.runs_changed.connect(self.set_runs)
-        studio.engine_ready.connect(lambda _: (self._on_run_changed(), self._update_buttons()))
-        studio.jobs_changed.connect(self._update_buttons)
+        studio.engine_ready.connect(lambda _: (self._on_run_changed(), self.update_buttons()))
+        studio.jobs_changed.connect(self.update_buttons)
         studio.open_run_for_sampling.connect(self.select_run)
         if studio.registry is not None:
             self._on_registry(studio.registry)
-        self._update_buttons()
+        self.update_buttons()
 
     @staticmethod
     def _titled(title: str, widget: QWidget) -> QGroupBox:
@@ -237,129 +225,10 @@ class SampleView(QWidget):
         QVBoxLayout(box).addWidget(widget)
         return box
 
-    def _build_compare(self) -> QWidget:
-        page = QWidget()
-        self.compare_list = QListWidget()
-        self.compare_list.setMaximumHeight(120)
-        self.compare_button = QPushButton("Compare")
-        self.compare_button.setObjectName("compareButton")
-        self.compare_cancel = QPushButton("Cancel")
-        note = QLabel("Each ticked sampler runs with the parameters set in its form on the left, "
-                      "from the same run, on identical initial noise (the same seeds), "
-                      "with the number of samples and seed set there.")
-        note.setWordWrap(True)
-        self.compare_status = QLabel("")
-        self.compare_status.setWordWrap(True)
-        self.compare_status.setSizePolicy(QSizePolicy.Policy.Ignored,
-                                          QSizePolicy.Policy.Preferred)
-        self.compare_grid = QGridLayout()
-        results = QWidget()
-        results.setLayout(self.compare_grid)
-        row = QHBoxLayout()
-        row.addWidget(self.compare_list, 1)
-        column = QVBoxLayout()
-        column.addWidget(self.compare_button)
-        column.addWidget(self.compare_cancel)
-        column.addStretch(1)
-        row.addLayout(column)
-        layout = QVBoxLayout(page)
-        layout.addWidget(note)
-        layout.addLayout(row)
-        layout.addWidget(self.compare_status)
-        layout.addWidget(results, 1)
-        self.compare_button.clicked.connect(self.start_compare)
-        self.compare_cancel.clicked.connect(self.cancel_compare)
-        return page
-
-    def _build_interpolation(self) -> QWidget:
-        page = QWidget()
-        self.interpolate_form = ParamForm(INTERPOLATION_PARAMS)
-        self.interpolate_button = QPushButton("Interpolate")
-        self.interpolate_button.setObjectName("interpolateButton")
-        note = QLabel("Deterministic DDIM (eta = 0) decodes points on the great circle between "
-                      "the initial noises of two seeds (spherical interpolation, slerp), so the "
-                      "row moves smoothly from one sample to the other (DDIM §5.3).")
-        note.setWordWrap(True)
-        self.interpolate_status = QLabel("")
-        self.interpolate_status.setWordWrap(True)
-        self.interpolate_view = ImageView("The decoded row appears here.")
-        self.interpolate_points = ParticlePlot("decoded path")
-        self.interpolate_stack = QStackedWidget()
-        self.interpolate_stack.addWidget(self.interpolate_view)
-        self.interpolate_stack.addWidget(self.interpolate_points)
-        row = QHBoxLayout()
-        row.addWidget(self.interpolate_form, 1)
-        row.addWidget(self.interpolate_button, 0, Qt.AlignmentFlag.AlignTop)
-        layout = QVBoxLayout(page)
-        layout.addWidget(note)
-        layout.addLayout(row)
-        layout.addWidget(self.interpolate_status)
-        layout.addWidget(self.interpolate_stack, 1)
-        self.interpolate_button.clicked.connect(self.start_interpolation)
-        self.interpolate_job: InterpolationJob | None = None
-        return page
-
-    def start_interpolation(self) -> bool:
-        """Decode a slerp path between two seeds' noises with DDIM (in the background)."""
-        if not self.studio.ready or (self.interpolate_job is not None
-                                     and self.interpolate_job.isRunning()):
-            return False
-        try:
-            run = self.current_run()
-            if run is None:
-                raise ConfigError("choose a trained run first")
-            values = self.interpolate_form.validated()
-        except ConfigError as exc:
-            self.interpolate_status.setText(f"Not started: {exc}")
-            return False
-        job = InterpolationJob(run, seed_a=values["seed_a"], seed_b=values["seed_b"],
-                               count=values["frames"], steps=values["steps"],
-                               device=self.studio.device.id, ema=self.ema_box.isChecked(),
-                               registry=self.studio.registry)
-        job.succeeded.connect(self._on_interpolated)
-        job.failed.connect(lambda message, details: (
-            self.interpolate_status.setText(f"Failed: {message}"),
-            self.studio.notifications.error(f"Interpolation failed: {message}", details,
-                                            source="Interpolation")))
-        job.finished.connect(self._on_interpolation_finished)
-        self.interpolate_job = job
-        self.interpolate_button.setEnabled(False)
-        self.interpolate_status.setText("Decoding…")
-        self.studio.add_job("interpolate", job)
-        job.start()
-        return True
-
-    def _on_interpolated(self, path: Interpolation) -> None:
-        self.interpolation = path
-        caption = (f"seed {path.seed_a} → seed {path.seed_b}: {len(path.alphas)} points, "
-                   f"DDIM {path.steps} steps, {path.seconds:.2f} s")
-        if path.samples.ndim == 4:
-            self.interpolate_stack.setCurrentWidget(self.interpolate_view)
-            self.interpolate_view.set_array(grid_rgb8(path.samples, columns=len(path.alphas)),
-                                            caption)
-        else:
-            self.interpolate_stack.setCurrentWidget(self.interpolate_points)
-            if self.summary is not None and self.summary.kind == "points":
-                self.interpolate_points.set_background(self.summary.data, self.summary.density,
-                                                       self.summary.extent)
-            self.interpolate_points.set_particles(path.samples)
-        self.interpolate_status.setText(caption)
-
-    def _on_interpolation_finished(self) -> None:
-        self.interpolate_job = None
-        self._update_buttons()
-
     # -- runs and plugins -------------------------------------------------------------------------
     def _on_registry(self, registry: Any) -> None:
         self.sampler_picker.set_contributions(registry.contributions("sampler"))
-        self.compare_list.clear()
-        for contribution in registry.contributions("sampler"):
-            item = QListWidgetItem(f"{contribution.display_name}  [{contribution.id}]")
-            item.setData(Qt.ItemDataRole.UserRole, contribution.id)
-            item.setFlags(item.flags() | Qt.ItemFlag.ItemIsUserCheckable)
-            checked = contribution.id in ("ddim", "ddpm")
-            item.setCheckState(Qt.CheckState.Checked if checked else Qt.CheckState.Unchecked)
-            self.compare_list.addItem(item)
+        self.compare.set_samplers(registry.contributions("sampler"))
 
     def set_runs(self, runs: list[Any]) -> None:
         """Offer the runs that have a checkpoint (keeps the current choice)."""
@@ -399,7 +268,7 @@ class SampleView(QWidget):
         self.checkpoint_combo.clear()
         path = self.current_run()
         if path is None or not self.studio.ready:
-            self._update_buttons()
+            self.update_buttons()
             return
         from diffstudio.engine.runs import Run
 
@@ -408,24 +277,21 @@ class SampleView(QWidget):
         self.checkpoint_combo.addItem(f"latest ({latest.name if latest else 'none'})", "latest")
         for step, folder in reversed(run.checkpoints()):
             self.checkpoint_combo.addItem(f"step {step:,}", folder.name)
-        self._update_buttons()
+        self.update_buttons()
 
     # -- state ------------------------------------------------------------------------------------
     def is_running(self) -> bool:
         return self.job is not None and self.job.isRunning()
 
-    def _update_buttons(self) -> None:
+    def update_buttons(self) -> None:
         running = self.is_running()
-        comparing = self.compare_job is not None and self.compare_job.isRunning()
         ready = self.studio.ready and self.current_run() is not None
         self.sample_button.setEnabled(ready and not running)
         self.sample_button.setText("Sample" if self.studio.ready else "Sample (loading engine…)")
         self.cancel_button.setEnabled(running)
         self.save_button.setEnabled(self.outcome is not None and not running)
-        self.compare_button.setEnabled(ready and not comparing)
-        self.compare_cancel.setEnabled(comparing)
-        interpolating = self.interpolate_job is not None and self.interpolate_job.isRunning()
-        self.interpolate_button.setEnabled(ready and not interpolating)
+        self.compare.update_buttons(ready)
+        self.interpolation.update_buttons(ready)
 
     # -- sampling ---------------------------------------------------------------------------------
     def build_request(self) -> SampleRequest:
@@ -467,7 +333,7 @@ class SampleView(QWidget):
         self.tabs.setCurrentIndex(0)
         self.studio.add_job("sample", job)
         job.start()
-        self._update_buttons()
+        self.update_buttons()
         return True
 
     def cancel(self) -> None:
@@ -558,7 +424,7 @@ class SampleView(QWidget):
 
     def _on_finished(self) -> None:
         self.job = None
-        self._update_buttons()
+        self.update_buttons()
 
     # -- saving -----------------------------------------------------------------------------------
     def save(self) -> None:
@@ -576,86 +442,6 @@ class SampleView(QWidget):
             f"Saving failed: {message}", details, source="Sample"))
         self.studio.add_job("save", job)
         job.start()
-
-    # -- comparing --------------------------------------------------------------------------------
-    def compared_samplers(self) -> list[tuple[str, dict[str, Any]]]:
-        """The ticked samplers with their forms' values (validated; ConfigError inline)."""
-        chosen = []
-        for row in range(self.compare_list.count()):
-            item = self.compare_list.item(row)
-            if item.checkState() == Qt.CheckState.Checked:
-                sampler_id = item.data(Qt.ItemDataRole.UserRole)
-                form = self.sampler_picker.form(sampler_id)
-                assert form is not None
-                try:
-                    chosen.append((sampler_id, form.validated()))
-                except ConfigError:
-                    self.sampler_picker.select(sampler_id)
-                    raise
-        if len(chosen) < 2:
-            raise ConfigError("tick at least two samplers to compare")
-        return chosen
-
-    def start_compare(self) -> bool:
-        if not self.studio.ready or (self.compare_job is not None and
-                                     self.compare_job.isRunning()):
-            return False
-        try:
-            run = self.current_run()
-            if run is None:
-                raise ConfigError("choose a trained run first")
-            samplers = self.compared_samplers()
-            options = self.options.validated()
-        except ConfigError as exc:
-            self.compare_status.setText(f"Not started: {exc}")
-            return False
-        while self.compare_grid.count():
-            widget = self.compare_grid.takeAt(0).widget()
-            if widget is not None:
-                widget.deleteLater()
-        job = CompareJob(run, samplers, num_samples=min(options["num_samples"], 64),
-                         seed=options["seed"], device=self.studio.device.id,
-                         ema=self.ema_box.isChecked(), registry=self.studio.registry)
-        job.entry_ready.connect(self._on_compare_entry)
-        job.succeeded.connect(lambda entries: self.compare_status.setText(
-            f"Done: {len(entries)} samplers on identical initial noise (seeds "
-            f"{options['seed']}..{options['seed'] + min(options['num_samples'], 64) - 1})."))
-        job.cancelled.connect(lambda message: self.compare_status.setText(f"Cancelled: {message}"))
-        job.failed.connect(lambda message, details: (
-            self.compare_status.setText(f"Failed: {message}"),
-            self.studio.notifications.error(f"Comparison failed: {message}", details,
-                                            source="Compare")))
-        job.finished.connect(self._on_compare_finished)
-        self.compare_job = job
-        self.compare_status.setText(f"Running {len(samplers)} samplers…")
-        self.studio.add_job("compare", job)
-        job.start()
-        self._update_buttons()
-        return True
-
-    def cancel_compare(self) -> None:
-        if self.compare_job is not None:
-            self.compare_job.request_stop()
-
-    def _on_compare_entry(self, entry: CompareEntry) -> None:
-        column = self.compare_grid.count()
-        title = f"{entry.sampler}: {entry.network_evaluations} network evaluations, " \
-                f"{entry.seconds:.2f} s"
-        params = ", ".join(f"{k}={v}" for k, v in entry.params.items())
-        if entry.samples.ndim == 4:
-            view = ImageView()
-            view.set_array(grid_rgb8(entry.samples), title)
-        else:
-            view = ParticlePlot(title)
-            if self.summary is not None and self.summary.kind == "points":
-                view.set_background(self.summary.data, self.summary.density, self.summary.extent)
-            view.set_particles(entry.samples)
-        view.setToolTip(params)
-        self.compare_grid.addWidget(view, 0, column)
-
-    def _on_compare_finished(self) -> None:
-        self.compare_job = None
-        self._update_buttons()
 
     # -- settings ---------------------------------------------------------------------------------
     def state(self) -> dict[str, Any]:
