@@ -50,16 +50,21 @@ def _param_kwargs(param: Param) -> dict[str, Any]:
 
 
 def _add_contribution_options(
-    parser: argparse.ArgumentParser, contribution: Contribution, prefix: str
+    parser: argparse.ArgumentParser,
+    contribution: Contribution,
+    prefix: str,
+    dest_kind: str | None = None,
 ) -> None:
+    """Options for each schema parameter; values land under ``param:<dest_kind>:<name>``
+    (``dest_kind`` defaults to the contribution's kind; ``eval`` uses "reference")."""
+    dest_kind = dest_kind or contribution.kind
     group = parser.add_argument_group(
-        f"{contribution.kind} {contribution.id!r} ({contribution.display_name})",
+        f"{dest_kind} {contribution.id!r} ({contribution.display_name})",
         contribution.description,
     )
     for param in contribution.params:
         flag = f"--{prefix}{param.name}" if prefix else f"--{param.name.replace('_', '-')}"
-        group.add_argument(flag, dest=f"param:{contribution.kind}:{param.name}",
-                           **_param_kwargs(param))
+        group.add_argument(flag, dest=f"param:{dest_kind}:{param.name}", **_param_kwargs(param))
 
 
 def _collect(namespace: argparse.Namespace, kind: str) -> dict[str, Any]:

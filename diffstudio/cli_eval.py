@@ -26,9 +26,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from diffstudio.cli import _add_contribution_options, _collect
 from diffstudio.errors import Cancelled, ConfigError, DiffstudioError
 from diffstudio.plugin_manager import PluginRegistry, load_plugins, safe_mode_env
-from diffstudio.specs import Contribution, Param
 
 __all__ = ["cmd_eval", "main"]
 
@@ -41,41 +41,6 @@ _EVAL_RESERVED = {
     "blas_threads",
 }
 _DEFAULT_NUM = 2048
-
-
-# Copied from diffstudio.cli (kept here so the two modules do not import each other).
-def _param_kwargs(param: Param) -> dict[str, Any]:
-    """argparse keyword arguments for one schema parameter (values are validated later)."""
-    text = param.help or param.name
-    if param.type == "choice":
-        text += f" (one of: {', '.join(map(str, param.choices or ()))})"
-    elif param.minimum is not None or param.maximum is not None:
-        text += f" (range {param.minimum if param.minimum is not None else '-inf'}.."
-        text += f"{param.maximum if param.maximum is not None else 'inf'})"
-    text += f"; default {param.default!r}"
-    return {"default": None, "metavar": param.type.upper(), "help": text}
-
-
-# Copied from diffstudio.cli, with a ``dest_kind`` so the reference dataset gets its own dests.
-def _add_contribution_options(
-    parser: argparse.ArgumentParser, contribution: Contribution, prefix: str, dest_kind: str
-) -> None:
-    group = parser.add_argument_group(
-        f"{dest_kind} {contribution.id!r} ({contribution.display_name})",
-        contribution.description,
-    )
-    for param in contribution.params:
-        flag = f"--{prefix}{param.name}" if prefix else f"--{param.name.replace('_', '-')}"
-        group.add_argument(flag, dest=f"param:{dest_kind}:{param.name}", **_param_kwargs(param))
-
-
-# Copied from diffstudio.cli.
-def _collect(namespace: argparse.Namespace, kind: str) -> dict[str, Any]:
-    values = {}
-    for key, value in vars(namespace).items():
-        if key.startswith(f"param:{kind}:") and value is not None:
-            values[key.split(":", 2)[2]] = value
-    return values
 
 
 def _run_config(path: Path) -> dict[str, Any] | None:
