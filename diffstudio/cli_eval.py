@@ -27,8 +27,8 @@ from pathlib import Path
 from typing import Any
 
 from diffstudio.cli import _add_contribution_options, _collect
-from diffstudio.errors import Cancelled, ConfigError, DiffstudioError
-from diffstudio.plugin_manager import PluginRegistry, load_plugins, safe_mode_env
+from diffstudio.errors import ConfigError
+from diffstudio.plugin_manager import PluginRegistry
 
 __all__ = ["cmd_eval", "main"]
 
@@ -279,24 +279,11 @@ def cmd_eval(argv: list[str], registry: PluginRegistry) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Stand-alone entry (``python -m diffstudio.cli_eval``), with ``diffstudio``'s handling."""
-    arguments = list(sys.argv[1:] if argv is None else argv)
-    debug = "--debug" in arguments
-    safe_mode = "--safe-mode" in arguments or safe_mode_env()
-    arguments = [a for a in arguments if a not in ("--debug", "--safe-mode")]
-    try:
-        return cmd_eval(arguments, load_plugins(safe_mode=safe_mode))
-    except Cancelled as exc:
-        print(f"diffstudio eval: stopped: {exc}", file=sys.stderr)
-        return 130
-    except DiffstudioError as exc:
-        if debug:
-            raise
-        print(f"diffstudio eval: error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("diffstudio eval: interrupted", file=sys.stderr)
-        return 130
+    """Stand-alone entry (``python -m diffstudio.cli_eval``): ``diffstudio eval ARGS``, with the
+    same error handling as every other verb."""
+    from diffstudio.cli import main as diffstudio_main
+
+    return diffstudio_main(["eval", *(sys.argv[1:] if argv is None else argv)])
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -44,7 +44,7 @@ from diffstudio.engine.model import DiffusionModel
 from diffstudio.engine.samplers import SamplerCallback, SamplerStep, StopCheck, check_stop
 from diffstudio.errors import ConfigError
 
-__all__ = ["SPACINGS", "configure_scheduler", "dpm_solver_sample"]
+__all__ = ["SPACINGS", "configure_scheduler", "dpm_solver_sample", "run_scheduler"]
 
 #: diffusers' ``timestep_spacing`` values: "linspace" is round(linspace(0, T - 1, steps + 1))
 #: without its 0 (the DPM-Solver default, always starting at T - 1); "leading" multiples of
@@ -81,6 +81,27 @@ def configure_scheduler(scheduler: Any, model: DiffusionModel, steps: int) -> An
         )
     scheduler.sigmas = torch.cat([sigmas, torch.zeros(1, dtype=torch.float64)])
     return scheduler
+
+
+def run_scheduler(
+    scheduler: Any,
+    model: DiffusionModel,
+    x: torch.Tensor,
+    callback: SamplerCallback | None,
+    should_stop: StopCheck | None,
+    clip_x0: bool,
+) -> torch.Tensor:
+    """Drive a configured diffusers multistep scheduler with x0_pred from ``model``, one
+    callback per step, stopping between steps when asked (shared by DPM-Solver++ and UniPC)."""
+    num_steps = len(scheduler.timesteps)
+    for index, timestep in enumerate(scheduler.timesteps):
+        check_stop(should_stop, index)
+        t = int(timestep)
+        x0_pred = model.clip(model.predict(x, t).x0, clip_x0)
+        if callback is not None:
+            callback(SamplerStep(index, num_steps, t, x, x0_pred))
+        x = scheduler.step(x0_pred, timestep, x).prev_sample
+    return x
 
 
 def _check_choice(name: str, value: Any, choices: tuple[Any, ...]) -> None:
@@ -128,12 +149,4 @@ def dpm_solver_sample(
         thresholding=False,
     )
     configure_scheduler(scheduler, model, steps)
-    num_steps = len(scheduler.timesteps)
-    for index, timestep in enumerate(scheduler.timesteps):
-        check_stop(should_stop, index)
-        t = int(timestep)
-        x0_pred = model.clip(model.predict(x, t).x0, clip_x0)
-        if callback is not None:
-            callback(SamplerStep(index, num_steps, t, x, x0_pred))
-        x = scheduler.step(x0_pred, timestep, x).prev_sample
-    return x
+    return run_scheduler(scheduler, model, x, callback, should_stop, clip_x0)

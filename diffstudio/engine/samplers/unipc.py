@@ -28,8 +28,8 @@ from __future__ import annotations
 import torch
 
 from diffstudio.engine.model import DiffusionModel
-from diffstudio.engine.samplers import SamplerCallback, SamplerStep, StopCheck, check_stop
-from diffstudio.engine.samplers.dpm_solver import SPACINGS, configure_scheduler
+from diffstudio.engine.samplers import SamplerCallback, StopCheck
+from diffstudio.engine.samplers.dpm_solver import SPACINGS, configure_scheduler, run_scheduler
 from diffstudio.errors import ConfigError
 
 __all__ = ["unipc_sample"]
@@ -78,12 +78,4 @@ def unipc_sample(
         thresholding=False,
     )
     configure_scheduler(scheduler, model, steps)
-    num_steps = len(scheduler.timesteps)
-    for index, timestep in enumerate(scheduler.timesteps):
-        check_stop(should_stop, index)
-        t = int(timestep)
-        x0_pred = model.clip(model.predict(x, t).x0, clip_x0)
-        if callback is not None:
-            callback(SamplerStep(index, num_steps, t, x, x0_pred))
-        x = scheduler.step(x0_pred, timestep, x).prev_sample
-    return x
+    return run_scheduler(scheduler, model, x, callback, should_stop, clip_x0)
