@@ -9,6 +9,8 @@ The tree::
     +-- RunError                a run directory is missing, incomplete or incompatible
     +-- TrainingError           training cannot go on (for example a NaN loss)
     +-- SamplingError           sampling cannot go on (bad initial noise, NaN output)
+    +-- EvaluationError         an evaluation cannot run (too few samples, mismatched shapes)
+    |   +-- FidWeightsError     the Inception FID weights are missing, wrong or unreadable
     +-- Cancelled               the user asked a job to stop; not a failure
 
 Messages say what was passed, what was expected and how to fix it; the cause is chained
@@ -22,6 +24,8 @@ __all__ = [
     "ConfigError",
     "DatasetError",
     "DiffstudioError",
+    "EvaluationError",
+    "FidWeightsError",
     "PluginError",
     "RunError",
     "SamplingError",
@@ -55,6 +59,14 @@ class TrainingError(DiffstudioError):
 
 class SamplingError(DiffstudioError):
     """Sampling cannot continue."""
+
+
+class EvaluationError(DiffstudioError):
+    """An evaluation cannot run; the message says what was wrong and how to fix it."""
+
+
+class FidWeightsError(EvaluationError):
+    """The Inception FID weights are absent, fail their SHA-256 check, or cannot be loaded."""
 
 
 class Cancelled(DiffstudioError):

@@ -33,7 +33,6 @@ from diffstudio.engine.evaluation.cache import (
     reference_key,
 )
 from diffstudio.engine.evaluation.density_coverage import DensityCoverage, density_coverage
-from diffstudio.engine.evaluation.errors import EvaluationError, FidWeightsError
 from diffstudio.engine.evaluation.evaluate import (
     DEFAULT_METRICS,
     METRICS,
@@ -87,6 +86,7 @@ from diffstudio.engine.evaluation.tables import (
     to_markdown,
     write_table,
 )
+from diffstudio.errors import EvaluationError, FidWeightsError
 
 __all__ = [
     "DEFAULT_METRICS",

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from diffstudio.engine.evaluation.errors import EvaluationError
+from diffstudio.errors import EvaluationError
 
 __all__ = ["distance_blocks", "k_nearest", "kth_neighbour_distance"]
 

@@ -32,9 +32,9 @@ from typing import Any
 
 import numpy as np
 
-from diffstudio.engine.evaluation.errors import EvaluationError
 from diffstudio.engine.evaluation.frechet import gaussian_statistics
 from diffstudio.engine.io import atomic_write_with
+from diffstudio.errors import EvaluationError
 
 __all__ = [
     "CACHE_ENV",

@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from diffstudio.engine.evaluation._distances import distance_blocks, kth_neighbour_distance
-from diffstudio.engine.evaluation.errors import EvaluationError
+from diffstudio.errors import EvaluationError
 
 __all__ = ["DensityCoverage", "density_coverage"]
 

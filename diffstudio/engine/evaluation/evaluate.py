@@ -37,7 +37,6 @@ import torch
 from diffstudio.engine.datasets import Dataset
 from diffstudio.engine.evaluation.cache import ReferenceCache, ReferenceStatistics, reference_key
 from diffstudio.engine.evaluation.density_coverage import DensityCoverage, density_coverage
-from diffstudio.engine.evaluation.errors import EvaluationError
 from diffstudio.engine.evaluation.features import (
     INCEPTION_SIZE,
     FidWeights,
@@ -55,7 +54,7 @@ from diffstudio.engine.evaluation.retrieval import (
     pixel_vectors,
 )
 from diffstudio.engine.io import atomic_write_json
-from diffstudio.errors import Cancelled
+from diffstudio.errors import Cancelled, EvaluationError
 
 __all__ = [
     "DEFAULT_METRICS",

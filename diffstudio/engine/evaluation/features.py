@@ -45,8 +45,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from diffstudio.engine.evaluation.errors import EvaluationError, FidWeightsError
-from diffstudio.errors import Cancelled
+from diffstudio.errors import Cancelled, EvaluationError, FidWeightsError
 
 __all__ = [
     "CONVERTED_WEIGHTS_FILENAME",

@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from diffstudio.engine.evaluation.errors import EvaluationError
+from diffstudio.errors import EvaluationError
 
 __all__ = [
     "frechet_distance",

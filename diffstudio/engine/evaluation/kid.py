@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from diffstudio.engine.evaluation.errors import EvaluationError
+from diffstudio.errors import EvaluationError
 
 __all__ = ["KidResult", "kernel_inception_distance", "mmd2_unbiased", "polynomial_kernel"]
 

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from diffstudio.engine.evaluation._distances import k_nearest
-from diffstudio.engine.evaluation.errors import EvaluationError
+from diffstudio.errors import EvaluationError
 
 __all__ = [
     "MemorizationReport",

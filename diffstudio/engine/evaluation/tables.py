@@ -23,8 +23,8 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from diffstudio.engine.evaluation.errors import EvaluationError
 from diffstudio.engine.io import atomic_write_text
+from diffstudio.errors import EvaluationError
 
 __all__ = [
     "ComparisonRow",
