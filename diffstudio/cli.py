@@ -332,6 +332,10 @@ def _load_pretrained(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
                                  download=args.download)
     for note in pretrained.notes:
         print(f"note: {note}", file=sys.stderr)
+    # The scheduler config's sampler settings (a VE SDE's snr...) unless given on the command line.
+    for name, value in pretrained.sampler_defaults.get(args.sampler, {}).items():
+        if getattr(args, f"param:sampler:{name}", None) is None:
+            setattr(args, f"param:sampler:{name}", value)
     loaded = SimpleNamespace(
         model=pretrained.require_model(), sample_shape=pretrained.sample_shape,
         num_classes=(pretrained.num_class_embeds - 1) if pretrained.num_class_embeds else None,

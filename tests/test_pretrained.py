@@ -1,13 +1,16 @@
 """Pretrained diffusers models: both folder layouts, a cached hub id, DDIM through the loaded
-schedule against diffusers' DDIM loop, the pickle refusal, VE-SDE models, and the offline
-message for a hub id that is not here."""
+schedule against diffusers' DDIM loop, the pickle refusal, VE-SDE (NCSN++) models in the
+[-1, 1] frame against diffusers' predictor-corrector steps and from the command line, and the
+offline message for a hub id that is not here."""
 
 from __future__ import annotations
 
 import json
+import math
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from diffusers import (
@@ -18,13 +21,17 @@ from diffusers import (
     UNet2DModel,
 )
 
+from diffstudio.engine.model import DiffusionModel
 from diffstudio.engine.networks.pretrained import (
     PretrainedModel,
+    VEScoreUNet,
     build_pretrained_network,
     load_pretrained,
 )
+from diffstudio.engine.processes import VESDE
 from diffstudio.engine.runs import file_sha256
 from diffstudio.engine.samplers.ddim import ddim_sample
+from diffstudio.engine.samplers.predictor_corrector import predictor_corrector_sample
 from diffstudio.errors import ConfigError, DiffstudioError, RunError
 
 
@@ -173,24 +180,215 @@ def test_pickle_weights_are_refused_with_the_conversion(tmp_path) -> None:
                                    rtol=0, atol=1e-6)
 
 
-def test_ve_sde_model_loads_but_needs_the_sde_samplers(tmp_path) -> None:
-    unet = _tiny_unet(time_embedding_type="fourier", block_out_channels=(16, 16))
-    scheduler = ScoreSdeVeScheduler(num_train_timesteps=100, sigma_max=50.0, snr=0.16)
-    unet.save_pretrained(tmp_path / "unet")
-    scheduler.save_pretrained(tmp_path / "scheduler")
-    (tmp_path / "model_index.json").write_text(json.dumps({
+VE_CONFIG = dict(num_train_timesteps=100, sigma_min=0.02, sigma_max=50.0, snr=0.12,
+                 sampling_eps=1e-3, correct_steps=1)
+
+
+def _ve_unet() -> UNet2DModel:
+    """A tiny NCSN++-style U-Net: Fourier noise-level embedding and the skip blocks of
+    google/ncsnpp-celebahq-256 (its output is divided by sigma: a score)."""
+    return _tiny_unet(
+        in_channels=3, out_channels=3, time_embedding_type="fourier", block_out_channels=(32, 32),
+        down_block_types=("SkipDownBlock2D", "AttnSkipDownBlock2D"),
+        up_block_types=("AttnSkipUpBlock2D", "SkipUpBlock2D"), attention_head_dim=8,
+        mid_block_scale_factor=2**0.5, norm_eps=1e-6,
+    )
+
+
+def _save_ve(folder: Path, **overrides) -> Path:
+    """A ScoreSdeVePipeline folder with the tiny U-Net."""
+    _ve_unet().save_pretrained(folder / "unet")
+    ScoreSdeVeScheduler(**{**VE_CONFIG, **overrides}).save_pretrained(folder / "scheduler")
+    (folder / "model_index.json").write_text(json.dumps({
         "_class_name": "ScoreSdeVePipeline", "unet": ["diffusers", "UNet2DModel"],
         "scheduler": ["diffusers", "ScoreSdeVeScheduler"],
     }))
-    loaded = load_pretrained(str(tmp_path))
-    assert loaded.family == "ve-sde" and loaded.model is None
-    assert loaded.scheduler_config["sigma_max"] == 50.0
-    assert loaded.scheduler_config["snr"] == 0.16 and loaded.data_range == (0.0, 1.0)
-    with pytest.raises(ConfigError, match="VE SDE"):
+    return folder
+
+
+@pytest.fixture(scope="module")
+def ve_folder(tmp_path_factory) -> Path:
+    return _save_ve(tmp_path_factory.mktemp("ve") / "ncsnpp")
+
+
+def _sigma_x(t: float) -> float:
+    """The checkpoint's noise level sigma_min (sigma_max / sigma_min)^t, [0, 1] frame."""
+    low, high = VE_CONFIG["sigma_min"], VE_CONFIG["sigma_max"]
+    return low * math.exp(t * math.log(high / low))
+
+
+def test_ve_sde_model_is_a_score_model_in_the_minus_one_one_frame(ve_folder) -> None:
+    loaded = load_pretrained(str(ve_folder))
+    assert loaded.family == "ve-sde" and loaded.data_range == (0.0, 1.0)
+    assert loaded.scheduler_config["sigma_max"] == 50.0 and loaded.scheduler_config["snr"] == 0.12
+    assert loaded.sampler_defaults == {"predictor-corrector": {"snr": 0.12, "corrector_steps": 1}}
+    assert isinstance(loaded.network, UNet2DModel) and not loaded.network.training
+    model = loaded.require_model()
+    assert model is loaded.model and isinstance(model.network, VEScoreUNet)
+    assert model.network.unet is loaded.network
+    assert model.prediction_type == "score" == loaded.prediction_type and model.x0_clip == 1.0
+    process = model.process
+    assert isinstance(process, VESDE)
+    # y = 2x - 1: y_t = y_0 + 2 sigma_x z, so both noise levels double.
+    assert (process.sigma_min, process.sigma_max) == (0.04, 100.0)
+    assert process.num_scales == 100 and model.num_timesteps == 100
+    assert process.t_min == 1e-3  # sampling_eps: where the SDE samplers stop
+    assert any("predictor-corrector" in note for note in loaded.notes)
+
+
+@pytest.mark.parametrize("t", [1.0, 0.37, 1e-3])
+def test_ve_sde_score_is_half_the_network_score(ve_folder, t) -> None:
+    """grad_y log p_t(y) = 1/2 grad_x log p_t(x) at x = (y + 1)/2 and the checkpoint's sigma(t)."""
+    loaded = load_pretrained(str(ve_folder))
+    model = loaded.require_model()
+    y = torch.randn(2, 3, 8, 8, generator=torch.Generator().manual_seed(1)) * 2 * _sigma_x(t)
+    sigma = torch.full((2,), _sigma_x(t))
+    with torch.no_grad():
+        score, x0 = model.score(y, t)
+        expected = 0.5 * loaded.network((y + 1) / 2, sigma).sample
+    torch.testing.assert_close(score, expected, rtol=1e-5, atol=1e-6 * float(expected.abs().max()))
+    # Tweedie in the y frame: x0 = y + s^2 score with s = 2 sigma_x.
+    s = 2 * _sigma_x(t)
+    torch.testing.assert_close(x0, y + s * s * expected, rtol=1e-5, atol=1e-5 * s)
+    assert model.network_evaluations == 1
+
+
+class _ForgotTheFactorTwo(VEScoreUNet):
+    """The frame mapping done wrong: sigma_x = s instead of s / 2."""
+
+    def forward(self, y, labels, class_labels=None, marginal=None):
+        m, s = marginal
+        return super().forward(y, labels, class_labels, marginal=(m, 2 * s)) / 2
+
+
+def _diffusers_pc(unet, scheduler, x, times, noises, monkeypatch) -> torch.Tensor:
+    """ScoreSdeVePipeline's loop (step_correct, then step_pred) on the given time grid."""
+    import diffusers.schedulers.scheduling_sde_ve as sde_ve
+
+    queue = iter(noises)
+    monkeypatch.setattr(sde_ve, "randn_tensor", lambda shape, **kwargs: next(queue))
+    steps = len(times) - 1
+    # step_pred reads sigma(t_j) from discrete_sigmas[int(t_j * steps)] and the next level
+    # from the index below: put sigma(times) there, smallest first.
+    scheduler.timesteps = torch.tensor(times, dtype=torch.float64)
+    sigmas = torch.tensor([_sigma_x(t) for t in times], dtype=torch.float64)
+    scheduler.discrete_sigmas = sigmas.flip(0)
+    indices = (torch.tensor(times[:-1]) * torch.ones(1) * steps).long()  # as step_pred does
+    assert indices.tolist() == list(range(steps, 0, -1))
+    with torch.no_grad():
+        for index, t in enumerate(times[:-1]):
+            sigma = sigmas[index] * torch.ones(x.shape[0], dtype=torch.float64)
+            for _ in range(scheduler.config.correct_steps):
+                x = scheduler.step_correct(unet(x, sigma).sample, x).prev_sample
+            output = scheduler.step_pred(unet(x, sigma).sample, t, x)
+            x, mean = output.prev_sample, output.prev_sample_mean
+    return mean
+
+
+def test_predictor_corrector_matches_diffusers_score_sde_ve_loop_in_float64(
+    ve_folder, monkeypatch
+) -> None:
+    """Our predictor-corrector sampler in the y frame against diffusers' ScoreSdeVeScheduler
+    steps (step_correct, step_pred: the ScoreSdeVePipeline loop) in the x frame, float64.
+
+    The two loops draw their noise differently, so both are fed the same noise tensors (the
+    samplers' ``randn`` and diffusers' ``randn_tensor`` monkeypatched to read one list). Their
+    time grids differ too (diffusers evaluates the network on linspace(1, eps, N) but takes its
+    predictor steps between levels of a separate grid), so diffusers' loop is given our grid:
+    ``timesteps`` and ``discrete_sigmas`` set to linspace(1, t_min, steps + 1) and its sigmas;
+    its formulas are untouched. diffusers starts at x = (y + 1) / 2 for our start y (its own
+    start sigma_max z is centred at 0 instead of 1/2, a shift far below sigma_max). With the
+    same noise the two runs are images of each other under y = 2x - 1 up to rounding (diffusers
+    rounds the corrector step size to float32). Forgetting the factor 2 of the frame change
+    breaks the match, which the test checks too.
+    """
+    from diffstudio.engine.samplers import predictor_corrector as pc
+
+    loaded = load_pretrained(str(ve_folder))
+    model = loaded.require_model()
+    loaded.network.double()
+    steps, batch = 3, 2
+    generator = torch.Generator().manual_seed(3)
+    z = torch.randn(batch, 3, 8, 8, generator=generator, dtype=torch.float64)
+    noises = [torch.randn(batch, 3, 8, 8, generator=generator, dtype=torch.float64)
+              for _ in range(2 * steps)]  # corrector, predictor for each step
+
+    def ours(network) -> torch.Tensor:
+        queue = iter(noises)
+        monkeypatch.setattr(pc, "randn", lambda like, generator: next(queue))
+        sampler_model = DiffusionModel(network, model.process, prediction_type="score")
+        return predictor_corrector_sample(
+            sampler_model, z, generator=None, callback=None, should_stop=None, steps=steps,
+            corrector_steps=1, snr=loaded.scheduler_config["snr"], denoise=False,
+        )
+
+    y = ours(model.network)  # t_min = 0: the process's own, sampling_eps
+    times = torch.linspace(1.0, model.process.t_min, steps + 1, dtype=torch.float64).tolist()
+    y_start = z * model.process.prior_std
+    scheduler = ScoreSdeVeScheduler.from_pretrained(ve_folder / "scheduler")
+    x = _diffusers_pc(loaded.network, scheduler, (y_start + 1) / 2, times, noises, monkeypatch)
+    scale = float(y.abs().max())
+    error = float((y - (2 * x - 1)).abs().max()) / scale
+    print(f"VE predictor-corrector float64 vs diffusers: {error:.3e} (relative to {scale:.3g})")
+    assert error < 1e-6
+    wrong = ours(_ForgotTheFactorTwo(loaded.network))
+    wrong_error = float((wrong - (2 * x - 1)).abs().max()) / scale
+    print(f"with sigma_x = s (no factor 1/2): {wrong_error:.3e}")
+    assert wrong_error > 1e-3
+
+
+def test_sample_a_ve_sde_folder_from_the_command_line(ve_folder, tmp_path) -> None:
+    from diffstudio.cli import main
+    from diffstudio.engine.pngmeta import read_png_metadata
+
+    out = tmp_path / "samples"
+    assert main(["sample", "--pretrained", str(ve_folder), "--sampler", "predictor-corrector",
+                 "--num", "2", "--steps", "3", "--out", str(out), "--device", "cpu",
+                 "--quiet"]) == 0
+    pngs = sorted(out.glob("sample-*.png"))
+    assert len(pngs) == 2
+    samples = np.load(out / "samples.npz")["samples"]
+    assert samples.shape == (2, 3, 8, 8) and np.isfinite(samples).all()
+    meta = read_png_metadata(pngs[0])
+    assert meta["scheduler"] == "ScoreSdeVeScheduler" and meta["sampler"] == "predictor-corrector"
+    # The config's snr and corrector steps; 3 steps x (1 corrector + 1 predictor) + denoising.
+    assert meta["sampler_params"]["snr"] == 0.12 and meta["sampler_params"]["corrector_steps"] == 1
+    assert meta["network_evaluations"] == 7
+    # A value on the command line wins over the config's.
+    assert main(["sample", "--pretrained", str(ve_folder), "--sampler", "predictor-corrector",
+                 "--num", "1", "--steps", "2", "--snr", "0.2", "--out", str(tmp_path / "b"),
+                 "--device", "cpu", "--quiet"]) == 0
+    assert read_png_metadata(tmp_path / "b" / "sample-000000.png")["sampler_params"]["snr"] == 0.2
+
+
+@pytest.mark.parametrize("sampler", ["reverse-sde", "probability-flow", "ddim"])
+def test_other_samplers_run_on_a_ve_sde_model(ve_folder, sampler) -> None:
+    from diffstudio.engine.sampling import generate
+
+    model = load_pretrained(str(ve_folder)).require_model()
+    result = generate(model, sampler, {"steps": 3}, sample_shape=(3, 8, 8), num_samples=2)
+    assert result.samples.shape == (2, 3, 8, 8) and torch.isfinite(result.samples).all()
+
+
+def test_ve_sde_config_errors_name_the_fix(tmp_path) -> None:
+    folder = _save_ve(tmp_path / "bad")
+    config_path = folder / "scheduler" / "scheduler_config.json"
+    config = json.loads(config_path.read_text())
+    config_path.write_text(json.dumps({**config, "sigma_min": 60.0}))
+    with pytest.raises(ConfigError, match=r"unusable VE SDE .*sigma_min < sigma_max"):
+        load_pretrained(str(folder))
+    config_path.write_text(json.dumps({**config, "sampling_eps": 1.5}))
+    with pytest.raises(ConfigError, match=r"sampling_eps 1.5 .* must be in \[0, 1\)"):
+        load_pretrained(str(folder))
+    with pytest.raises(ConfigError, match="marginal"):  # the wrapper alone has no sigma
+        VEScoreUNet(_ve_unet())(torch.zeros(1, 3, 8, 8), torch.zeros(1))
+
+
+def test_require_model_without_a_model_says_so(saved) -> None:
+    loaded = load_pretrained(str(saved["bare"]))
+    loaded.model = None
+    with pytest.raises(ConfigError, match="no sampleable model"):
         loaded.require_model()
-    with torch.no_grad():  # the network takes sigma
-        out = loaded.network(torch.randn(2, 1, 8, 8), torch.tensor([50.0, 0.5])).sample
-    assert torch.isfinite(out).all()
 
 
 def test_other_network_classes_are_refused(tmp_path) -> None:

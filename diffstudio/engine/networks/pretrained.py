@@ -25,12 +25,17 @@ Two families of scheduler configs:
   schedule are computed in float64 (the formula diffusers uses, without its float32 rounding);
   other ``beta_schedule`` values are taken from the diffusers scheduler class named in the
   config, which computes them (in float32).
-* **VE SDE** (``ScoreSdeVeScheduler``, the NCSN++ models of Song et al. 2021): the U-Net is
-  loaded and the config returned, but ``model`` is None: these networks take the noise level
-  sigma (not an integer timestep) as input, return the score grad_x log p_sigma(x) (diffusers
-  divides the raw output by sigma), and model data in [0, 1]. They need the VE-SDE samplers
-  (predictor-corrector with ``snr`` and ``correct_steps`` from the config, sigma from
-  ``sigma_max`` down to ``sigma_min``); :meth:`PretrainedModel.require_model` says so.
+* **VE SDE** (``ScoreSdeVeScheduler``, the NCSN++ models of Song et al. 2021): these networks
+  take the noise level sigma (not an integer timestep), return the score grad_x log p_sigma(x)
+  (diffusers divides the raw output by sigma) and model data x in [0, 1] perturbed as
+  x_t = x_0 + sigma(t) z, sigma(t) = sigma_min (sigma_max / sigma_min)^t (the VE SDE, Song et
+  al. 2021 eq. 9; seed 002 §4.4, eq. 34). :class:`VEScoreUNet` presents the network in
+  diffstudio's [-1, 1] frame y = 2x - 1, where y_t = y_0 + 2 sigma(t) z: the process is
+  ``VESDE(2 sigma_min, 2 sigma_max)`` ending at the config's ``sampling_eps``, with
+  ``prediction_type="score"``. The result carries that :class:`DiffusionModel`, sampled by the
+  predictor-corrector sampler (the config's ``snr`` and ``correct_steps``, as diffusers'
+  ``ScoreSdeVePipeline``), the reverse SDE (eq. 35) or the probability-flow ODE, and by DDIM
+  and the other discrete samplers through its VP view.
 """
 
 from __future__ import annotations
@@ -45,11 +50,12 @@ from typing import Any
 import torch
 
 from diffstudio.engine.model import DiffusionModel
+from diffstudio.engine.processes import VESDE
 from diffstudio.engine.runs import file_sha256
 from diffstudio.engine.schedules import NoiseSchedule
 from diffstudio.errors import ConfigError, RunError
 
-__all__ = ["PretrainedModel", "build_pretrained_network", "load_pretrained"]
+__all__ = ["PretrainedModel", "VEScoreUNet", "build_pretrained_network", "load_pretrained"]
 
 WEIGHTS_NAME = "diffusion_pytorch_model.safetensors"
 PICKLE_WEIGHTS_NAME = "diffusion_pytorch_model.bin"
@@ -61,12 +67,17 @@ _HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*/[A-Za-z0-9][A-Za-z0-9_.\-]*$
 class PretrainedModel:
     """A pretrained U-Net, its schedule and where it came from.
 
-    model: the ready :class:`DiffusionModel` (discrete VP family) or None (VE SDE; see
-    :meth:`require_model`). network: the ``UNet2DModel`` (eval mode, float32, on ``device``).
-    sample_shape: (C, H, W) from the U-Net config. family: ``"vp-discrete"`` or ``"ve-sde"``.
-    scheduler_class / scheduler_config: as read (for a VE SDE: sigma_min, sigma_max,
-    num_train_timesteps, snr, sampling_eps, correct_steps). weights_sha256: of the safetensors
-    file. folder: the U-Net folder. data_range: (low, high) of the modelled data.
+    model: the ready :class:`DiffusionModel`; for a VE SDE it wraps ``network`` in
+    :class:`VEScoreUNet` and works in the [-1, 1] frame y = 2x - 1 (its samples are images in
+    [-1, 1] like every other model's). network: the ``UNet2DModel`` (eval mode, float32, on
+    ``device``). sample_shape: (C, H, W) from the U-Net config. family: ``"vp-discrete"`` or
+    ``"ve-sde"``. scheduler_class / scheduler_config: as read (for a VE SDE, completed with
+    diffusers' defaults: sigma_min, sigma_max, num_train_timesteps, snr, sampling_eps,
+    correct_steps). prediction_type: of ``model``. weights_sha256: of the safetensors file.
+    folder: the U-Net folder. data_range: (low, high) of the data the checkpoint models ((0, 1)
+    for a VE SDE, before the frame change). sampler_defaults: parameters suggested by the
+    scheduler config, by built-in sampler id (for a VE SDE, the predictor-corrector's ``snr``
+    and ``corrector_steps``).
     """
 
     source: str
@@ -83,20 +94,54 @@ class PretrainedModel:
     data_range: tuple[float, float] = (-1.0, 1.0)
     num_class_embeds: int | None = None
     notes: list[str] = field(default_factory=list)
+    sampler_defaults: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def require_model(self) -> DiffusionModel:
-        """The :class:`DiffusionModel`, or a :class:`ConfigError` saying what it needs instead."""
+        """The :class:`DiffusionModel`, or a :class:`ConfigError` if none could be built."""
         if self.model is not None:
             return self.model
-        config = self.scheduler_config
         raise ConfigError(
-            f"{self.source} is a score-SDE model ({self.scheduler_class}: VE SDE, sigma "
-            f"{config.get('sigma_max')} down to {config.get('sigma_min')}, "
-            f"{config.get('num_train_timesteps')} steps, snr {config.get('snr')}); its network "
-            "takes the noise level sigma and returns the score, so it cannot be sampled with "
-            "DDPM/DDIM/DPM-Solver timesteps. Sample it with a VE-SDE sampler "
-            "(predictor-corrector or the probability-flow ODE)"
+            f"{self.source} ({self.scheduler_class}, family {self.family}) has no sampleable "
+            "model; diffstudio samples discrete VP schedulers and ScoreSdeVeScheduler models"
         )
+
+
+class VEScoreUNet(torch.nn.Module):
+    """A score-SDE (VE) ``UNet2DModel`` in diffstudio's [-1, 1] frame y = 2x - 1.
+
+    The checkpoint perturbs x in [0, 1] as x_t = x_0 + sigma_x z (Song et al. 2021, eq. 9) and
+    ``unet(x_t, sigma_x).sample`` is the score grad_x log p(x_t). In the y frame
+    y_t = y_0 + s z with s = 2 sigma_x, and p_y(y) = 2^-d p_x((y + 1) / 2) gives
+    grad_y log p = (1/2) grad_x log p. The ``"score"`` prediction type wants
+    s * grad_y log p (the target of eq. 36 with lambda = s^2), so::
+
+        output = s * (score_x / 2) = sigma_x * score_x,   sigma_x = s / 2,  x = (y + 1) / 2
+
+    Called by :class:`DiffusionModel` as ``network(y, labels, marginal=(m, s))`` (m = 1 for
+    the VE process); ``labels`` are ignored, the noise level comes from s.
+    """
+
+    conditions_on_marginal = True
+
+    def __init__(self, unet: torch.nn.Module) -> None:
+        super().__init__()
+        self.unet = unet
+
+    def forward(
+        self,
+        y: torch.Tensor,
+        labels: torch.Tensor,
+        class_labels: torch.Tensor | None = None,
+        marginal: tuple[torch.Tensor, torch.Tensor] | None = None,
+    ) -> torch.Tensor:
+        if marginal is None:
+            raise ConfigError(
+                "a VE-SDE U-Net needs the noise level: call it through its DiffusionModel, "
+                "which passes marginal=(m, s)"
+            )
+        sigma = (marginal[1] / 2).to(device=y.device, dtype=y.dtype)  # sigma_x, (B,)
+        score = self.unet((y + 1) / 2, sigma, class_labels=class_labels).sample
+        return sigma.view(-1, *([1] * (y.dim() - 1))) * score
 
 
 # --- locating the files -----------------------------------------------------------------------
@@ -320,18 +365,7 @@ def load_pretrained(
         num_class_embeds=network.config.num_class_embeds, notes=notes,
     )
     if scheduler_class in VE_SDE_SCHEDULERS:
-        import diffusers
-
-        defaults = dict(getattr(diffusers, scheduler_class).from_config(scheduler_config).config)
-        config = {k: v for k, v in defaults.items() if not k.startswith("_")}
-        notes.append(
-            "VE-SDE model: network(x, sigma) returns the score grad log p_sigma(x); data in "
-            "[0, 1]; sample it with the VE-SDE samplers"
-        )
-        return PretrainedModel(
-            family="ve-sde", scheduler_config=config, model=None, prediction_type=None,
-            variance_type=None, data_range=(0.0, 1.0), **common,
-        )
+        return _ve_sde(network, scheduler_class, scheduler_config, source, common)
 
     betas = _betas(scheduler_class, scheduler_config, source)
     try:
@@ -360,6 +394,67 @@ def load_pretrained(
         family="vp-discrete", scheduler_config=scheduler_config, model=model,
         prediction_type=prediction_type, variance_type=variance_type,
         data_range=(-clip_range, clip_range), **common,
+    )
+
+
+def _ve_sde(
+    network: torch.nn.Module,
+    scheduler_class: str,
+    scheduler_config: dict[str, Any],
+    source: str,
+    common: dict[str, Any],
+) -> PretrainedModel:
+    """A VE-SDE checkpoint as a :class:`DiffusionModel` in the [-1, 1] frame (see
+    :class:`VEScoreUNet`): sigma doubles, t_min is the config's ``sampling_eps``."""
+    import diffusers
+
+    try:
+        defaults = getattr(diffusers, scheduler_class).from_config(scheduler_config).config
+    except Exception as exc:
+        raise ConfigError(
+            f"{source}: diffusers' {scheduler_class} rejects the scheduler config ({exc})"
+        ) from exc
+    config = {k: v for k, v in dict(defaults).items() if not k.startswith("_")}
+    sampling_eps = float(config["sampling_eps"])
+    if not 0.0 <= sampling_eps < 1.0:
+        raise ConfigError(
+            f"{source}: sampling_eps {sampling_eps} in its scheduler config must be in [0, 1) "
+            "(the time the samplers stop at; 1e-5 in Song et al. 2021)"
+        )
+    try:
+        process = VESDE(
+            sigma_min=2.0 * float(config["sigma_min"]),
+            sigma_max=2.0 * float(config["sigma_max"]),
+            num_scales=int(config["num_train_timesteps"]),
+        )
+    except ConfigError as exc:
+        raise ConfigError(
+            f"{source}: its scheduler config gives an unusable VE SDE (in the [0, 1] frame): "
+            f"{exc}"
+        ) from exc
+    process.t_min = sampling_eps  # where sde_times ends, as diffusers' set_timesteps
+    process.name = f"pretrained ({scheduler_class})"
+    model = DiffusionModel(VEScoreUNet(network), process, prediction_type="score", x0_clip=1.0)
+    notes: list[str] = common["notes"]
+    notes.append(
+        f"VE-SDE model (sigma {config['sigma_min']}..{config['sigma_max']} on data in [0, 1], "
+        f"trained with {config['num_train_timesteps']} steps): sampled in the [-1, 1] frame "
+        "with sigma doubled; use predictor-corrector (snr "
+        f"{config['snr']}, {config['correct_steps']} corrector step(s), as the config), "
+        "reverse-sde or probability-flow; DDIM also works through the VP view"
+    )
+    if network.config.time_embedding_type != "fourier":
+        notes.append(
+            f"the U-Net's time embedding is {network.config.time_embedding_type!r}, not "
+            "'fourier': its output is taken as the score, as ScoreSdeVePipeline does"
+        )
+    return PretrainedModel(
+        family="ve-sde", scheduler_config=config, model=model, prediction_type="score",
+        variance_type=None, data_range=(0.0, 1.0),
+        sampler_defaults={"predictor-corrector": {
+            "snr": float(config["snr"]), "corrector_steps": int(config["correct_steps"]),
+        }},
+        **common,
     )
 
 
