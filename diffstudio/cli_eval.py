@@ -43,37 +43,6 @@ _EVAL_RESERVED = {
 _DEFAULT_NUM = 2048
 
 
-def _run_config(path: Path) -> dict[str, Any] | None:
-    config = path / "config.json"
-    if not config.is_file():
-        return None
-    try:
-        payload = json.loads(config.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
-        return None
-    return payload if isinstance(payload, dict) else None
-
-
-def _default_reference(source: Path | None) -> tuple[str | None, dict[str, Any], str]:
-    """(dataset id, params, where it came from) for the run, or the run a folder's PNGs name."""
-    if source is None:
-        return None, {}, ""
-    config = _run_config(source)
-    origin = f"the training set of {source}"
-    if config is None and source.is_dir():
-        from diffstudio.engine.pngmeta import read_png_metadata
-
-        pngs = sorted(p for p in source.glob("*.png") if p.name != "grid.png")
-        run = read_png_metadata(pngs[0]).get("run") if pngs else None
-        if run:
-            config = _run_config(Path(run))
-            origin = f"the training set of {run} (named in the PNGs)"
-    if not config:
-        return None, {}, ""
-    train = config.get("train", {})
-    return train.get("dataset"), dict(train.get("dataset_params") or {}), origin
-
-
 def _parser(
     registry: PluginRegistry, sampler_id: str | None, reference_id: str | None
 ) -> argparse.ArgumentParser:
@@ -192,10 +161,12 @@ def cmd_eval(argv: list[str], registry: PluginRegistry) -> int:
     pre.add_argument("--sampler", default="ddim")
     pre.add_argument("--reference", default=None)
     known, _ = pre.parse_known_args(argv)
+    from diffstudio.engine.evaluation.evaluate import is_run_folder, training_reference
+
     source = Path(known.source).expanduser() if known.source else None
-    run_reference, run_params, origin = _default_reference(source)
+    run_reference, _, _ = training_reference(source)
     reference_id = known.reference or run_reference
-    is_run = source is not None and _run_config(source) is not None
+    is_run = source is not None and is_run_folder(source)
     parser = _parser(registry, known.sampler if is_run or source is None else None, reference_id)
     args = parser.parse_args(argv)
 
@@ -204,12 +175,8 @@ def cmd_eval(argv: list[str], registry: PluginRegistry) -> int:
         EvalSettings,
         FidWeights,
         ReferenceCache,
-        evaluate_run,
-        evaluate_samples,
-        folder_source,
-        load_samples_folder,
+        evaluate_source,
         prepare_extractor,
-        reference_from_registry,
         write_result,
     )
 
@@ -220,11 +187,6 @@ def cmd_eval(argv: list[str], registry: PluginRegistry) -> int:
             f"no reference dataset: {source} names no run to take it from; pass --reference ID "
             f"({', '.join(registry.ids('dataset'))})"
         )
-    if reference_id not in registry.ids("dataset"):
-        raise ConfigError(
-            f"unknown reference dataset {reference_id!r}; choose from "
-            f"{', '.join(registry.ids('dataset'))}"
-        )
     metrics = tuple(METRICS) if args.metrics.strip() == "all" else tuple(
         m.strip() for m in args.metrics.split(",") if m.strip())
     settings = EvalSettings(
@@ -234,8 +196,6 @@ def cmd_eval(argv: list[str], registry: PluginRegistry) -> int:
     ).validate()
     if args.num is not None and args.num < 2:
         raise ConfigError(f"--num must be at least 2, got {args.num}")
-    params = dict(run_params) if reference_id == run_reference else {}
-    params.update(_collect(args, "reference"))
     bars = _Bars(args.quiet)
     try:
         # Weights first: a missing file fails in a second, before any sampling.
@@ -245,27 +205,14 @@ def cmd_eval(argv: list[str], registry: PluginRegistry) -> int:
             download=False if args.offline else None,
             allow_unverified=args.allow_unverified_weights, progress=bars,
         )
-        reference, spec = reference_from_registry(registry, reference_id, params)
-        if origin and reference_id == run_reference:
-            spec["from"] = origin
-        cache = ReferenceCache(args.cache_dir, enabled=not args.no_cache)
-        if is_run:
-            result = evaluate_run(
-                source, args.sampler, _collect(args, "sampler"), extractor=extractor,
-                num_samples=args.num or _DEFAULT_NUM, reference=reference, reference_spec=spec,
-                seed=args.seed, batch_size=args.sample_batch_size, checkpoint=args.checkpoint,
-                ema=not args.no_ema, device=args.device, class_label=args.class_label,
-                settings=settings, cache=cache, registry=registry, progress=bars,
-            )
-        else:
-            loaded = load_samples_folder(source)
-            samples = loaded.samples[: args.num] if args.num else loaded.samples
-            record, model = folder_source(loaded)
-            record["used"] = int(samples.shape[0])
-            result = evaluate_samples(
-                samples, reference, extractor, settings=settings, cache=cache,
-                reference_spec=spec, source=record, model=model, progress=bars,
-            )
+        result = evaluate_source(
+            source, extractor=extractor, registry=registry, reference_id=reference_id,
+            reference_params=_collect(args, "reference"), sampler_id=args.sampler,
+            sampler_params=_collect(args, "sampler"), num_samples=args.num, settings=settings,
+            cache=ReferenceCache(args.cache_dir, enabled=not args.no_cache), progress=bars,
+            seed=args.seed, batch_size=args.sample_batch_size, checkpoint=args.checkpoint,
+            ema=not args.no_ema, device=args.device, class_label=args.class_label,
+        )
     finally:
         bars.close()
     path = write_result(result, args.out)

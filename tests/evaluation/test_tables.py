@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+from pathlib import Path
 
 import pytest
 
@@ -87,3 +88,22 @@ def test_results_are_read_from_run_folders_and_tables_never_overwrite(tmp_path):
         write_table(rows, out)
     with pytest.raises(EvaluationError, match=r"\.csv or \.md"):
         write_table(rows, tmp_path / "table.xlsx")
+    # Replacing is allowed when asked (a save dialog that already asked the user).
+    rewritten = write_table(rows[:1], out, overwrite=True)
+    table_lines = [line for line in rewritten.read_text().splitlines() if line.startswith("| ")]
+    assert len(table_lines) == 2  # the header and the one row
+
+
+def test_a_workspace_scan_skips_unreadable_results_and_says_which(tmp_path):
+    run = tmp_path / "ddpm-linear"
+    (run / "evaluations").mkdir(parents=True)
+    (run / "evaluations" / "good.json").write_text(json.dumps(RESULTS[0]))
+    (run / "evaluations" / "torn.json").write_text('{"format": "diffstudio-eval')  # cut short
+    with pytest.raises(EvaluationError, match=r"torn\.json"):
+        load_results([run])
+    problems: list[str] = []
+    rows = load_results([run, tmp_path / "gone"], problems=problems)
+    assert [Path(row.result_file).name for row in rows] == ["good.json"]
+    assert len(problems) == 2
+    assert any("torn.json" in text for text in problems)
+    assert any("no evaluation result or run folder" in text and "gone" in text for text in problems)

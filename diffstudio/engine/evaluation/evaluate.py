@@ -68,12 +68,15 @@ __all__ = [
     "evaluate_grid",
     "evaluate_run",
     "evaluate_samples",
+    "evaluate_source",
     "fid_warnings",
     "folder_source",
+    "is_run_folder",
     "load_samples_folder",
     "prepare_extractor",
     "reference_from_registry",
     "reference_statistics",
+    "training_reference",
     "write_result",
 ]
 
@@ -175,6 +178,45 @@ def fid_warnings(n_generated: int, n_reference: int) -> list[str]:
             "is rank-deficient too"
         )
     return messages
+
+
+def _run_config(path: Path) -> dict[str, Any] | None:
+    config = path / "config.json"
+    if not config.is_file():
+        return None
+    try:
+        payload = json.loads(config.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return None
+    return payload if isinstance(payload, dict) else None
+
+
+def is_run_folder(path: str | Path) -> bool:
+    """True when ``path`` holds a readable run config (else it is taken as a samples folder)."""
+    return _run_config(Path(path).expanduser()) is not None
+
+
+def training_reference(source: str | Path | None) -> tuple[str | None, dict[str, Any], str]:
+    """The default reference of an evaluation: ``(dataset id, params, where it came from)`` of
+    the run's training set, or of the run a samples folder's PNGs name; ``(None, {}, "")`` when
+    neither says."""
+    if source is None:
+        return None, {}, ""
+    source = Path(source).expanduser()
+    config = _run_config(source)
+    origin = f"the training set of {source}"
+    if config is None and source.is_dir():
+        from diffstudio.engine.pngmeta import read_png_metadata
+
+        pngs = sorted(p for p in source.glob("*.png") if p.name != "grid.png")
+        run = read_png_metadata(pngs[0]).get("run") if pngs else None
+        if run:
+            config = _run_config(Path(run))
+            origin = f"the training set of {run} (named in the PNGs)"
+    if not config:
+        return None, {}, ""
+    train = config.get("train", {})
+    return train.get("dataset"), dict(train.get("dataset_params") or {}), origin
 
 
 def prepare_extractor(
@@ -284,8 +326,8 @@ class EvaluationResult:
     Retrieval indices are indices into the reference *dataset* (not into a subset), so a view
     can show ``dataset.data[index]``. Inception-space retrieval searches the images whose
     features were computed (a subset with ``reference_limit``); pixel space searches them all.
-    ``samples`` (N, C, H, W) in [-1, 1] stays in memory for the retrieval grid and is not
-    written.
+    ``samples`` (N, C, H, W) in [-1, 1] and ``reference_dataset`` stay in memory for the
+    retrieval grid and are not written.
     """
 
     n_generated: int
@@ -307,6 +349,7 @@ class EvaluationResult:
     timings: dict[str, float] = field(default_factory=dict)
     created: str = field(default_factory=_now)
     samples: torch.Tensor | None = None
+    reference_dataset: Dataset | None = None
     path: Path | None = None
 
     @property
@@ -433,6 +476,7 @@ def evaluate_samples(
         inception={**extractor.weights.to_dict(), "preprocessing": extractor.preprocessing},
         settings=asdict(settings),
         samples=images,
+        reference_dataset=reference,
     )
     result.reference = {
         **dict(reference_spec or {}),
@@ -724,6 +768,66 @@ def evaluate_run(
     return evaluation
 
 
+def evaluate_source(
+    source: str | Path,
+    *,
+    extractor: InceptionFeatures,
+    registry: Any,
+    reference_id: str | None = None,
+    reference_params: Mapping[str, Any] | None = None,
+    sampler_id: str = "ddim",
+    sampler_params: Mapping[str, Any] | None = None,
+    num_samples: int | None = None,
+    settings: EvalSettings | None = None,
+    cache: ReferenceCache | None = None,
+    progress: ProgressCallback | None = None,
+    should_stop: StopCheck | None = None,
+    **run_options: Any,
+) -> EvaluationResult:
+    """Evaluate a run (sampled in memory with ``sampler_id``, ``num_samples`` of them, default
+    2048) or a samples folder (its first ``num_samples``, default all), as ``diffstudio eval``
+    and the Evaluate page do.
+
+    The reference is ``reference_id`` with ``reference_params``, by default the training set
+    of the run (for a folder: of the run its PNGs name), whose own dataset parameters are kept
+    under any given ones. ``run_options`` go to :func:`evaluate_run` (seed, batch_size,
+    checkpoint, ema, device, class_label).
+    """
+    location = Path(source).expanduser()
+    if not location.is_dir():
+        raise EvaluationError(f"no run or samples folder at {source}")
+    training_id, training_params, origin = training_reference(location)
+    chosen = reference_id or training_id
+    if chosen is None:
+        raise EvaluationError(
+            f"no reference dataset: {source} names no run to take it from; choose one "
+            f"({', '.join(registry.ids('dataset'))})"
+        )
+    if chosen not in registry.ids("dataset"):
+        raise EvaluationError(
+            f"unknown reference dataset {chosen!r}; choose from "
+            f"{', '.join(registry.ids('dataset'))}"
+        )
+    same = chosen == training_id
+    params = {**(training_params if same else {}), **dict(reference_params or {})}
+    reference, spec = reference_from_registry(registry, chosen, params)
+    if origin and same:
+        spec["from"] = origin
+    common: dict[str, Any] = dict(
+        reference=reference, reference_spec=spec, settings=settings, cache=cache,
+        progress=progress, should_stop=should_stop,
+    )
+    if is_run_folder(location):
+        return evaluate_run(location, sampler_id, sampler_params, extractor=extractor,
+                            num_samples=num_samples or 2048, registry=registry, **common,
+                            **run_options)
+    loaded = load_samples_folder(location)
+    samples = loaded.samples[:num_samples] if num_samples else loaded.samples
+    record, model = folder_source(loaded)
+    record["used"] = int(samples.shape[0])
+    return evaluate_samples(samples, extractor=extractor, source=record, model=model, **common)
+
+
 def folder_source(loaded: LoadedSamples) -> tuple[dict[str, Any], dict[str, Any]]:
     """(source, model) records for samples read from a folder, from the PNG metadata if any."""
     meta = loaded.metadata
@@ -825,6 +929,7 @@ def evaluate_grid(
             )
             if write:
                 write_result(result)
-            result.samples = None  # a grid of runs would otherwise hold every sample set
+            # A grid of runs would otherwise hold every sample set (and the reference).
+            result.samples = result.reference_dataset = None
             results.append(result)
     return results

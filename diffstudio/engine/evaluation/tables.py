@@ -30,6 +30,7 @@ __all__ = [
     "ComparisonRow",
     "Series",
     "fid_vs_evaluations",
+    "format_duration",
     "load_results",
     "row_from_result",
     "rows_from_results",
@@ -99,8 +100,14 @@ def rows_from_results(results: Iterable[Any]) -> list[ComparisonRow]:
     return [row_from_result(result) for result in results]
 
 
-def load_results(paths: Iterable[str | Path]) -> list[ComparisonRow]:
-    """Rows from result files, or from every result inside run folders / samples folders."""
+def load_results(
+    paths: Iterable[str | Path], *, problems: list[str] | None = None
+) -> list[ComparisonRow]:
+    """Rows from result files, or from every result inside run folders / samples folders.
+
+    With ``problems`` (a list), a missing path or an unreadable file is described there and
+    skipped (a workspace scan shows what it can); without it, the first one raises.
+    """
     files: list[Path] = []
     for entry in paths:
         path = Path(entry).expanduser()
@@ -111,18 +118,25 @@ def load_results(paths: Iterable[str | Path]) -> list[ComparisonRow]:
             files.extend(sorted(path.glob("evaluation-*.json")))
             files.extend(sorted(path.glob("samples/*/evaluation-*.json")))
         else:
-            raise EvaluationError(f"no evaluation result or run folder at {path}")
+            _problem(problems, f"no evaluation result or run folder at {path}")
     rows = []
     for file in files:
         try:
             data = json.loads(file.read_text(encoding="utf-8"))
         except (OSError, json.JSONDecodeError) as exc:
-            raise EvaluationError(f"cannot read the evaluation result {file}: {exc}") from exc
+            _problem(problems, f"cannot read the evaluation result {file}: {exc}", exc)
+            continue
         if isinstance(data, dict) and str(data.get("format", "")).startswith(
             "diffstudio-evaluation/"
         ):
             rows.append(row_from_result(data, str(file)))
     return rows
+
+
+def _problem(problems: list[str] | None, message: str, cause: Exception | None = None) -> None:
+    if problems is None:
+        raise EvaluationError(message) from cause
+    problems.append(message)
 
 
 def to_csv(rows: Sequence[ComparisonRow]) -> str:
@@ -136,7 +150,8 @@ def to_csv(rows: Sequence[ComparisonRow]) -> str:
     return buffer.getvalue()
 
 
-def _duration(seconds: float | None) -> str:
+def format_duration(seconds: float | None) -> str:
+    """'-', '12.3 s', '8.3 min' or '2 h 18 min'."""
     if seconds is None:
         return "-"
     if seconds < 60:
@@ -163,8 +178,8 @@ def to_markdown(rows: Sequence[ComparisonRow]) -> str:
         values = [row.run, row.model, row.schedule or "-", row.sampler or "-",
                   "-" if row.steps is None else row.steps,
                   "-" if row.network_evaluations is None else row.network_evaluations,
-                  fid, kid, _duration(row.training_seconds),
-                  _duration(row.sampling_seconds_per_100)]
+                  fid, kid, format_duration(row.training_seconds),
+                  format_duration(row.sampling_seconds_per_100)]
         lines.append("| " + " | ".join(_cell(v) for v in values) + " |")
     if any(row.fid is not None and not row.comparable_fid for row in rows):
         lines.append("")
@@ -172,12 +187,15 @@ def to_markdown(rows: Sequence[ComparisonRow]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_table(rows: Sequence[ComparisonRow], path: str | Path) -> Path:
-    """Write ``.csv`` or ``.md`` (by the suffix) atomically; an existing file is not replaced."""
+def write_table(
+    rows: Sequence[ComparisonRow], path: str | Path, *, overwrite: bool = False
+) -> Path:
+    """Write ``.csv`` or ``.md`` (by the suffix) atomically; an existing file is replaced only
+    with ``overwrite`` (a save dialog that already asked)."""
     target = Path(path).expanduser()
     if target.suffix.lower() not in (".csv", ".md"):
         raise EvaluationError(f"export a table as .csv or .md, not {target.suffix or target.name}")
-    if target.exists():
+    if target.exists() and not overwrite:
         raise EvaluationError(f"{target} already exists; choose another name or delete it first")
     text = to_csv(rows) if target.suffix.lower() == ".csv" else to_markdown(rows)
     atomic_write_text(target, text)
