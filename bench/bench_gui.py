@@ -10,7 +10,10 @@
 2. **Main-thread stall**: the window trains the default digits U-Net from its Train button
    (the Train page visible: loss curve and previews painting) while a 10 ms QTimer measures how
    late each tick fires; p50/p99/max lateness, and the same with no job as a baseline.
-3. **Live views**: sampling steps/s with the Sample page's live view attached (x_t, predicted
+3. **Evaluating**: the same lateness while the Evaluate page evaluates the run (DDIM 10 steps,
+   ``--eval-samples`` samples, random Inception weights: the same work as the FID weights) and
+   then shows the metrics, the retrieval grid and the comparison table.
+4. **Live views**: sampling steps/s with the Sample page's live view attached (x_t, predicted
    x_0, trajectory strip, throttled to 10 frames/s) against the same job with the live view
    off, run alternately in one process; and training steps/s with the Train page drawing
    against the same TrainJob with nothing attached.
@@ -213,6 +216,26 @@ def bench_in_window(args: argparse.Namespace) -> dict[str, Any]:
             "main_thread_cpu_s_without": main_cpu_without,
         }
 
+    # -- stall while evaluating: Inception features, metrics, then the retrieval grid -----------
+    if not args.skip_eval:
+        evaluate = window.evaluate_view
+        window.show_page("Evaluate")
+        evaluate.select_run(run_dir)
+        evaluate.random_box.setChecked(True)  # the same work as the FID weights; no file needed
+        evaluate.sampler_picker.select("ddim", {"steps": 10})
+        evaluate.options.set_values({"num_samples": args.eval_samples, "reference_limit": 500,
+                                     "sample_batch_size": 128})
+        probe.start()
+        started = time.perf_counter()
+        evaluate.start()
+        _wait(app, lambda: evaluate.job is None)
+        seconds = time.perf_counter() - started
+        _pump(app, 1.0)  # the grid and the comparison table paint after the result arrives
+        results["stall_evaluating"] = {**probe.stop(), "seconds": seconds,
+                                       "samples": args.eval_samples,
+                                       "succeeded": evaluate.outcome is not None}
+        print(f"  stall while evaluating: {results['stall_evaluating']}", flush=True)
+
     # -- training with the Train page drawing vs the same job with nothing attached ----------
     def timed_training(attached: bool, steps: int) -> float:
         """Steps per second from the start of the job to its end (the same start-up cost,
@@ -275,6 +298,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--live-fps", type=int, default=10, help="live view updates per second")
     parser.add_argument("--skip-stall", action="store_true", help="no stall measurement")
     parser.add_argument("--skip-train", action="store_true", help="no training throughput")
+    parser.add_argument("--skip-eval", action="store_true",
+                        help="no stall measurement while evaluating")
+    parser.add_argument("--eval-samples", type=int, default=512,
+                        help="samples of the evaluation whose stall is measured")
     parser.add_argument("--train-reps", type=int, default=2)
     parser.add_argument("--train-steps", type=int, default=200)
     args = parser.parse_args(argv)

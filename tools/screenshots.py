@@ -7,7 +7,9 @@ Needs an X display; on a headless machine use Xvfb (see PRODUCT.md §6)::
 
 It trains the default digits U-Net for a few hundred steps (so the loss curve and the
 previews have something to show), samples from it with the live view, compares samplers,
-trains the 2-D mixture and samples particles, and shows the Runs and Plugins pages. Settings
+evaluates it (FID@N, KID, nearest training images, the comparison table; a folder with a few
+training images planted among the samples shows the memorisation check), trains the 2-D
+mixture and samples particles, and shows the Runs and Plugins pages. Settings
 and runs go to a temporary folder: the user's own are not touched. ``--broken-plugin-demo``
 (on by default) adds a plugin entry point that cannot be imported, to show how a plugin
 failure is reported.
@@ -33,6 +35,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=400, help="digits training steps")
     parser.add_argument("--size", default="1440x900", help="window size WIDTHxHEIGHT")
     parser.add_argument("--no-broken-plugin-demo", dest="broken", action="store_false")
+    parser.add_argument("--eval-weights", default=os.environ.get("DIFFSTUDIO_FID_WEIGHTS", ""),
+                        help="Inception FID weights for the Evaluate page: a file, 'random', "
+                             "or empty to search as the app does (default $DIFFSTUDIO_FID_WEIGHTS)")
+    parser.add_argument("--eval-samples", type=int, default=256,
+                        help="samples per evaluation on the Evaluate page")
     parser.add_argument("--no-quantize", dest="quantize", action="store_false",
                         help="keep full colour (larger files)")
     args = parser.parse_args(argv)
@@ -155,6 +162,56 @@ def main(argv: list[str] | None = None) -> int:
     sample.interpolation.start()
     wait(lambda: sample.interpolation.job is None, "the interpolation")
     shoot("09-ddim-interpolation")
+
+    # -- evaluate: metrics, nearest training images, the comparison ----------------------------
+    evaluate = window.evaluate_view
+    window.show_page("Evaluate")
+    evaluate.select_run(run_dir)
+    if args.eval_weights == "random":
+        evaluate.random_box.setChecked(True)
+    elif args.eval_weights:
+        evaluate.weights_edit.setText(args.eval_weights)
+    evaluate.options.set_values({"num_samples": args.eval_samples, "reference_limit": 0})
+    for steps in (10, 50):
+        evaluate.sampler_picker.select("ddim", {"steps": steps})
+        evaluate.start()
+        wait(lambda: evaluate.job is not None and evaluate.last_progress is not None,
+             "evaluation progress")
+        if steps == 50:
+            wait(lambda: evaluate.last_progress.stage in ("samples", "metrics"),
+                 "the Inception features")
+            shoot("16-evaluate-running")
+        wait(lambda: evaluate.job is None, "the evaluation")
+    shoot("17-evaluate-metrics")
+    evaluate.tabs.setCurrentIndex(2)
+    wait(lambda: len(evaluate.comparison.rows) >= 2, "the comparison table")
+    shoot("18-evaluate-comparison")
+    # A memorisation demo: the saved samples plus six training images copied in, which the
+    # ratio test must flag (and the grid highlight).
+    import numpy as np
+
+    from diffstudio.engine.components import build_dataset
+
+    saved = max((Path(run_dir) / "samples").iterdir(), key=lambda p: p.stat().st_mtime)
+    with np.load(saved / "samples.npz") as data:
+        generated = data["samples"][:18]
+    training = build_dataset(registry, "digits", {}).data.numpy()
+    demo = scratch / "memorisation-demo"
+    demo.mkdir()
+    planted = np.concatenate([generated[:4], training[[3, 50, 400]], generated[4:12],
+                              training[[777, 1200, 1500]], generated[12:]])
+    np.savez(demo / "samples.npz", samples=planted, seeds=np.arange(len(planted)))
+    evaluate.from_folder.setChecked(True)
+    evaluate.folder_edit.setText(str(demo))
+    evaluate.training_reference.setChecked(False)
+    evaluate.reference_picker.select("digits")
+    evaluate.options.set_values({"num_samples": len(planted)})
+    evaluate.start()
+    wait(lambda: evaluate.job is None, "the memorisation demo")
+    evaluate.tabs.setCurrentIndex(1)
+    evaluate.space_combo.setCurrentIndex(evaluate.space_combo.findData("pixel"))
+    evaluate.sort_combo.setCurrentIndex(evaluate.sort_combo.findData("index"))
+    shoot("19-evaluate-nearest-training-images")
 
     # -- 2-D: the mixture, particles over the exact density ------------------------------------
     window.show_page("Data")

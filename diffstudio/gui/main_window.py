@@ -1,6 +1,6 @@
-"""The main window: a sidebar of places (Data, Model & schedule, Train, Sample, Runs, Plugins),
-a toolbar with the device, precision and workspace, the notification area at the bottom and a
-busy indicator while the engine loads in the background."""
+"""The main window: a sidebar of places (Data, Model & schedule, Train, Sample, Evaluate, Runs,
+Plugins), a toolbar with the device, precision and workspace, the notification area at the
+bottom and a busy indicator while the engine loads in the background."""
 
 from __future__ import annotations
 
@@ -35,6 +35,7 @@ from diffstudio.gui.notifications import NotificationArea, NotificationCenter
 from diffstudio.gui.settings import Preferences
 from diffstudio.gui.studio import Studio
 from diffstudio.gui.views.data_view import DataView
+from diffstudio.gui.views.evaluate_view import EvaluateView
 from diffstudio.gui.views.model_view import ModelView
 from diffstudio.gui.views.plugins_view import PluginsView
 from diffstudio.gui.views.runs_view import RunsView
@@ -44,17 +45,18 @@ from diffstudio.gui.workers import CallJob, DeviceInfo, EngineInfo, EngineLoader
 
 __all__ = ["PAGES", "MainWindow"]
 
-PAGES = ("Data", "Model & schedule", "Train", "Sample", "Runs", "Plugins")
+PAGES = ("Data", "Model & schedule", "Train", "Sample", "Evaluate", "Runs", "Plugins")
 _PAGE_ICONS = (
     QStyle.StandardPixmap.SP_DirIcon,
     QStyle.StandardPixmap.SP_FileDialogDetailedView,
     QStyle.StandardPixmap.SP_MediaPlay,
     QStyle.StandardPixmap.SP_MediaSeekForward,
+    QStyle.StandardPixmap.SP_FileDialogContentsView,
     QStyle.StandardPixmap.SP_DirOpenIcon,
     QStyle.StandardPixmap.SP_ComputerIcon,
 )
 _PRECISION_LABELS = {"no": "fp32", "bf16": "bf16 (mixed)", "fp16": "fp16 (mixed)"}
-_USER_JOBS = ("train", "sample", "compare")
+_USER_JOBS = ("train", "sample", "compare", "evaluate")
 
 
 def ask_question(parent: QWidget, title: str, text: str) -> bool:
@@ -108,10 +110,11 @@ class MainWindow(QMainWindow):
         self.model_view = ModelView(self.studio)
         self.train_view = TrainView(self.studio, self.training_setup)
         self.sample_view = SampleView(self.studio)
+        self.evaluate_view = EvaluateView(self.studio)
         self.runs_view = RunsView(self.studio)
         self.plugins_view = PluginsView(self.studio)
         self.pages = (self.data_view, self.model_view, self.train_view, self.sample_view,
-                      self.runs_view, self.plugins_view)
+                      self.evaluate_view, self.runs_view, self.plugins_view)
         self.sidebar = QListWidget()
         self.sidebar.setObjectName("sidebar")
         self.sidebar.setIconSize(QSize(20, 20))
@@ -189,6 +192,7 @@ class MainWindow(QMainWindow):
         self.studio.open_run_for_training.connect(self.open_run_for_training)
         self.studio.open_run_for_sampling.connect(
             lambda _: self.show_page("Sample"))
+        self.studio.open_run_for_evaluation.connect(self.open_run_for_evaluation)
         self.studio.jobs_changed.connect(self._on_jobs_changed)
         self.data_view.picker.changed.connect(self._on_dataset_changed)
         self.device_combo.currentIndexChanged.connect(self._on_device_changed)
@@ -225,6 +229,7 @@ class MainWindow(QMainWindow):
         self.data_view.restore(self.preferences.get_json("data"))
         self.model_view.restore(self.preferences.get_json("model"))
         self.sample_view.restore(self.preferences.get_json("sample"))
+        self.evaluate_view.restore(self.preferences.get_json("evaluate"))
         if registry.errors:
             names = ", ".join(p.name for p in registry.errors)
             details = "\n\n".join(f"{p.name} ({p.distribution} {p.version}), failed while "
@@ -365,6 +370,10 @@ class MainWindow(QMainWindow):
         self.studio.add_job("read-run", job)
         job.start()
 
+    def open_run_for_evaluation(self, path: str) -> None:
+        self.evaluate_view.select_run(path)
+        self.show_page("Evaluate")
+
     # -- jobs and closing -------------------------------------------------------------------------
     def _on_jobs_changed(self) -> None:
         if self._closing:
@@ -372,7 +381,8 @@ class MainWindow(QMainWindow):
             return
         running = self.studio.running()
         if "engine" not in running and self.studio.ready:
-            labels = {"train": "training", "sample": "sampling", "compare": "comparing samplers"}
+            labels = {"train": "training", "sample": "sampling", "compare": "comparing samplers",
+                      "evaluate": "evaluating"}
             active = [labels[role] for role in self.studio.jobs if role in labels]
             # Text only: an animated busy bar repaints all the time and costs the job speed.
             self.busy_bar.setVisible(False)
@@ -405,7 +415,8 @@ class MainWindow(QMainWindow):
                     event.ignore()
                 return
             if user_jobs:
-                what = "Training" if "train" in user_jobs else "Sampling"
+                what = "Training" if "train" in user_jobs else (
+                    "An evaluation" if user_jobs == ["evaluate"] else "Sampling")
                 if not self._ask("Quit diffstudio?",
                                  f"{what} is running. Stop it and quit? A stopped training keeps "
                                  "a checkpoint at the step where it stops."):
@@ -452,6 +463,7 @@ class MainWindow(QMainWindow):
             prefs.set_json("data", self.data_view.state())
             prefs.set_json("model", self.model_view.state())
             prefs.set_json("sample", self.sample_view.state())
+            prefs.set_json("evaluate", self.evaluate_view.state())
         if self.train_view.resume_dir is None:
             prefs.set_json("train", self.train_view.form.values())
         if self.studio.ready:

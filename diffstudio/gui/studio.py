@@ -30,6 +30,7 @@ class Studio(QObject):
     jobs_changed = Signal()
     open_run_for_training = Signal(str)  # run folder
     open_run_for_sampling = Signal(str)  # run folder
+    open_run_for_evaluation = Signal(str)  # run folder
     dataset_loaded = Signal(object)  # diffstudio.engine.datasets.Dataset
 
     def __init__(

@@ -33,6 +33,11 @@ def test_runs_page_lists_and_opens_runs(qtbot, make_window, trained_run, tmp_pat
     runs_view.sample_button.click()
     assert window.current_page() == "Sample"
     assert window.sample_view.current_run() == str(run_dir)
+    # Evaluate it: the Evaluate page opens with the run chosen.
+    runs_view.evaluate_button.click()
+    assert window.current_page() == "Evaluate"
+    assert window.evaluate_view.current_run() == str(run_dir)
+    assert window.evaluate_view.from_run.isChecked()
 
     # Continue training: the Train page takes the run's settings and loss history.
     runs_view.continue_button.click()

@@ -59,6 +59,9 @@ class RunsView(QWidget):
         self.table.horizontalHeader().setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
         self.continue_button = QPushButton("Continue training")
         self.sample_button = QPushButton("Sample from it")
+        self.evaluate_button = QPushButton("Evaluate it")
+        self.evaluate_button.setToolTip("FID@N, KID, nearest training images and the "
+                                        "memorisation check, on the Evaluate page")
         self.open_button = QPushButton("Open folder")
         self.details = QPlainTextEdit()
         self.details.setReadOnly(True)
@@ -70,6 +73,7 @@ class RunsView(QWidget):
         actions = QHBoxLayout()
         actions.addWidget(self.continue_button)
         actions.addWidget(self.sample_button)
+        actions.addWidget(self.evaluate_button)
         actions.addWidget(self.open_button)
         actions.addStretch(1)
         splitter = QSplitter(Qt.Orientation.Vertical)
@@ -87,6 +91,7 @@ class RunsView(QWidget):
         self.table.doubleClicked.connect(lambda _: self.sample_selected())
         self.continue_button.clicked.connect(self.continue_selected)
         self.sample_button.clicked.connect(self.sample_selected)
+        self.evaluate_button.clicked.connect(self.evaluate_selected)
         self.open_button.clicked.connect(self._open_folder)
         studio.workspace_changed.connect(lambda _: self.refresh())
         studio.engine_ready.connect(lambda _: self.refresh())
@@ -180,6 +185,8 @@ class RunsView(QWidget):
         run = self.selected()
         self.continue_button.setEnabled(run is not None and not run.error)
         self.sample_button.setEnabled(run is not None and run.can_sample)
+        self.evaluate_button.setEnabled(run is not None and run.can_sample
+                                        and run.kind == "image")
         self.open_button.setEnabled(run is not None)
         if run is None:
             self.details.clear()
@@ -205,6 +212,11 @@ class RunsView(QWidget):
         run = self.selected()
         if run is not None and run.can_sample:
             self.studio.open_run_for_sampling.emit(run.path)
+
+    def evaluate_selected(self) -> None:
+        run = self.selected()
+        if run is not None and run.can_sample and run.kind == "image":
+            self.studio.open_run_for_evaluation.emit(run.path)
 
     def _open_folder(self) -> None:
         run = self.selected()

@@ -19,7 +19,6 @@ from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
-    QFileDialog,
     QGroupBox,
     QHBoxLayout,
     QLabel,
@@ -37,6 +36,7 @@ from diffstudio.errors import ConfigError
 from diffstudio.gui.forms import ContributionPicker, ParamForm
 from diffstudio.gui.images import ImageView, grid_rgb8
 from diffstudio.gui.plots import ParticlePlot
+from diffstudio.gui.run_chooser import RunChooser
 from diffstudio.gui.sampling_jobs import (
     ModelSummary,
     SampleFrame,
@@ -102,23 +102,16 @@ class SampleView(QWidget):
         self.last_frame: SampleFrame | None = None
         self._status_time = 0.0
         self._strip_length = 0
-        self._extra_runs: list[str] = []
 
         # -- left: what to sample -----------------------------------------------------------------
-        self.run_combo = QComboBox()
-        self.run_combo.setObjectName("runCombo")
-        self.run_combo.setMinimumContentsLength(24)
-        self.browse_button = QPushButton("Browse…")
-        self.browse_button.setToolTip("Sample from a run folder outside the workspace")
+        self.runs = RunChooser(lambda: studio.workspace)
+        self.run_combo = self.runs.combo
         self.checkpoint_combo = QComboBox()
         self.ema_box = QCheckBox("Use the EMA weights")
         self.ema_box.setChecked(True)
-        run_row = QHBoxLayout()
-        run_row.addWidget(self.run_combo, 1)
-        run_row.addWidget(self.browse_button)
         model_box = QGroupBox("Model")
         model_layout = QVBoxLayout(model_box)
-        model_layout.addLayout(run_row)
+        model_layout.addWidget(self.runs)
         checkpoint_row = QHBoxLayout()
         checkpoint_row.addWidget(QLabel("Checkpoint"))
         checkpoint_row.addWidget(self.checkpoint_combo, 1)
@@ -208,8 +201,7 @@ class SampleView(QWidget):
         self.sample_button.clicked.connect(self.start)
         self.cancel_button.clicked.connect(self.cancel)
         self.save_button.clicked.connect(self.save)
-        self.browse_button.clicked.connect(self._browse_run)
-        self.run_combo.currentIndexChanged.connect(self._on_run_changed)
+        self.runs.changed.connect(self._on_run_changed)
         studio.registry_changed.connect(self._on_registry)
         studio.runs_changed.connect(self.set_runs)
         studio.engine_ready.connect(lambda _: (self._on_run_changed(), self.update_buttons()))
@@ -232,37 +224,14 @@ class SampleView(QWidget):
 
     def set_runs(self, runs: list[Any]) -> None:
         """Offer the runs that have a checkpoint (keeps the current choice)."""
-        current = self.current_run()
-        self.run_combo.blockSignals(True)
-        self.run_combo.clear()
-        for run in runs:
-            if run.can_sample:
-                self.run_combo.addItem(
-                    f"{run.name}  ({run.dataset}, step {run.checkpoint_step:,})", run.path)
-        for path in self._extra_runs:
-            if self.run_combo.findData(path) < 0:
-                self.run_combo.addItem(f"{Path(path).name}  ({path})", path)
-        self.run_combo.blockSignals(False)
-        if current and self.run_combo.findData(current) >= 0:
-            self.run_combo.setCurrentIndex(self.run_combo.findData(current))
-        self._on_run_changed()
+        self.runs.set_runs(runs)
 
     def select_run(self, path: str) -> None:
         """Choose the run at ``path`` (added to the list if it is not in the workspace)."""
-        path = str(Path(path).expanduser().resolve())
-        if self.run_combo.findData(path) < 0:
-            self._extra_runs.append(path)
-            self.run_combo.addItem(f"{Path(path).name}  ({path})", path)
-        self.run_combo.setCurrentIndex(self.run_combo.findData(path))
+        self.runs.select_run(path)
 
     def current_run(self) -> str | None:
-        return self.run_combo.currentData()
-
-    def _browse_run(self) -> None:
-        chosen = QFileDialog.getExistingDirectory(self, "Choose a run folder",
-                                                  str(self.studio.workspace))
-        if chosen:
-            self.select_run(chosen)
+        return self.runs.current_run()
 
     def _on_run_changed(self, *_: Any) -> None:
         self.checkpoint_combo.clear()
