@@ -431,7 +431,11 @@ class Trainer:
                     loss = loss + config.hybrid_lambda * process.num_timesteps * vlb.mean()
                 accelerator.backward(loss)
                 if config.grad_clip > 0:
-                    accelerator.clip_grad_norm_(network.parameters(), config.grad_clip)
+                    # Unscale (fp16's GradScaler; a no-op otherwise), then clip the cached
+                    # parameter list: Accelerate's clip_grad_norm_ walks every module each step
+                    # (~1 % of a digits step on a CPU, measured with cProfile).
+                    accelerator.unscale_gradients()
+                    torch.nn.utils.clip_grad_norm_(params, config.grad_clip)
                 optimizer.step()
                 optimizer.zero_grad(set_to_none=True)
                 decay = min(config.ema_decay, (1 + step) / (10 + step))
