@@ -41,6 +41,9 @@ __all__ = [
 class SampleRequest:
     """What to sample. ``params`` are the sampler's (validated by the engine again).
 
+    ``class_label`` conditions a class-conditional run on that class; ``guidance`` (gamma,
+    with a class) mixes the conditional and unconditional outputs (classifier-free guidance:
+    1 is the conditional model, 0 the unconditional one).
     ``live``: report frames while sampling, at most ``max_fps`` per second, each with the first
     ``live_count`` samples of the batch (all of them for points); ``strip_length``: how many
     steps of the first sample to keep for the trajectory strip.
@@ -59,6 +62,8 @@ class SampleRequest:
     live_count: int = 36
     strip_length: int = 8
     max_fps: float = 10.0
+    class_label: int | None = None
+    guidance: float | None = None
 
 
 @dataclass
@@ -250,7 +255,9 @@ class SampleJob(Job):
             loaded.model, request.sampler, dict(request.params),
             sample_shape=loaded.sample_shape, num_samples=request.num_samples, seed=request.seed,
             batch_size=request.batch_size, registry=registry, callback=self._on_step,
-            should_stop=self.stop_requested,
+            should_stop=self.stop_requested, class_label=request.class_label,
+            guidance=request.guidance if request.class_label is not None else None,
+            num_classes=loaded.num_classes,
         )
         self.frames_skipped += self._frames.replaced
         parameters = next(loaded.model.network.parameters())
@@ -260,7 +267,6 @@ class SampleJob(Job):
             "ema": loaded.ema,
             "network_sha256": loaded.network_sha256,
             "steps": result.params.get("steps"),
-            "guidance": None,
             "backend": f"torch-{parameters.device.type}",
             "init_noise_file": None,
         }

@@ -83,6 +83,20 @@ def trained_run(tmp_path_factory: pytest.TempPathFactory, registry: Any) -> Path
 
 
 @pytest.fixture(scope="session")
+def trained_conditional_run(tmp_path_factory: pytest.TempPathFactory, registry: Any) -> Path:
+    """A class-conditional digits run (label dropout 0.1), trained for a few steps."""
+    from diffstudio.engine.training import TrainConfig, Trainer
+
+    run_dir = tmp_path_factory.mktemp("workspace-conditional") / "digits-conditional"
+    config = TrainConfig(steps=4, batch_size=8, num_timesteps=100, log_every=2,
+                         checkpoint_every=4, warmup_steps=1, preview_every=0, device="cpu",
+                         network_params={"class_conditional": True})
+    with _one_cpu_thread():
+        Trainer(config, run_dir, registry=registry).train()
+    return run_dir
+
+
+@pytest.fixture(scope="session")
 def trained_points_run(tmp_path_factory: pytest.TempPathFactory, registry: Any) -> Path:
     """A 2-D mixture run (MLP), trained for a few steps."""
     from diffstudio.engine.training import TrainConfig, Trainer

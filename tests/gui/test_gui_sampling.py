@@ -107,3 +107,39 @@ def test_points_run_draws_particles_over_the_density(qtbot, make_window, trained
     assert view.x_particles.updates >= 2
     x, _ = view.x_particles.particles.getData()
     assert len(x) == 200 and np.all(np.isfinite(x))
+
+
+def test_class_conditional_runs_sample_a_class_with_guidance(qtbot, make_window, trained_run,
+                                                             trained_conditional_run):
+    """The class box is live only for a class-conditional run; gamma = 1 costs one network
+    evaluation per step (the conditional model), gamma > 1 two (classifier-free guidance), and
+    the saved samples carry the class and gamma."""
+    window = make_window()
+    view = _sample_view(window, trained_run)
+    assert not view.class_box.isEnabled() and view.class_combo.count() == 1
+    view = _sample_view(window, trained_conditional_run)
+    assert view.class_box.isEnabled()
+    assert [view.class_combo.itemData(i) for i in range(view.class_combo.count())] == \
+        [None, *range(10)]
+    assert not view.guidance_spin.isEnabled()  # nothing to guide without a class
+    view.sampler_picker.select("ddim", {"steps": 5})
+    view.options.set_values({"num_samples": 3, "live_view": False})
+    evaluations = {}
+    for gamma in (1.0, 3.0):
+        view.class_combo.setCurrentIndex(view.class_combo.findData(7))
+        assert view.guidance_spin.isEnabled()
+        view.guidance_spin.setValue(gamma)
+        assert view.start()
+        qtbot.waitUntil(lambda: view.job is None, timeout=120_000)
+        result = view.outcome.result
+        evaluations[gamma] = result.network_evaluations
+        assert result.guidance == gamma and list(result.class_labels) == [7, 7, 7]
+    assert evaluations == {1.0: 5, 3.0: 10}
+    view.save()
+    qtbot.waitUntil(lambda: any("Saved 3 samples" in n.message
+                                for n in window.notifications.items), timeout=60_000)
+    from diffstudio.engine.pngmeta import read_png_metadata
+
+    saved = max((trained_conditional_run / "samples").iterdir(), key=lambda p: p.stat().st_mtime)
+    meta = read_png_metadata(next(saved.glob("sample-*.png")))
+    assert meta["class_label"] == 7 and meta["guidance"] == 3.0

@@ -19,6 +19,8 @@ from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
+    QDoubleSpinBox,
+    QFormLayout,
     QGroupBox,
     QHBoxLayout,
     QLabel,
@@ -104,7 +106,7 @@ class SampleView(QWidget):
         self._strip_length = 0
 
         # -- left: what to sample -----------------------------------------------------------------
-        self.runs = RunChooser(lambda: studio.workspace)
+        self.runs = RunChooser(lambda: studio.workspace, minimum_length=16)
         self.run_combo = self.runs.combo
         self.checkpoint_combo = QComboBox()
         self.ema_box = QCheckBox("Use the EMA weights")
@@ -123,6 +125,26 @@ class SampleView(QWidget):
         self.options = ParamForm(SAMPLE_PARAMS)
         options_box = QGroupBox("Samples")
         QVBoxLayout(options_box).addWidget(self.options)
+        self.class_combo = QComboBox()
+        self.class_combo.setObjectName("classCombo")
+        self.guidance_spin = QDoubleSpinBox()
+        self.guidance_spin.setObjectName("guidanceSpin")
+        self.guidance_spin.setRange(0.0, 50.0)
+        self.guidance_spin.setSingleStep(0.5)
+        self.guidance_spin.setDecimals(2)
+        self.guidance_spin.setValue(1.0)
+        self.guidance_spin.setToolTip(
+            "Classifier-free guidance scale gamma: 1 samples the conditional model, 0 the "
+            "unconditional one, above 1 closer to the class and less diverse (two network "
+            "evaluations per step)")
+        self.class_box = QGroupBox("Class")
+        class_form = QFormLayout(self.class_box)
+        class_form.addRow("Class", self.class_combo)
+        class_form.addRow("Guidance (gamma)", self.guidance_spin)
+        self.class_note = QLabel("")
+        self.class_note.setWordWrap(True)
+        self.class_note.setStyleSheet("color: #5a5a5a;")
+        class_form.addRow(self.class_note)
         self.sample_button = QPushButton("Sample")
         self.sample_button.setObjectName("sampleButton")
         self.cancel_button = QPushButton("Cancel")
@@ -137,13 +159,15 @@ class SampleView(QWidget):
         left_layout = QVBoxLayout(left)
         left_layout.addWidget(model_box)
         left_layout.addWidget(sampler_box)
+        left_layout.addWidget(self.class_box)
         left_layout.addWidget(options_box)
         left_layout.addLayout(buttons)
         left_layout.addStretch(1)
         scroll = QScrollArea()
         scroll.setWidget(left)
         scroll.setWidgetResizable(True)
-        scroll.setMinimumWidth(340)
+        scroll.setMinimumWidth(360)
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
 
         # -- right: live view ---------------------------------------------------------------------
         self.status = QLabel("Choose a trained run and press Sample.")
@@ -202,6 +226,9 @@ class SampleView(QWidget):
         self.cancel_button.clicked.connect(self.cancel)
         self.save_button.clicked.connect(self.save)
         self.runs.changed.connect(self._on_run_changed)
+        self._fill_classes(None)
+        self.class_combo.currentIndexChanged.connect(
+            lambda _: self.guidance_spin.setEnabled(self.class_combo.currentData() is not None))
         studio.registry_changed.connect(self._on_registry)
         studio.runs_changed.connect(self.set_runs)
         studio.engine_ready.connect(lambda _: (self._on_run_changed(), self.update_buttons()))
@@ -237,16 +264,50 @@ class SampleView(QWidget):
         self.checkpoint_combo.clear()
         path = self.current_run()
         if path is None or not self.studio.ready:
+            self._fill_classes(None)
             self.update_buttons()
             return
         from diffstudio.engine.runs import Run
 
         run = Run(path)
+        self._fill_classes(run)
         latest = run.latest_checkpoint()
         self.checkpoint_combo.addItem(f"latest ({latest.name if latest else 'none'})", "latest")
         for step, folder in reversed(run.checkpoints()):
             self.checkpoint_combo.addItem(f"step {step:,}", folder.name)
         self.update_buttons()
+
+    def _fill_classes(self, run: Any | None) -> None:
+        """Offer the run's classes when its network was trained class-conditionally."""
+        from diffstudio.errors import DiffstudioError
+
+        self.class_combo.clear()
+        self.class_combo.addItem("Unconditional", None)
+        try:
+            config = run.read_config() if run is not None else {}
+        except (DiffstudioError, OSError, ValueError):
+            config = {}
+        train = config.get("train", {})
+        info = config.get("dataset_info", {})
+        conditional = bool((train.get("network_params") or {}).get("class_conditional"))
+        count = int(info.get("num_classes") or 0)
+        names = list(info.get("class_names") or [str(i) for i in range(count)])
+        if conditional and count:
+            for index, name in enumerate(names[:count]):
+                self.class_combo.addItem(f"{index}: {name}" if name != str(index) else name,
+                                         index)
+            dropout = train.get("label_dropout")
+            self.class_note.setText(
+                f"Trained with {count} class labels"
+                + (f" (label dropout {dropout:g})" if isinstance(dropout, int | float) else "")
+                + ": 1 = conditional, 0 = unconditional, > 1 classifier-free guidance.")
+        elif run is None:
+            self.class_note.setText("For runs trained with class labels.")
+        else:
+            self.class_note.setText("This run was trained without class labels (enable "
+                                    "'class conditional' on the network to train one).")
+        self.class_box.setEnabled(conditional and count > 0)
+        self.guidance_spin.setEnabled(False)
 
     # -- state ------------------------------------------------------------------------------------
     def is_running(self) -> bool:
@@ -276,7 +337,8 @@ class SampleView(QWidget):
             batch_size=options["batch_size"], checkpoint=self.checkpoint_combo.currentData(),
             ema=self.ema_box.isChecked(), device=self.studio.device.id,
             live=options["live_view"], strip_length=options["strip_steps"],
-            max_fps=float(options["live_fps"]),
+            max_fps=float(options["live_fps"]), class_label=self.class_combo.currentData(),
+            guidance=float(self.guidance_spin.value()),
         )
 
     def start(self) -> bool:
