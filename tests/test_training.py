@@ -139,3 +139,26 @@ def test_config_validation_and_learning_rate_schedule():
     assert lr_at(9, config, 110) == pytest.approx(1.0)
     assert lr_at(60, config, 110) == pytest.approx(0.5)
     assert lr_at(110, config, 110) == pytest.approx(0.0, abs=1e-12)
+
+
+def test_run_config_records_every_plugin_parameter_and_old_runs_still_resume(tmp_path):
+    """network_params {} is written as what was built (the default preset and the rest), so
+    the run says how to rebuild itself even if a default changes; a run written before, with
+    the bare {}, resumes as the same settings."""
+    run_dir = tmp_path / "run"
+    Trainer(tiny_config(steps=10), run_dir, registry=REGISTRY).train()
+    train = Run(run_dir).read_config()["train"]
+    assert train["network_params"] == {"preset": "digits-8", "class_conditional": False,
+                                       "dropout": 0.0, "learned_variance": False}
+    assert train["dataset_params"]["size"] == 8 and "beta_start" in train["schedule_params"]
+    # A run from before: its config kept only what was given.
+    config_file = run_dir / "config.json"
+    payload = json.loads(config_file.read_text())
+    payload["train"]["network_params"] = {}
+    config_file.write_text(json.dumps(payload))
+    resumed = Trainer(tiny_config(steps=20), run_dir, resume=True, registry=REGISTRY).train()
+    assert resumed.status == "completed" and resumed.step == 20
+    # A real change of settings is still refused.
+    with pytest.raises(RunError, match="network_params"):
+        Trainer(tiny_config(steps=30, network_params={"dropout": 0.1}), run_dir, resume=True,
+                registry=REGISTRY).train()

@@ -279,11 +279,28 @@ class Trainer:
             precision = "bf16" if cuda and torch.cuda.is_bf16_supported() else "no"
         return Accelerator(cpu=cpu, mixed_precision=precision)
 
+    def _with_defaults(self, train: dict[str, Any]) -> dict[str, Any]:
+        """``train`` (a TrainConfig dict) with each plugin's parameters validated and completed
+        with their defaults, so a run's config says exactly what was built (the preset of
+        ``network_params: {}``) and a resume compares like with like."""
+        completed = dict(train)
+        for kind in ("dataset", "network", "schedule"):
+            key = f"{kind}_params"
+            try:
+                contribution = self.registry.get(kind, train.get(kind, ""))
+                completed[key] = contribution.validate(train.get(key) or {})
+            except ConfigError:
+                pass  # reported, with the fix, when the component is built
+        return completed
+
     def train(self) -> TrainResult:
+        self.config = TrainConfig.from_dict(self._with_defaults(self.config.to_dict()))
         config = self.config
         run = self.run
         if self.resume:
             saved = run.read_config()
+            if isinstance(saved.get("train"), dict):  # runs written before params were completed
+                saved["train"] = self._with_defaults(saved["train"])
             start_checkpoint = run.latest_checkpoint()
         else:
             if run.exists():

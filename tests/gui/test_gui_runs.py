@@ -23,7 +23,7 @@ def test_runs_page_lists_and_opens_runs(qtbot, make_window, trained_run, tmp_pat
     qtbot.waitUntil(lambda: len(runs_view.runs) == 1, timeout=60_000)
     summary = runs_view.runs[0]
     assert summary.name == "digits-copy" and summary.step == 6 and summary.checkpoint_step == 6
-    assert summary.dataset == "digits" and summary.network == "unet"  # no preset recorded
+    assert summary.dataset == "digits" and summary.network == "unet (digits-8)"  # default, recorded
     assert runs_view.table.item(0, 4).text() == "6 / 6"
     assert window.sample_view.run_combo.findData(str(run_dir)) >= 0
 
