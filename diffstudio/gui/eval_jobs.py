@@ -36,6 +36,8 @@ class EvalRequest:
     name). ``weights`` is a file path, "" to search (``$DIFFSTUDIO_FID_WEIGHTS``, the torch hub
     cache, then a download if ``download``), or ``"random"``: a randomly initialised Inception
     that checks the pipeline but gives no FID. ``resize_to`` below 299 is for tests only.
+    ``step_sweep`` (a run only) evaluates the sampler once per step count, for the plot of FID
+    against network evaluations; the reference features are computed once.
     """
 
     source: str = "run"
@@ -59,6 +61,14 @@ class EvalRequest:
     resize_to: int = 299
     cache_dir: str | None = None
     write: bool = True
+    step_sweep: tuple[int, ...] = ()
+
+    def runs(self) -> list[dict[str, Any]]:
+        """The sampler parameters of each evaluation: one, or one per step count of
+        ``step_sweep`` (a run only; a folder holds what it holds)."""
+        if self.source != "run" or not self.step_sweep:
+            return [dict(self.sampler_params)]
+        return [{**dict(self.sampler_params), "steps": int(steps)} for steps in self.step_sweep]
 
     def describe(self) -> str:
         if self.source == "run":
@@ -85,6 +95,7 @@ class EvalOutcome:
     any neighbour names, (U, C, H, W), with ``reference_rows`` mapping a dataset index to its
     row there; ``flagged``: the samples the memorisation check flags, with their ``ratios``
     (N,) or None; ``path``: the JSON written (None if it could not be, see ``write_error``).
+    After a step sweep these describe its last evaluation; ``sweep_paths`` lists every JSON.
     """
 
     result: Any
@@ -97,6 +108,7 @@ class EvalOutcome:
     ratios: np.ndarray | None
     path: Path | None
     write_error: str = ""
+    sweep_paths: list[Path] = field(default_factory=list)
 
     def neighbour_image(self, index: int) -> np.ndarray:
         return self.reference_images[self.reference_rows[int(index)]]
@@ -130,6 +142,7 @@ class EvalJob(Job):
         self.request = request
         self.registry = registry
         self._progress: Mailbox[Any] = Mailbox()
+        self.sweep_status = ""  # "Evaluation 2 of 4 (ddim, 20 steps) · " during a step sweep
 
     def take_progress(self) -> Any:
         return self._progress.take()
@@ -166,22 +179,35 @@ class EvalJob(Job):
             download=request.download, resize_to=request.resize_to, progress=self._report,
             should_stop=self.stop_requested,
         )
-        result = evaluate_source(
-            location, extractor=extractor, registry=registry, reference_id=request.reference,
-            reference_params=request.reference_params, sampler_id=request.sampler,
-            sampler_params=request.sampler_params, num_samples=request.num_samples,
-            settings=settings, cache=ReferenceCache(request.cache_dir), progress=self._report,
-            should_stop=self.stop_requested, seed=request.seed,
-            batch_size=request.sample_batch_size, checkpoint=request.checkpoint,
-            ema=request.ema, device=request.device,
-        )
+        cache = ReferenceCache(request.cache_dir)
+        evaluations = request.runs()
+        written: list[Path] = []
         path, write_error = None, ""
-        if request.write:
-            try:
-                path = write_result(result)
-            except OSError as exc:  # a read-only folder: keep the result on screen
-                write_error = f"the result could not be written ({exc}); it is shown only"
-        return self._outcome(result, result.reference_dataset, path, write_error)
+        for number, sampler_params in enumerate(evaluations, start=1):
+            if len(evaluations) > 1:
+                # An attribute, not a progress event: the mailbox keeps only the newest event.
+                self.sweep_status = (f"Evaluation {number} of {len(evaluations)} "
+                                     f"({request.sampler}, {sampler_params['steps']} steps) · ")
+            result = evaluate_source(
+                location, extractor=extractor, registry=registry,
+                reference_id=request.reference, reference_params=request.reference_params,
+                sampler_id=request.sampler, sampler_params=sampler_params,
+                num_samples=request.num_samples, settings=settings, cache=cache,
+                progress=self._report, should_stop=self.stop_requested, seed=request.seed,
+                batch_size=request.sample_batch_size, checkpoint=request.checkpoint,
+                ema=request.ema, device=request.device,
+            )
+            if request.write:
+                try:
+                    path = write_result(result)
+                    written.append(path)
+                except OSError as exc:  # a read-only folder: keep the result on screen
+                    write_error = f"the result could not be written ({exc}); it is shown only"
+            if number < len(evaluations):
+                result.samples = result.reference_dataset = None  # only the last is shown
+        outcome = self._outcome(result, result.reference_dataset, path, write_error)
+        outcome.sweep_paths = written
+        return outcome
 
     @staticmethod
     def _outcome(result: Any, reference: Any, path: Path | None, write_error: str

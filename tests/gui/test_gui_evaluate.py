@@ -223,3 +223,57 @@ def test_the_comparison_table_sorts_numbers_as_numbers(qtbot):
     panel.table.sortItems(COLUMNS.index("Run"), Qt.SortOrder.DescendingOrder)
     assert [r.run for r in panel.rows_in_view()] == ["d", "c", "b", "a"]
     assert panel.series_count() == 3  # one line per run and sampler with a FID
+
+
+def test_a_step_sweep_fills_the_fid_against_evaluations_plot(qtbot, make_window, trained_run,
+                                                             tmp_path):
+    import dataclasses
+
+    from diffstudio.errors import ConfigError
+
+    window = make_window()
+    view = window.evaluate_view
+    view.select_run(str(trained_run))
+    view.sampler_picker.select("ddim", {"steps": 50})
+    view.random_box.setChecked(True)
+    for name, box in view.metric_boxes.items():
+        box.setChecked(name in ("fid", "kid"))
+    small = {"num_samples": 8, "reference_limit": 40}  # set_values resets the others
+    view.options.set_values({**small, "step_sweep": "x, 2"})
+    with pytest.raises(ConfigError, match="whole numbers"):
+        view.build_request()
+    view.options.set_values({**small, "step_sweep": "2, 5000"})
+    with pytest.raises(ConfigError, match="the run has 1000 timesteps"):
+        view.build_request()  # said before anything runs, not after the first evaluations
+    view.options.set_values({**small, "step_sweep": "2; 4, 2"})
+    request = view.build_request()
+    assert request.num_samples == 8
+    assert request.step_sweep == (2, 4)
+    assert [params["steps"] for params in request.runs()] == [2, 4]
+    request = dataclasses.replace(request, resize_to=96, inception_batch_size=16,
+                                  cache_dir=str(tmp_path / "cache"))
+    assert view.start(request)
+    job, labels = view.job, []
+    job.progress_ready.connect(lambda: labels.append(view.stage_label.text()))
+    _finish(qtbot, view)
+    assert job.sweep_status.startswith("Evaluation 2 of 2 (ddim, 4 steps)")
+    assert any(text.startswith("Evaluation 1 of 2 (ddim, 2 steps) · ") for text in labels)
+    outcome = view.outcome
+    assert outcome is not None, view.stage_label.text()
+    assert len(outcome.sweep_paths) == 2 and outcome.path == outcome.sweep_paths[-1]
+    assert outcome.result.source["network_evaluations"] == 4  # the last one is shown
+    assert view.tabs.currentIndex() == 2 and "2 evaluations" in view.stage_label.text()
+    qtbot.waitUntil(lambda: view.comparison.job is None and len(view.comparison.rows) >= 2,
+                    timeout=60_000)
+    evaluations = sorted(r.network_evaluations for r in view.comparison.rows
+                         if r.result_file in {str(p) for p in outcome.sweep_paths})
+    assert evaluations == [2, 4]
+    assert view.comparison.series_count() >= 1
+    # A sampler without steps, or a folder, cannot be swept: said before anything runs.
+    view.sampler_picker.select("annealed-langevin")
+    with pytest.raises(ConfigError, match="no 'steps' parameter"):
+        view.build_request()
+    view.from_folder.setChecked(True)
+    view.folder_edit.setText(str(tmp_path))
+    with pytest.raises(ConfigError, match="samples a run"):
+        view.build_request()

@@ -61,6 +61,10 @@ EVAL_PARAMS: tuple[Param, ...] = (
     Param("reference_limit", "int", 0, minimum=0, maximum=10_000_000,
           help="use a random subset of this many reference images for Inception features "
                "(0: all of them)"),
+    Param("step_sweep", "str", "",
+          help="a run only: comma-separated step counts (e.g. 10, 20, 50, 100), one evaluation "
+               "each, for the plot of FID against network evaluations; empty: the sampler's "
+               "own steps"),
 )
 
 METRIC_LABELS = {
@@ -375,13 +379,52 @@ class EvaluateView(QWidget):
         if not self.training_reference.isChecked():
             reference, reference_params = self.reference_picker.validated()
         weights = "random" if self.random_box.isChecked() else self.weights_edit.text().strip()
+        sweep = self._step_sweep(options["step_sweep"], source)
         return EvalRequest(
             **source, num_samples=options["num_samples"], seed=options["seed"],
             sample_batch_size=options["sample_batch_size"],
             reference_limit=options["reference_limit"], reference=reference,
             reference_params=reference_params, metrics=metrics, weights=weights,
             download=self.download_box.isChecked(), device=self.studio.device.id,
+            step_sweep=sweep,
         )
+
+    def _step_sweep(self, text: str, source: dict[str, Any]) -> tuple[int, ...]:
+        """The step counts of a sweep, each checked against the sampler's own limits."""
+        if not text.strip():
+            return ()
+        if source["source"] != "run":
+            raise ConfigError("a step sweep samples a run: choose 'Generate from a run', or "
+                              "clear the step sweep")
+        try:
+            counts = tuple(dict.fromkeys(int(part) for part in text.replace(";", ",").split(",")
+                                         if part.strip()))
+        except ValueError as exc:
+            raise ConfigError(f"step sweep {text!r}: give whole numbers separated by commas, "
+                              "e.g. 10, 20, 50") from exc
+        contribution = self.sampler_picker.current_contribution()
+        if contribution is None or "steps" not in {p.name for p in contribution.params}:
+            raise ConfigError(f"the sampler {source['sampler']!r} has no 'steps' parameter to "
+                              "sweep; clear the step sweep")
+        limit = self._run_timesteps(source["run_dir"])
+        for count in counts:
+            contribution.validate({**source["sampler_params"], "steps": count})
+            if limit and count > limit:
+                raise ConfigError(f"step sweep: {count} steps, but the run has {limit} "
+                                  "timesteps; use at most that many")
+        return counts
+
+    @staticmethod
+    def _run_timesteps(run_dir: str) -> int:
+        """The run's number of timesteps (0 when its config does not say)."""
+        from diffstudio.engine.runs import Run
+        from diffstudio.errors import DiffstudioError
+
+        try:
+            train = Run(run_dir).read_config().get("train", {})
+            return int(train.get("num_timesteps") or 0)
+        except (DiffstudioError, OSError, ValueError, TypeError):
+            return 0
 
     # -- the job ----------------------------------------------------------------------------------
     def start(self, request: EvalRequest | None = None) -> bool:
@@ -437,7 +480,7 @@ class EvaluateView(QWidget):
             event.stage in ("weights", "generate") or "cache" in event.message) else ""
         count = f" ({event.done:,} of {event.total:,})" if event.total > 1 and \
             event.stage != "weights" else ""
-        self.stage_label.setText(f"{stage}{count}{detail}")
+        self.stage_label.setText(f"{self.job.sweep_status}{stage}{count}{detail}")
 
     def _on_succeeded(self, outcome: EvalOutcome) -> None:
         self.outcome = outcome
@@ -455,10 +498,15 @@ class EvaluateView(QWidget):
         self._show_retrieval()
         if outcome.write_error:
             self.studio.notifications.warning(outcome.write_error, source="Evaluate")
+        for path in outcome.sweep_paths or ([outcome.path] if outcome.path else []):
+            self.comparison.add_result_file(str(path))
         if outcome.path is not None:
-            self.comparison.add_result_file(str(outcome.path))
             self.comparison.refresh()
-        self.tabs.setCurrentIndex(0)
+        sweep = len(outcome.sweep_paths) > 1
+        if sweep:
+            self.stage_label.setText(f"{len(outcome.sweep_paths)} evaluations in {seconds:.1f} s;"
+                                     " the last one is shown, all are in Comparison.")
+        self.tabs.setCurrentIndex(2 if sweep else 0)
 
     @staticmethod
     def metrics_html(outcome: EvalOutcome) -> str:
