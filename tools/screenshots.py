@@ -172,20 +172,23 @@ def main(argv: list[str] | None = None) -> int:
     elif args.eval_weights:
         evaluate.weights_edit.setText(args.eval_weights)
     evaluate.options.set_values({"num_samples": args.eval_samples, "reference_limit": 0})
-    for steps in (10, 50):
-        evaluate.sampler_picker.select("ddim", {"steps": steps})
-        evaluate.start()
-        wait(lambda: evaluate.job is not None and evaluate.last_progress is not None,
-             "evaluation progress")
-        if steps == 50:
-            wait(lambda: evaluate.last_progress.stage in ("samples", "metrics"),
-                 "the Inception features")
-            shoot("16-evaluate-running")
-        wait(lambda: evaluate.job is None, "the evaluation")
+    evaluate.sampler_picker.select("ddim", {"steps": 50})
+    evaluate.start()
+    wait(lambda: evaluate.job is not None and evaluate.last_progress is not None
+         and evaluate.last_progress.stage in ("samples", "metrics"), "the Inception features")
+    shoot("16-evaluate-running")
+    wait(lambda: evaluate.job is None, "the evaluation")
     shoot("17-evaluate-metrics")
+    # A step sweep fills the FID-against-evaluations plot in one job.
+    evaluate.options.set_values({"num_samples": args.eval_samples, "reference_limit": 0,
+                                 "step_sweep": "10, 20, 100"})
+    evaluate.start()
+    wait(lambda: evaluate.job is None, "the step sweep")
     evaluate.tabs.setCurrentIndex(2)
-    wait(lambda: len(evaluate.comparison.rows) >= 2, "the comparison table")
+    wait(lambda: len(evaluate.comparison.rows) >= 4 and evaluate.comparison.job is None,
+         "the comparison table")
     shoot("18-evaluate-comparison")
+    evaluate.options.set_values({"num_samples": args.eval_samples, "reference_limit": 0})
     # A memorisation demo: the saved samples plus six training images copied in, which the
     # ratio test must flag (and the grid highlight).
     import numpy as np
