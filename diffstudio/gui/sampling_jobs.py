@@ -41,7 +41,9 @@ __all__ = [
 class SampleRequest:
     """What to sample. ``params`` are the sampler's (validated by the engine again).
 
-    ``class_label`` conditions a class-conditional run on that class; ``guidance`` (gamma,
+    ``pretrained`` (a diffusers folder or a cached hub id) samples that model instead of
+    ``run_dir`` (checkpoint and ema then do not apply). ``class_label`` conditions a
+    class-conditional model on that class; ``guidance`` (gamma,
     with a class) mixes the conditional and unconditional outputs (classifier-free guidance:
     1 is the conditional model, 0 the unconditional one).
     ``live``: report frames while sampling, at most ``max_fps`` per second, each with the first
@@ -64,6 +66,7 @@ class SampleRequest:
     max_fps: float = 10.0
     class_label: int | None = None
     guidance: float | None = None
+    pretrained: str | None = None
 
 
 @dataclass
@@ -237,6 +240,8 @@ class SampleJob(Job):
 
         request = self.request
         registry = self.registry or load_plugins()
+        if request.pretrained:
+            return self._sample_pretrained(request, registry)
         loaded = load_model(request.run_dir, checkpoint=request.checkpoint, ema=request.ema,
                             device=request.device, registry=registry)
         self._model = loaded.model
@@ -269,6 +274,44 @@ class SampleJob(Job):
             "steps": result.params.get("steps"),
             "backend": f"torch-{parameters.device.type}",
             "init_noise_file": None,
+        }
+        return SampleOutcome(result, result.samples.numpy(), summary, metadata,
+                             list(self._trajectory), self.frames_sent, self.frames_skipped)
+
+    def _sample_pretrained(self, request: SampleRequest, registry: Any) -> SampleOutcome:
+        """A diffusers model (a folder, or a hub id already in the local cache: nothing is
+        downloaded here) through the same samplers; its notes come back in the metadata."""
+        from diffstudio.engine.networks.pretrained import load_pretrained
+        from diffstudio.engine.sampling import generate
+
+        pretrained = load_pretrained(request.pretrained, device=request.device)
+        model = pretrained.require_model()
+        self._model = model
+        summary = ModelSummary(request.pretrained, pretrained.scheduler_class, 0, "image",
+                               tuple(pretrained.sample_shape))
+        self.model_loaded.emit(summary)
+        self._num_batches = -(-request.num_samples // request.batch_size)
+        self._started = time.perf_counter()
+        classes = (pretrained.num_class_embeds - 1) if pretrained.num_class_embeds else None
+        result = generate(
+            model, request.sampler, dict(request.params),
+            sample_shape=pretrained.sample_shape, num_samples=request.num_samples,
+            seed=request.seed, batch_size=request.batch_size, registry=registry,
+            callback=self._on_step, should_stop=self.stop_requested,
+            class_label=request.class_label if classes else None,
+            guidance=request.guidance if classes and request.class_label is not None else None,
+            num_classes=classes,
+        )
+        self.frames_skipped += self._frames.replaced
+        parameters = next(model.network.parameters())
+        metadata = {
+            "pretrained": request.pretrained,
+            "network_sha256": pretrained.weights_sha256,
+            "scheduler": pretrained.scheduler_class,
+            "steps": result.params.get("steps"),
+            "backend": f"torch-{parameters.device.type}",
+            "init_noise_file": None,
+            "notes": list(pretrained.notes),
         }
         return SampleOutcome(result, result.samples.numpy(), summary, metadata,
                              list(self._trajectory), self.frames_sent, self.frames_skipped)

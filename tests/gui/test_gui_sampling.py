@@ -143,3 +143,49 @@ def test_class_conditional_runs_sample_a_class_with_guidance(qtbot, make_window,
     saved = max((trained_conditional_run / "samples").iterdir(), key=lambda p: p.stat().st_mtime)
     meta = read_png_metadata(next(saved.glob("sample-*.png")))
     assert meta["class_label"] == 7 and meta["guidance"] == 3.0
+
+
+def test_a_pretrained_diffusers_folder_samples_from_the_window(qtbot, make_window, tmp_path):
+    """A DDPMPipeline folder (as save_pretrained or 'hf download' writes it) samples through the
+    same samplers; samples are saved under the workspace; a wrong folder is one message."""
+    import torch
+    from diffusers import DDPMPipeline, DDPMScheduler, UNet2DModel
+
+    torch.manual_seed(0)
+    unet = UNet2DModel(sample_size=8, in_channels=1, out_channels=1, block_out_channels=(8, 16),
+                       layers_per_block=1, down_block_types=("DownBlock2D", "DownBlock2D"),
+                       up_block_types=("UpBlock2D", "UpBlock2D"), norm_num_groups=4)
+    folder = tmp_path / "tiny-ddpm"
+    DDPMPipeline(unet=unet, scheduler=DDPMScheduler(num_train_timesteps=50)).save_pretrained(
+        folder)
+    window = make_window()
+    view = window.sample_view
+    view.from_pretrained.setChecked(True)
+    assert not view.sample_button.isEnabled()  # nothing chosen yet
+    assert not view.class_box.isEnabled()
+    view.pretrained_edit.setText(str(folder))
+    assert view.sample_button.isEnabled()
+    assert not view.compare.compare_button.isEnabled()  # comparing works on runs
+    view.sampler_picker.select("ddim", {"steps": 5})
+    view.options.set_values({"num_samples": 3, "live_view": True})
+    assert view.start()
+    qtbot.waitUntil(lambda: view.job is None, timeout=120_000)
+    outcome = view.outcome
+    assert outcome is not None, view.status.text()
+    assert outcome.samples.shape == (3, 1, 8, 8) and outcome.result.network_evaluations == 5
+    assert outcome.metadata["pretrained"] == str(folder)
+    assert outcome.metadata["scheduler"] == "DDPMScheduler"
+    view.save()
+    qtbot.waitUntil(lambda: any("Saved 3 samples" in n.message
+                                for n in window.notifications.items), timeout=60_000)
+    saved = list((window.studio.workspace / "pretrained-samples").iterdir())
+    assert len(saved) == 1 and saved[0].name.startswith("tiny-ddpm-ddim-")
+    assert len(list(saved[0].glob("sample-*.png"))) == 3
+    # A folder that is not a model: one message, and the page carries on.
+    view.pretrained_edit.setText(str(tmp_path / "nowhere"))
+    assert view.start()
+    qtbot.waitUntil(lambda: view.job is None, timeout=60_000)
+    assert "not found" in window.notifications.items[-1].message
+    assert view.sample_button.isEnabled()
+    state = view.state()
+    assert state["source"] == "pretrained" and state["pretrained"].endswith("nowhere")

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (
+    QButtonGroup,
     QCheckBox,
     QComboBox,
     QDoubleSpinBox,
@@ -25,6 +26,7 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QPushButton,
+    QRadioButton,
     QScrollArea,
     QSizePolicy,
     QSplitter,
@@ -35,7 +37,7 @@ from PySide6.QtWidgets import (
 )
 
 from diffstudio.errors import ConfigError
-from diffstudio.gui.forms import ContributionPicker, ParamForm
+from diffstudio.gui.forms import ContributionPicker, ParamForm, PathEdit
 from diffstudio.gui.images import ImageView, grid_rgb8
 from diffstudio.gui.plots import ParticlePlot
 from diffstudio.gui.run_chooser import RunChooser
@@ -111,14 +113,43 @@ class SampleView(QWidget):
         self.checkpoint_combo = QComboBox()
         self.ema_box = QCheckBox("Use the EMA weights")
         self.ema_box.setChecked(True)
-        model_box = QGroupBox("Model")
-        model_layout = QVBoxLayout(model_box)
-        model_layout.addWidget(self.runs)
+        self.from_run = QRadioButton("Trained run")
+        self.from_pretrained = QRadioButton("Pretrained (diffusers)")
+        self.from_run.setChecked(True)
+        source_group = QButtonGroup(self)
+        source_group.addButton(self.from_run)
+        source_group.addButton(self.from_pretrained)
+        self.pretrained_edit = PathEdit(directory=True)
+        self.pretrained_edit.line.setPlaceholderText("folder, or a hub id: google/ddpm-cifar10-32")
+        pretrained_note = QLabel(
+            "A diffusers model folder (save_pretrained, or 'hf download ID --local-dir DIR' on "
+            "a machine online), or a hub id already in the local Hugging Face cache: the window "
+            "does not download. DDPM/DDIM-family and score-SDE (VE) schedulers.")
+        pretrained_note.setWordWrap(True)
+        pretrained_note.setStyleSheet("color: #5a5a5a;")
+        run_page = QWidget()
+        run_layout = QVBoxLayout(run_page)
+        run_layout.setContentsMargins(0, 0, 0, 0)
+        run_layout.addWidget(self.runs)
         checkpoint_row = QHBoxLayout()
         checkpoint_row.addWidget(QLabel("Checkpoint"))
         checkpoint_row.addWidget(self.checkpoint_combo, 1)
-        model_layout.addLayout(checkpoint_row)
-        model_layout.addWidget(self.ema_box)
+        run_layout.addLayout(checkpoint_row)
+        run_layout.addWidget(self.ema_box)
+        pretrained_page = QWidget()
+        pretrained_layout = QVBoxLayout(pretrained_page)
+        pretrained_layout.setContentsMargins(0, 0, 0, 0)
+        pretrained_layout.addWidget(self.pretrained_edit)
+        pretrained_layout.addWidget(pretrained_note)
+        self.source_pages = (run_page, pretrained_page)  # one shown at a time
+        model_box = QGroupBox("Model")
+        model_layout = QVBoxLayout(model_box)
+        source_row = QHBoxLayout()
+        source_row.addWidget(self.from_run)
+        source_row.addWidget(self.from_pretrained)
+        model_layout.addLayout(source_row)
+        model_layout.addWidget(run_page)
+        model_layout.addWidget(pretrained_page)
         self.sampler_picker = ContributionPicker("sampler")
         sampler_box = QGroupBox("Sampler")
         QVBoxLayout(sampler_box).addWidget(self.sampler_picker)
@@ -226,9 +257,12 @@ class SampleView(QWidget):
         self.cancel_button.clicked.connect(self.cancel)
         self.save_button.clicked.connect(self.save)
         self.runs.changed.connect(self._on_run_changed)
+        self.from_run.toggled.connect(self._on_source_changed)
+        self.pretrained_edit.textChanged.connect(lambda _: self.update_buttons())
         self._fill_classes(None)
         self.class_combo.currentIndexChanged.connect(
             lambda _: self.guidance_spin.setEnabled(self.class_combo.currentData() is not None))
+        self._on_source_changed()
         studio.registry_changed.connect(self._on_registry)
         studio.runs_changed.connect(self.set_runs)
         studio.engine_ready.connect(lambda _: (self._on_run_changed(), self.update_buttons()))
@@ -313,21 +347,48 @@ class SampleView(QWidget):
     def is_running(self) -> bool:
         return self.job is not None and self.job.isRunning()
 
+    def pretrained_source(self) -> str | None:
+        """The pretrained model to sample (folder or hub id), or None when sampling a run."""
+        if not self.from_pretrained.isChecked():
+            return None
+        return self.pretrained_edit.text().strip() or None
+
+    def _on_source_changed(self, *_: Any) -> None:
+        run_page, pretrained_page = self.source_pages
+        pretrained = self.from_pretrained.isChecked()
+        run_page.setVisible(not pretrained)
+        pretrained_page.setVisible(pretrained)
+        if pretrained:
+            self._fill_classes(None)
+            self.class_note.setText("Class-conditional pretrained models are sampled "
+                                    "unconditionally here (the CLI takes --class-label).")
+        else:
+            self._on_run_changed()
+        self.update_buttons()
+
     def update_buttons(self) -> None:
         running = self.is_running()
-        ready = self.studio.ready and self.current_run() is not None
+        run_ready = self.studio.ready and self.current_run() is not None
+        if self.from_pretrained.isChecked():
+            ready = self.studio.ready and self.pretrained_source() is not None
+            run_ready = False  # comparing and interpolating work on runs
+        else:
+            ready = run_ready
         self.sample_button.setEnabled(ready and not running)
         self.sample_button.setText("Sample" if self.studio.ready else "Sample (loading engine…)")
         self.cancel_button.setEnabled(running)
         self.save_button.setEnabled(self.outcome is not None and not running)
-        self.compare.update_buttons(ready)
-        self.interpolation.update_buttons(ready)
+        self.compare.update_buttons(run_ready)
+        self.interpolation.update_buttons(run_ready)
 
     # -- sampling ---------------------------------------------------------------------------------
     def build_request(self) -> SampleRequest:
         """The request from the forms, or :class:`ConfigError` (shown inline)."""
+        pretrained = self.pretrained_source()
         run = self.current_run()
-        if run is None:
+        if self.from_pretrained.isChecked() and pretrained is None:
+            raise ConfigError("give the pretrained model's folder or hub id")
+        if pretrained is None and run is None:
             raise ConfigError("choose a trained run first (train one on the Train page)")
         sampler_id, params = self.sampler_picker.validated()
         options = self.options.validated()
@@ -338,7 +399,7 @@ class SampleView(QWidget):
             ema=self.ema_box.isChecked(), device=self.studio.device.id,
             live=options["live_view"], strip_length=options["strip_steps"],
             max_fps=float(options["live_fps"]), class_label=self.class_combo.currentData(),
-            guidance=float(self.guidance_spin.value()),
+            guidance=float(self.guidance_spin.value()), pretrained=pretrained,
         )
 
     def start(self) -> bool:
@@ -360,7 +421,7 @@ class SampleView(QWidget):
         self.job, self.outcome, self.frames_painted, self.last_frame = job, None, 0, None
         self._strip_length = 0
         self._started = time.perf_counter()
-        self.status.setText(f"Loading {Path(request.run_dir).name}…")
+        self.status.setText(f"Loading {Path(request.pretrained or request.run_dir).name}…")
         self.tabs.setCurrentIndex(0)
         self.studio.add_job("sample", job)
         job.start()
@@ -385,8 +446,12 @@ class SampleView(QWidget):
             self.x_view.set_image(None)
             self.x0_view.set_image(None)
             self.strip_view.set_image(None)
-        self.status.setText(f"Sampling from {Path(summary.run).name} at step {summary.step:,} "
-                            f"({summary.checkpoint})…")
+        if self.job is not None and self.job.request.pretrained:
+            self.status.setText(f"Sampling the pretrained {Path(summary.run).name} "
+                                f"({summary.checkpoint})…")
+        else:
+            self.status.setText(f"Sampling from {Path(summary.run).name} at step "
+                                f"{summary.step:,} ({summary.checkpoint})…")
 
     def _on_frame(self) -> None:
         if self.job is None:
@@ -463,8 +528,14 @@ class SampleView(QWidget):
         if self.outcome is None:
             return
         outcome = self.outcome
-        out_dir = Path(outcome.metadata["run"]) / "samples" / (
-            f"{outcome.result.sampler}-{time.strftime('%Y%m%d-%H%M%S')}")
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        if "run" in outcome.metadata:
+            out_dir = Path(outcome.metadata["run"]) / "samples" / (
+                f"{outcome.result.sampler}-{stamp}")
+        else:  # a pretrained model: its own folder may be read-only or a cache
+            name = Path(str(outcome.metadata.get("pretrained", "pretrained"))).name
+            out_dir = self.studio.workspace / "pretrained-samples" / (
+                f"{name}-{outcome.result.sampler}-{stamp}")
         job = CallJob("save-samples", save_sampling_result, outcome, out_dir)
         job.succeeded.connect(lambda paths: self.studio.notifications.info(
             f"Saved {len(outcome.result.seeds)} samples ({len(paths)} PNGs + samples.npz) "
@@ -477,7 +548,9 @@ class SampleView(QWidget):
     # -- settings ---------------------------------------------------------------------------------
     def state(self) -> dict[str, Any]:
         return {"sampler": self.sampler_picker.state(), "options": self.options.values(),
-                "run": self.current_run(), "ema": self.ema_box.isChecked()}
+                "run": self.current_run(), "ema": self.ema_box.isChecked(),
+                "source": "pretrained" if self.from_pretrained.isChecked() else "run",
+                "pretrained": self.pretrained_edit.text()}
 
     def restore(self, state: dict[str, Any] | None) -> None:
         if not state:
@@ -490,3 +563,6 @@ class SampleView(QWidget):
         run = state.get("run")
         if run and Path(run, "config.json").is_file():
             self.select_run(run)
+        self.pretrained_edit.setText(str(state.get("pretrained") or ""))
+        (self.from_pretrained if state.get("source") == "pretrained" else
+         self.from_run).setChecked(True)
