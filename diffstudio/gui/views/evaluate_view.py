@@ -22,7 +22,6 @@ from typing import Any
 import numpy as np
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (
-    QButtonGroup,
     QCheckBox,
     QComboBox,
     QGroupBox,
@@ -30,7 +29,6 @@ from PySide6.QtWidgets import (
     QLabel,
     QProgressBar,
     QPushButton,
-    QRadioButton,
     QScrollArea,
     QSizePolicy,
     QSplitter,
@@ -45,6 +43,7 @@ from diffstudio.gui.forms import ContributionPicker, ParamForm, PathEdit
 from diffstudio.gui.retrieval_grid import RetrievalGrid
 from diffstudio.gui.run_chooser import RunChooser
 from diffstudio.gui.studio import Studio
+from diffstudio.gui.switch import SourceSwitch
 from diffstudio.gui.views.comparison_panel import ComparisonPanel
 from diffstudio.specs import Param
 
@@ -92,12 +91,6 @@ class EvaluateView(QWidget):
         self.last_progress: Any = None
 
         # -- what to evaluate ---------------------------------------------------------------------
-        self.from_run = QRadioButton("Generate from a run")
-        self.from_folder = QRadioButton("Read a samples folder")
-        self.from_run.setChecked(True)
-        group = QButtonGroup(self)
-        group.addButton(self.from_run)
-        group.addButton(self.from_folder)
         self.runs = RunChooser(lambda: studio.workspace, minimum_length=14,
                                object_name="evalRunCombo",
                                accepts=lambda run: run.can_sample and run.kind == "image")
@@ -120,16 +113,13 @@ class EvaluateView(QWidget):
                       "(samples.npz, else its PNGs).")
         note.setWordWrap(True)
         folder_layout.addWidget(note)
-        self.source_pages = (run_page, folder_page)  # one shown at a time
+        self.source = SourceSwitch([("run", "Generate from a run", run_page),
+                                    ("folder", "Read a samples folder", folder_page)])
+        self.from_run, self.from_folder = self.source.button("run"), self.source.button("folder")
         self.options = ParamForm(EVAL_PARAMS)
         source_box = QGroupBox("Samples")
         source_layout = QVBoxLayout(source_box)
-        source_row = QHBoxLayout()
-        source_row.addWidget(self.from_run)
-        source_row.addWidget(self.from_folder)
-        source_layout.addLayout(source_row)
-        source_layout.addWidget(run_page)
-        source_layout.addWidget(folder_page)
+        source_layout.addWidget(self.source)
         source_layout.addWidget(self.options)
 
         self.training_reference = QCheckBox("The run's training set")
@@ -253,7 +243,7 @@ class EvaluateView(QWidget):
         layout.addWidget(splitter)
 
         # -- wiring -------------------------------------------------------------------------------
-        self.from_run.toggled.connect(self._on_source_changed)
+        self.source.changed.connect(self._on_source_changed)
         self.training_reference.toggled.connect(
             lambda checked: self.reference_picker.setEnabled(not checked))
         self.runs.changed.connect(self.update_buttons)
@@ -283,10 +273,6 @@ class EvaluateView(QWidget):
             or registry.contributions("dataset"))
 
     def _on_source_changed(self, *_: Any) -> None:
-        # Hidden widgets take no room (a stacked widget would keep the taller page's height).
-        run_page, folder_page = self.source_pages
-        run_page.setVisible(self.from_run.isChecked())
-        folder_page.setVisible(not self.from_run.isChecked())
         self.training_reference.setText("The run's training set" if self.from_run.isChecked()
                                         else "The training set of the run its PNGs name")
         self.update_buttons()

@@ -17,7 +17,6 @@ from typing import Any
 import numpy as np
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (
-    QButtonGroup,
     QCheckBox,
     QComboBox,
     QDoubleSpinBox,
@@ -26,7 +25,6 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QPushButton,
-    QRadioButton,
     QScrollArea,
     QSizePolicy,
     QSplitter,
@@ -50,6 +48,7 @@ from diffstudio.gui.sampling_jobs import (
     TrajectoryFrame,
 )
 from diffstudio.gui.studio import Studio
+from diffstudio.gui.switch import SourceSwitch
 from diffstudio.gui.views.compare_panel import ComparePanel
 from diffstudio.gui.views.interpolation_panel import InterpolationPanel
 from diffstudio.gui.workers import CallJob
@@ -113,12 +112,6 @@ class SampleView(QWidget):
         self.checkpoint_combo = QComboBox()
         self.ema_box = QCheckBox("Use the EMA weights")
         self.ema_box.setChecked(True)
-        self.from_run = QRadioButton("Trained run")
-        self.from_pretrained = QRadioButton("Pretrained (diffusers)")
-        self.from_run.setChecked(True)
-        source_group = QButtonGroup(self)
-        source_group.addButton(self.from_run)
-        source_group.addButton(self.from_pretrained)
         self.pretrained_edit = PathEdit(directory=True)
         self.pretrained_edit.line.setPlaceholderText("folder, or a hub id: google/ddpm-cifar10-32")
         pretrained_note = QLabel(
@@ -141,15 +134,12 @@ class SampleView(QWidget):
         pretrained_layout.setContentsMargins(0, 0, 0, 0)
         pretrained_layout.addWidget(self.pretrained_edit)
         pretrained_layout.addWidget(pretrained_note)
-        self.source_pages = (run_page, pretrained_page)  # one shown at a time
+        self.source = SourceSwitch([("run", "Trained run", run_page),
+                                    ("pretrained", "Pretrained (diffusers)", pretrained_page)])
+        self.from_run = self.source.button("run")
+        self.from_pretrained = self.source.button("pretrained")
         model_box = QGroupBox("Model")
-        model_layout = QVBoxLayout(model_box)
-        source_row = QHBoxLayout()
-        source_row.addWidget(self.from_run)
-        source_row.addWidget(self.from_pretrained)
-        model_layout.addLayout(source_row)
-        model_layout.addWidget(run_page)
-        model_layout.addWidget(pretrained_page)
+        QVBoxLayout(model_box).addWidget(self.source)
         self.sampler_picker = ContributionPicker("sampler")
         sampler_box = QGroupBox("Sampler")
         QVBoxLayout(sampler_box).addWidget(self.sampler_picker)
@@ -257,7 +247,7 @@ class SampleView(QWidget):
         self.cancel_button.clicked.connect(self.cancel)
         self.save_button.clicked.connect(self.save)
         self.runs.changed.connect(self._on_run_changed)
-        self.from_run.toggled.connect(self._on_source_changed)
+        self.source.changed.connect(self._on_source_changed)
         self.pretrained_edit.textChanged.connect(lambda _: self.update_buttons())
         self._fill_classes(None)
         self.class_combo.currentIndexChanged.connect(
@@ -354,14 +344,11 @@ class SampleView(QWidget):
         return self.pretrained_edit.text().strip() or None
 
     def _on_source_changed(self, *_: Any) -> None:
-        run_page, pretrained_page = self.source_pages
-        pretrained = self.from_pretrained.isChecked()
-        run_page.setVisible(not pretrained)
-        pretrained_page.setVisible(pretrained)
-        if pretrained:
+        if self.from_pretrained.isChecked():
             self._fill_classes(None)
-            self.class_note.setText("Class-conditional pretrained models are sampled "
-                                    "unconditionally here (the CLI takes --class-label).")
+            self.class_note.setText("The window does not offer a pretrained model's classes "
+                                    "yet: sample a class-conditional one with 'diffstudio "
+                                    "sample --pretrained SOURCE --class-label K'.")
         else:
             self._on_run_changed()
         self.update_buttons()
