@@ -3,6 +3,7 @@ shows plugin failures, and remembers its settings."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -22,6 +23,29 @@ def test_importing_the_gui_loads_no_torch():
             "assert 'torch' not in sys.modules and 'diffusers' not in sys.modules, "
             "[m for m in ('torch', 'diffusers') if m in sys.modules]")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_building_the_window_loads_no_torch(tmp_path):
+    """Every page, with remembered settings (an FID weights path among them), is built before
+    torch is imported: the window paints at once and the engine loads in the background."""
+    settings = tmp_path / "settings.ini"
+    code = (
+        "import sys\n"
+        "from diffstudio.gui.app import create_application\n"
+        "from diffstudio.gui.main_window import MainWindow\n"
+        "from diffstudio.gui.settings import Preferences, open_settings\n"
+        "app = create_application()\n"
+        "preferences = Preferences(open_settings())\n"
+        "preferences.set('fid_weights', '/somewhere/pt_inception.pth')\n"
+        "window = MainWindow(preferences, start_engine=False)\n"
+        "window.evaluate_view.weights_edit.setText('/elsewhere/weights.pth')\n"
+        "window.show()\n"
+        "app.processEvents()\n"
+        "loaded = [m for m in ('torch', 'diffusers') if m in sys.modules]\n"
+        "assert not loaded, loaded\n"
+    )
+    env = dict(os.environ, QT_QPA_PLATFORM="offscreen", DIFFSTUDIO_SETTINGS_FILE=str(settings))
+    subprocess.run([sys.executable, "-c", code], check=True, env=env, timeout=120)
 
 
 def test_window_shows_before_the_engine_and_opens_on_the_default(qtbot, registry):

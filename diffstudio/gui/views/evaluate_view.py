@@ -300,6 +300,8 @@ class EvaluateView(QWidget):
         if self.random_box.isChecked():
             return ("Random weights: the numbers check the pipeline and are not FIDs; results "
                     "are marked as not comparable.")
+        if not self.studio.ready:  # the engine's modules import torch: not before it has loaded
+            return "Looking for the weights once the engine has loaded…"
         import os
 
         from diffstudio.engine.evaluation.features import (
@@ -315,8 +317,6 @@ class EvaluateView(QWidget):
                     f"No file at {chosen}: choose pytorch-fid's {FID_WEIGHTS_FILENAME}.")
         if os.environ.get(WEIGHTS_ENV):
             return f"Using ${WEIGHTS_ENV} = {os.environ[WEIGHTS_ENV]}."
-        if not self.studio.ready:
-            return "Looking for the weights once the engine has loaded…"
         from diffstudio.engine.evaluation import hub_weights_path
 
         cached = hub_weights_path()
