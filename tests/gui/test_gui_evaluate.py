@@ -269,6 +269,9 @@ def test_a_step_sweep_fills_the_fid_against_evaluations_plot(qtbot, make_window,
                          if r.result_file in {str(p) for p in outcome.sweep_paths})
     assert evaluations == [2, 4]
     assert view.comparison.series_count() >= 1
+    view.comparison.set_rows(list(reversed(view.comparison.rows)))  # in any order read
+    shown = [row.network_evaluations for row in view.comparison.rows_in_view()]
+    assert shown == [2, 4]  # one run and sampler: the sweep reads top to bottom
     # A sampler without steps, or a folder, cannot be swept: said before anything runs.
     view.sampler_picker.select("annealed-langevin")
     with pytest.raises(ConfigError, match="no 'steps' parameter"):

@@ -181,7 +181,10 @@ class ComparisonPanel(QWidget):
         self.set_rows(*loaded)
 
     def set_rows(self, rows: list[Any], problems: list[str] | None = None) -> None:
-        self.rows = list(rows)
+        # By run, sampler, then network evaluations: the table's (stable) sort by a column keeps
+        # this order within equal cells, so a step sweep reads top to bottom.
+        self.rows = sorted(rows, key=lambda r: (r.run, r.sampler or "",
+                                                r.network_evaluations or 0, r.n))
         self.problems = list(problems or [])
         self.table.setSortingEnabled(False)
         self.table.setRowCount(len(self.rows))
