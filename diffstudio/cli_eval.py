@@ -40,13 +40,12 @@ _EVAL_RESERVED = {
     "allow_unverified_weights", "kid_subsets", "kid_subset_size", "memorization_threshold",
     "blas_threads",
 }
-_DEFAULT_NUM = 2048
 
 
 def _parser(
     registry: PluginRegistry, sampler_id: str | None, reference_id: str | None
 ) -> argparse.ArgumentParser:
-    from diffstudio.engine.evaluation import DEFAULT_METRICS, METRICS
+    from diffstudio.engine.evaluation import DEFAULT_METRICS, DEFAULT_NUM_SAMPLES, METRICS
 
     parser = argparse.ArgumentParser(
         prog="diffstudio eval",
@@ -78,8 +77,8 @@ def _parser(
     parser.add_argument("--offline", action="store_true",
                         help="never download the weights (also DIFFSTUDIO_OFFLINE=1)")
     parser.add_argument("--num", type=int, default=None,
-                        help=f"samples to generate from a run (default {_DEFAULT_NUM}); for a "
-                             "folder, use its first N")
+                        help=f"samples to generate from a run (default "
+                             f"{DEFAULT_NUM_SAMPLES}); for a folder, use its first N")
     parser.add_argument("--seed", type=int, default=0,
                         help="seed of the first generated sample; also KID subsets and subsets")
     parser.add_argument("--sampler", default="ddim",

@@ -23,7 +23,7 @@ from PySide6.QtCore import Signal
 from diffstudio.errors import ConfigError
 from diffstudio.gui.workers import Job, Mailbox, to_numpy
 
-__all__ = ["EvalJob", "EvalOutcome", "EvalRequest", "RetrievalRows", "load_comparison"]
+__all__ = ["EvalJob", "EvalOutcome", "EvalRequest", "load_comparison"]
 
 
 @dataclass
@@ -77,16 +77,6 @@ class EvalRequest:
 
 
 @dataclass
-class RetrievalRows:
-    """The nearest training images of each sample in one space ("inception" or "pixel"):
-    ``indices`` (N, k) into the reference dataset, ``distances`` (N, k)."""
-
-    space: str
-    indices: np.ndarray
-    distances: np.ndarray
-
-
-@dataclass
 class EvalOutcome:
     """A finished evaluation, as the view needs it.
 
@@ -101,7 +91,7 @@ class EvalOutcome:
     result: Any
     summary: list[str]
     samples: np.ndarray
-    retrieval: dict[str, RetrievalRows]
+    retrieval: dict[str, Any]  # space -> the engine's Neighbours (numpy indices, distances)
     reference_images: np.ndarray
     reference_rows: dict[int, int]
     flagged: list[int]
@@ -114,7 +104,7 @@ class EvalOutcome:
         return self.reference_images[self.reference_rows[int(index)]]
 
 
-def _reference_images(reference: Any, retrieval: Mapping[str, RetrievalRows],
+def _reference_images(reference: Any, retrieval: Mapping[str, Any],
                       nearest: np.ndarray | None) -> tuple[np.ndarray, dict[int, int]]:
     wanted = [rows.indices.ravel() for rows in retrieval.values()]
     if nearest is not None:
@@ -205,19 +195,17 @@ class EvalJob(Job):
                     write_error = f"the result could not be written ({exc}); it is shown only"
             if number < len(evaluations):
                 result.samples = result.reference_dataset = None  # only the last is shown
-        outcome = self._outcome(result, result.reference_dataset, path, write_error)
+        outcome = self._outcome(result, path, write_error)
         outcome.sweep_paths = written
         return outcome
 
     @staticmethod
-    def _outcome(result: Any, reference: Any, path: Path | None, write_error: str
-                 ) -> EvalOutcome:
+    def _outcome(result: Any, path: Path | None, write_error: str) -> EvalOutcome:
         samples = to_numpy(result.samples)
+        reference = result.reference_dataset
         # The view gets numpy arrays; the tensors need not cross threads or stay alive.
         result.samples = result.reference_dataset = None
-        retrieval = {space: RetrievalRows(space, np.asarray(found.indices),
-                                          np.asarray(found.distances))
-                     for space, found in result.retrieval.items()}
+        retrieval = dict(result.retrieval)  # Neighbours hold numpy arrays already
         report = result.memorization
         nearest = report.nearest_index if report is not None else None
         images, rows = _reference_images(reference, retrieval, nearest)

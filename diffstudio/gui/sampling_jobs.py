@@ -235,16 +235,43 @@ class SampleJob(Job):
             self.frame_ready.emit()
 
     def work(self) -> SampleOutcome:
-        from diffstudio.engine.sampling import generate, load_model
+        from diffstudio.engine.sampling import generate
         from diffstudio.plugin_manager import load_plugins
 
         request = self.request
         registry = self.registry or load_plugins()
-        if request.pretrained:
-            return self._sample_pretrained(request, registry)
+        load = self._load_pretrained if request.pretrained else self._load_run
+        model, sample_shape, num_classes, summary, metadata = load(request, registry)
+        self._model = model
+        self.model_loaded.emit(summary)
+        self._num_batches = -(-request.num_samples // request.batch_size)
+        self._started = time.perf_counter()
+        class_label = request.class_label if num_classes else None
+        result = generate(
+            model, request.sampler, dict(request.params),
+            sample_shape=sample_shape, num_samples=request.num_samples, seed=request.seed,
+            batch_size=request.batch_size, registry=registry, callback=self._on_step,
+            should_stop=self.stop_requested, class_label=class_label,
+            guidance=request.guidance if class_label is not None else None,
+            num_classes=num_classes,
+        )
+        self.frames_skipped += self._frames.replaced
+        parameters = next(model.network.parameters())
+        metadata.update({
+            "steps": result.params.get("steps"),
+            "backend": f"torch-{parameters.device.type}",
+            "init_noise_file": None,
+        })
+        return SampleOutcome(result, result.samples.numpy(), summary, metadata,
+                             list(self._trajectory), self.frames_sent, self.frames_skipped)
+
+    @staticmethod
+    def _load_run(request: SampleRequest, registry: Any) -> tuple[Any, ...]:
+        """(model, sample shape, classes, summary, metadata) of a trained run's checkpoint."""
+        from diffstudio.engine.sampling import load_model
+
         loaded = load_model(request.run_dir, checkpoint=request.checkpoint, ema=request.ema,
                             device=request.device, registry=registry)
-        self._model = loaded.model
         kind = loaded.config["dataset_info"].get("kind", "image")
         summary = ModelSummary(str(loaded.run.path), loaded.checkpoint.name, loaded.step, kind,
                                tuple(loaded.sample_shape))
@@ -253,68 +280,24 @@ class SampleJob(Job):
             _, summary.data, summary.density, summary.extent = points_background(
                 registry, train["dataset"], train["dataset_params"]
             )
-        self.model_loaded.emit(summary)
-        self._num_batches = -(-request.num_samples // request.batch_size)
-        self._started = time.perf_counter()
-        result = generate(
-            loaded.model, request.sampler, dict(request.params),
-            sample_shape=loaded.sample_shape, num_samples=request.num_samples, seed=request.seed,
-            batch_size=request.batch_size, registry=registry, callback=self._on_step,
-            should_stop=self.stop_requested, class_label=request.class_label,
-            guidance=request.guidance if request.class_label is not None else None,
-            num_classes=loaded.num_classes,
-        )
-        self.frames_skipped += self._frames.replaced
-        parameters = next(loaded.model.network.parameters())
-        metadata = {
-            "run": str(loaded.run.path),
-            "checkpoint": loaded.checkpoint.name,
-            "ema": loaded.ema,
-            "network_sha256": loaded.network_sha256,
-            "steps": result.params.get("steps"),
-            "backend": f"torch-{parameters.device.type}",
-            "init_noise_file": None,
-        }
-        return SampleOutcome(result, result.samples.numpy(), summary, metadata,
-                             list(self._trajectory), self.frames_sent, self.frames_skipped)
+        metadata = {"run": str(loaded.run.path), "checkpoint": loaded.checkpoint.name,
+                    "ema": loaded.ema, "network_sha256": loaded.network_sha256}
+        return loaded.model, loaded.sample_shape, loaded.num_classes, summary, metadata
 
-    def _sample_pretrained(self, request: SampleRequest, registry: Any) -> SampleOutcome:
-        """A diffusers model (a folder, or a hub id already in the local cache: nothing is
-        downloaded here) through the same samplers; its notes come back in the metadata."""
+    @staticmethod
+    def _load_pretrained(request: SampleRequest, registry: Any) -> tuple[Any, ...]:
+        """The same for a diffusers model (a folder, or a hub id already in the local cache:
+        nothing is downloaded here); its notes go into the metadata."""
         from diffstudio.engine.networks.pretrained import load_pretrained
-        from diffstudio.engine.sampling import generate
 
         pretrained = load_pretrained(request.pretrained, device=request.device)
-        model = pretrained.require_model()
-        self._model = model
         summary = ModelSummary(request.pretrained, pretrained.scheduler_class, 0, "image",
                                tuple(pretrained.sample_shape))
-        self.model_loaded.emit(summary)
-        self._num_batches = -(-request.num_samples // request.batch_size)
-        self._started = time.perf_counter()
         classes = (pretrained.num_class_embeds - 1) if pretrained.num_class_embeds else None
-        result = generate(
-            model, request.sampler, dict(request.params),
-            sample_shape=pretrained.sample_shape, num_samples=request.num_samples,
-            seed=request.seed, batch_size=request.batch_size, registry=registry,
-            callback=self._on_step, should_stop=self.stop_requested,
-            class_label=request.class_label if classes else None,
-            guidance=request.guidance if classes and request.class_label is not None else None,
-            num_classes=classes,
-        )
-        self.frames_skipped += self._frames.replaced
-        parameters = next(model.network.parameters())
-        metadata = {
-            "pretrained": request.pretrained,
-            "network_sha256": pretrained.weights_sha256,
-            "scheduler": pretrained.scheduler_class,
-            "steps": result.params.get("steps"),
-            "backend": f"torch-{parameters.device.type}",
-            "init_noise_file": None,
-            "notes": list(pretrained.notes),
-        }
-        return SampleOutcome(result, result.samples.numpy(), summary, metadata,
-                             list(self._trajectory), self.frames_sent, self.frames_skipped)
+        metadata = {"pretrained": request.pretrained,
+                    "network_sha256": pretrained.weights_sha256,
+                    "scheduler": pretrained.scheduler_class, "notes": list(pretrained.notes)}
+        return pretrained.require_model(), pretrained.sample_shape, classes, summary, metadata
 
 
 # -- interpolating ------------------------------------------------------------------------------

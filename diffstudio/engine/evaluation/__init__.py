@@ -35,6 +35,7 @@ from diffstudio.engine.evaluation.cache import (
 from diffstudio.engine.evaluation.density_coverage import DensityCoverage, density_coverage
 from diffstudio.engine.evaluation.evaluate import (
     DEFAULT_METRICS,
+    DEFAULT_NUM_SAMPLES,
     METRICS,
     EvalProgress,
     EvalSettings,
@@ -93,6 +94,7 @@ from diffstudio.errors import EvaluationError, FidWeightsError
 
 __all__ = [
     "DEFAULT_METRICS",
+    "DEFAULT_NUM_SAMPLES",
     "FID_WEIGHTS_FILENAME",
     "FID_WEIGHTS_SHA256",
     "FID_WEIGHTS_URL",

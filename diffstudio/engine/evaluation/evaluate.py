@@ -58,6 +58,7 @@ from diffstudio.errors import Cancelled, EvaluationError
 
 __all__ = [
     "DEFAULT_METRICS",
+    "DEFAULT_NUM_SAMPLES",
     "METRICS",
     "RESULT_FORMAT",
     "EvalProgress",
@@ -84,6 +85,7 @@ METRICS = ("fid", "kid", "precision_recall", "density_coverage", "retrieval", "m
 DEFAULT_METRICS = ("fid", "kid", "precision_recall", "retrieval", "memorization")
 RESULT_FORMAT = "diffstudio-evaluation/1"
 FID_MIN_N = 2048  # the feature dimension: below it the covariance is singular
+DEFAULT_NUM_SAMPLES = 2048  # samples generated from a run when no number is given
 FID_PAPER_N = 10_000
 
 
@@ -699,7 +701,7 @@ def evaluate_run(
     sampler_params: Mapping[str, Any] | None = None,
     *,
     extractor: InceptionFeatures,
-    num_samples: int = 2048,
+    num_samples: int = DEFAULT_NUM_SAMPLES,
     reference: Dataset | None = None,
     reference_spec: Mapping[str, Any] | None = None,
     seed: int = 0,
@@ -819,8 +821,8 @@ def evaluate_source(
     )
     if is_run_folder(location):
         return evaluate_run(location, sampler_id, sampler_params, extractor=extractor,
-                            num_samples=num_samples or 2048, registry=registry, **common,
-                            **run_options)
+                            num_samples=num_samples or DEFAULT_NUM_SAMPLES, registry=registry,
+                            **common, **run_options)
     loaded = load_samples_folder(location)
     samples = loaded.samples[:num_samples] if num_samples else loaded.samples
     record, model = folder_source(loaded)
@@ -889,7 +891,7 @@ def evaluate_grid(
     samplers: Sequence[tuple[str, Mapping[str, Any]]],
     *,
     extractor: InceptionFeatures,
-    num_samples: int = 2048,
+    num_samples: int = DEFAULT_NUM_SAMPLES,
     reference: Dataset | None = None,
     reference_spec: Mapping[str, Any] | None = None,
     settings: EvalSettings | None = None,

@@ -29,8 +29,10 @@ from diffstudio.errors import EvaluationError
 __all__ = [
     "ComparisonRow",
     "Series",
+    "fid_text",
     "fid_vs_evaluations",
     "format_duration",
+    "kid_text",
     "load_results",
     "row_from_result",
     "rows_from_results",
@@ -161,6 +163,18 @@ def format_duration(seconds: float | None) -> str:
     return f"{int(seconds // 3600)} h {int(seconds % 3600 // 60)} min"
 
 
+def fid_text(row: ComparisonRow) -> str:
+    """'12.345 @2048', with ' *' for random or unverified weights; '-' when not computed."""
+    if row.fid is None:
+        return "-"
+    return f"{row.fid:.3f} @{row.n}" + ("" if row.comparable_fid else " *")
+
+
+def kid_text(row: ComparisonRow) -> str:
+    """'0.01234 ± 0.00056'; '-' when not computed."""
+    return "-" if row.kid is None else f"{row.kid:.5f} ± {row.kid_std or 0:.5f}"
+
+
 def _cell(text: Any) -> str:
     return str(text).replace("|", "\\|").replace("\n", " ")
 
@@ -172,9 +186,7 @@ def to_markdown(rows: Sequence[ComparisonRow]) -> str:
               "KID", "Training time", "Sampling time / 100 samples"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for row in rows:
-        fid = "-" if row.fid is None else f"{row.fid:.3f} @{row.n}" + (
-            "" if row.comparable_fid else " *")
-        kid = "-" if row.kid is None else f"{row.kid:.5f} ± {row.kid_std or 0:.5f}"
+        fid, kid = fid_text(row), kid_text(row)
         values = [row.run, row.model, row.schedule or "-", row.sampler or "-",
                   "-" if row.steps is None else row.steps,
                   "-" if row.network_evaluations is None else row.network_evaluations,

@@ -50,11 +50,9 @@ _COLUMN_TIPS = {
 
 def _cells(row: Any) -> list[tuple[str, float | None]]:
     """(text, sort value) per column."""
-    from diffstudio.engine.evaluation.tables import format_duration
+    from diffstudio.engine.evaluation.tables import fid_text, format_duration, kid_text
 
-    fid = "-" if row.fid is None else f"{row.fid:.3f} @{row.n}" + (
-        "" if row.comparable_fid else " *")
-    kid = "-" if row.kid is None else f"{row.kid:.5f} ± {row.kid_std or 0:.5f}"
+    fid, kid = fid_text(row), kid_text(row)
     return [
         (row.run, None), (row.model, None), (row.schedule or "-", None),
         (row.sampler or "-", None),
