@@ -13,10 +13,16 @@
         state.json                    step, loss, time trained
       previews/step-00001000.png      preview grids written during training
       samples/<name>/                 PNGs with metadata + samples.npz
+      evaluations/<name>.json         evaluation results
 
 Checkpoints are built in a temporary folder and renamed into place, then ``latest.json`` is
 replaced atomically, so a process killed at any moment leaves the previous checkpoint intact.
 Nothing here unpickles: weights and optimizer state are safetensors, the rest is JSON.
+
+Importing this module is cheap (no torch): the window lists and describes runs before torch has
+loaded; the functions that read or write tensors import torch when called.
+:class:`RunConfig` is the typed view of ``config.json`` that the CLI, the window and evaluation
+read instead of indexing the JSON themselves.
 """
 
 from __future__ import annotations
@@ -25,16 +31,28 @@ import hashlib
 import json
 import re
 import shutil
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-import torch
-from safetensors.torch import load_file, save_file
+from typing import TYPE_CHECKING, Any
 
 from diffstudio.engine.io import atomic_directory, atomic_write_json, atomic_write_text
 from diffstudio.errors import RunError
 
-__all__ = ["WEIGHTS_NAME", "Run", "load_network_weights", "save_network"]
+if TYPE_CHECKING:
+    import torch
+
+__all__ = [
+    "WEIGHTS_NAME",
+    "Run",
+    "RunConfig",
+    "file_sha256",
+    "load_network_weights",
+    "optimizer_state_from_tensors",
+    "optimizer_state_tensors",
+    "save_network",
+]
 
 WEIGHTS_NAME = "diffusion_pytorch_model.safetensors"
 _CHECKPOINT = re.compile(r"^step-(\d+)$")
@@ -46,6 +64,8 @@ def save_network(network: torch.nn.Module, folder: Path) -> None:
 
     A network that is not a diffusers ``ModelMixin`` gets the weights file only.
     """
+    from safetensors.torch import save_file
+
     folder.mkdir(parents=True, exist_ok=True)
     if hasattr(network, "save_pretrained"):
         network.save_pretrained(folder, safe_serialization=True)
@@ -56,6 +76,8 @@ def save_network(network: torch.nn.Module, folder: Path) -> None:
 
 def load_network_weights(network: torch.nn.Module, folder: Path) -> None:
     """Load safetensors weights from ``folder`` into an already built ``network`` (strict)."""
+    from safetensors.torch import load_file
+
     weights = folder / WEIGHTS_NAME
     if not weights.is_file():
         raise RunError(f"no weights at {weights}; the checkpoint is incomplete")
@@ -81,6 +103,8 @@ def optimizer_state_tensors(
     optimizer: torch.optim.Optimizer,
 ) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """Split an optimizer's state_dict into safetensors-able tensors and JSON metadata."""
+    import torch
+
     state_dict = optimizer.state_dict()
     tensors: dict[str, torch.Tensor] = {}
     scalars: dict[str, dict[str, Any]] = {}
@@ -106,11 +130,94 @@ def optimizer_state_from_tensors(
     return {"state": state, "param_groups": metadata["param_groups"]}
 
 
+@dataclass(frozen=True)
+class RunConfig:
+    """What a run's ``config.json`` says, typed: the training settings and the dataset facts.
+
+    ``train`` is the full training-settings dict (:class:`TrainConfig` fields) as saved;
+    ``sample_shape`` is (C, H, W) for images or (D,) for points; ``x0_clip`` the data bound
+    (1.0 for images, None for points); ``num_classes`` the dataset's classes (None: unlabelled);
+    ``class_conditional`` whether the network takes a class label.
+    """
+
+    dataset: str
+    dataset_params: dict[str, Any]
+    network: str
+    network_params: dict[str, Any]
+    schedule: str
+    schedule_params: dict[str, Any]
+    num_timesteps: int
+    prediction_type: str
+    sample_shape: tuple[int, ...]
+    kind: str
+    num_classes: int | None
+    x0_clip: float | None
+    total_steps: int | None
+    train: dict[str, Any] = field(default_factory=dict)
+    dataset_info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def class_conditional(self) -> bool:
+        return bool(self.network_params.get("class_conditional"))
+
+    @classmethod
+    def from_dict(cls, config: Any, where: str = "config.json") -> RunConfig:
+        """Parse a run's config; a malformed one is a :class:`RunError` saying what is missing."""
+        if not isinstance(config, Mapping):
+            raise RunError(
+                f"{where} holds {type(config).__name__}, not a diffstudio run config (a JSON "
+                "object with 'train' and 'dataset_info'); it was not written by diffstudio "
+                "train, or it was damaged"
+            )
+        train, info = config.get("train"), config.get("dataset_info")
+        if not isinstance(train, Mapping) or not isinstance(info, Mapping):
+            missing = [key for key, value in (("train", train), ("dataset_info", info))
+                       if not isinstance(value, Mapping)]
+            raise RunError(
+                f"{where} has no {' or '.join(repr(m) for m in missing)} section; it was not "
+                "written by diffstudio train, or it was damaged"
+            )
+        try:
+            total = config.get("total_steps")
+            return cls(
+                dataset=str(train["dataset"]),
+                dataset_params=dict(train.get("dataset_params") or {}),
+                network=str(train["network"]),
+                network_params=dict(train.get("network_params") or {}),
+                schedule=str(train["schedule"]),
+                schedule_params=dict(train.get("schedule_params") or {}),
+                num_timesteps=int(train["num_timesteps"]),
+                prediction_type=str(train["prediction_type"]),
+                sample_shape=tuple(int(n) for n in info["sample_shape"]),
+                kind=str(info.get("kind", "image")),
+                num_classes=(int(info["num_classes"]) if info.get("num_classes") is not None
+                             else None),
+                x0_clip=float(info["x0_clip"]) if info.get("x0_clip") is not None else None,
+                total_steps=int(total) if total is not None else None,
+                train=dict(train),
+                dataset_info=dict(info),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise RunError(
+                f"{where} is missing or has a bad value for {exc}; it was not written by "
+                "diffstudio train, or it was damaged"
+            ) from exc
+
+
 class Run:
-    """A run directory (it may not exist yet)."""
+    """A run directory (it may not exist yet). Every path inside a run comes from here."""
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path).expanduser().resolve()
+
+    @staticmethod
+    def is_run(path: str | Path) -> bool:
+        """Whether ``path`` holds a run (its config.json), without reading it."""
+        return (Path(path) / "config.json").is_file()
+
+    @property
+    def name(self) -> str:
+        return self.path.name
 
     # -- config and metrics -------------------------------------------------------------
     @property
@@ -120,6 +227,25 @@ class Run:
     @property
     def metrics_path(self) -> Path:
         return self.path / "metrics.jsonl"
+
+    @property
+    def samples_dir(self) -> Path:
+        return self.path / "samples"
+
+    @property
+    def evaluations_dir(self) -> Path:
+        return self.path / "evaluations"
+
+    @property
+    def previews_dir(self) -> Path:
+        return self.path / "previews"
+
+    def preview_path(self, step: int) -> Path:
+        return self.previews_dir / f"step-{step:08d}.png"
+
+    def new_samples_dir(self, label: str) -> Path:
+        """A fresh folder name under ``samples/`` for ``label`` (a sampler id), time-stamped."""
+        return self.samples_dir / f"{label}-{time.strftime('%Y%m%d-%H%M%S')}"
 
     def exists(self) -> bool:
         return self.config_path.is_file()
@@ -131,9 +257,15 @@ class Run:
                 "train one with 'diffstudio train --out FOLDER'"
             )
         try:
-            return json.loads(self.config_path.read_text(encoding="utf-8"))
+            config = json.loads(self.config_path.read_text(encoding="utf-8"))
         except (OSError, json.JSONDecodeError) as exc:
             raise RunError(f"the run config {self.config_path} is unreadable: {exc}") from exc
+        RunConfig.from_dict(config, str(self.config_path))  # malformed: one clear line
+        return config
+
+    def config(self) -> RunConfig:
+        """The typed config (:class:`RunConfig`)."""
+        return RunConfig.from_dict(self.read_config(), str(self.config_path))
 
     def write_config(self, config: dict[str, Any]) -> None:
         atomic_write_json(self.config_path, config)
@@ -170,13 +302,46 @@ class Run:
     def checkpoints_dir(self) -> Path:
         return self.path / "checkpoints"
 
+    def checkpoint_dir(self, step: int) -> Path:
+        return self.checkpoints_dir / f"step-{step:08d}"
+
+    @staticmethod
+    def checkpoint_step(checkpoint: Path) -> int:
+        """The training step a checkpoint folder holds (from its name)."""
+        match = _CHECKPOINT.match(Path(checkpoint).name)
+        if not match:
+            raise RunError(f"{checkpoint} is not a checkpoint folder (step-NNNNNNNN)")
+        return int(match.group(1))
+
+    @staticmethod
+    def weights_dir(checkpoint: Path, ema: bool = True) -> Path:
+        """The network folder of a checkpoint (diffusers ``save_pretrained`` layout): the EMA
+        copy (used for sampling) or the raw weights."""
+        return Path(checkpoint) / ("network_ema" if ema else "network")
+
+    @classmethod
+    def weights_file(cls, checkpoint: Path, ema: bool = True) -> Path:
+        return cls.weights_dir(checkpoint, ema) / WEIGHTS_NAME
+
+    @staticmethod
+    def state_file(checkpoint: Path) -> Path:
+        return Path(checkpoint) / "state.json"
+
+    def read_state(self, checkpoint: Path) -> dict[str, Any]:
+        """A checkpoint's state.json (step, loss, trained_seconds); {} when unreadable."""
+        try:
+            state = json.loads(self.state_file(checkpoint).read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError):
+            return {}
+        return state if isinstance(state, dict) else {}
+
     def checkpoints(self) -> list[tuple[int, Path]]:
         """Complete checkpoints, oldest first."""
         found = []
         if self.checkpoints_dir.is_dir():
             for child in self.checkpoints_dir.iterdir():
                 match = _CHECKPOINT.match(child.name)
-                if match and (child / "state.json").is_file():
+                if match and self.state_file(child).is_file():
                     found.append((int(match.group(1)), child))
         return sorted(found)
 
@@ -187,7 +352,7 @@ class Run:
             try:
                 name = json.loads(pointer.read_text(encoding="utf-8"))["checkpoint"]
                 candidate = self.path / name
-                if (candidate / "state.json").is_file():
+                if self.state_file(candidate).is_file():
                     return candidate
             except (OSError, KeyError, TypeError, json.JSONDecodeError):
                 pass
@@ -221,18 +386,20 @@ class Run:
         keep: int = 2,
     ) -> Path:
         """Write a complete checkpoint atomically, point latest.json at it, prune old ones."""
-        target = self.checkpoints_dir / f"step-{step:08d}"
+        from safetensors.torch import save_file
+
+        target = self.checkpoint_dir(step)
         if target.exists():
             shutil.rmtree(target)  # a checkpoint of this very step is being redone after resume
         with atomic_directory(target) as temp:
-            save_network(network, temp / "network")
-            save_network(ema_network, temp / "network_ema")
+            save_network(network, self.weights_dir(temp, ema=False))
+            save_network(ema_network, self.weights_dir(temp, ema=True))
             save_file(
                 tensors,
                 str(temp / "training_state.safetensors"),
                 metadata={_STATE_KEY: json.dumps(metadata)},
             )
-            atomic_write_json(temp / "state.json", {"step": step, **state})
+            atomic_write_json(self.state_file(temp), {"step": step, **state})
         atomic_write_json(
             self.path / "latest.json", {"checkpoint": f"checkpoints/{target.name}", "step": step}
         )
@@ -247,22 +414,25 @@ class Run:
                 if child.name.startswith(".tmp-"):
                     shutil.rmtree(child, ignore_errors=True)
 
-    @staticmethod
+    @classmethod
     def read_training_state(
+        cls,
         checkpoint: Path,
     ) -> tuple[dict[str, torch.Tensor], dict[str, Any], dict[str, Any]]:
         """(tensors, metadata, state.json) of a checkpoint."""
         path = checkpoint / "training_state.safetensors"
         try:
             from safetensors import safe_open
+            from safetensors.torch import load_file
 
             with safe_open(str(path), framework="pt") as handle:
                 metadata = json.loads((handle.metadata() or {}).get(_STATE_KEY, "{}"))
             tensors = load_file(str(path))
-            state = json.loads((checkpoint / "state.json").read_text(encoding="utf-8"))
+            state = json.loads(cls.state_file(checkpoint).read_text(encoding="utf-8"))
         except Exception as exc:
             raise RunError(
                 f"the checkpoint {checkpoint} is unreadable ({type(exc).__name__}: {exc}); "
-                "resume from an earlier one with --checkpoint"
+                f"move that folder out of {checkpoint.parent} and 'diffstudio train --resume' "
+                "continues from the checkpoint before it"
             ) from exc
         return tensors, metadata, state

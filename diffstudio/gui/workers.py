@@ -1,15 +1,15 @@
-"""Background jobs: each engine call that blocks (loading torch, ``Trainer.train``,
-``generate``) runs in its own :class:`QThread`, one thread per job.
+"""Background work: every job of :mod:`diffstudio.app` (train, sample, compare, interpolate,
+evaluate) runs in a :class:`JobWorker`, one QThread per job, with one lifecycle: start,
+progress, pause, cancel, and exactly one of succeeded / failed / cancelled.
 
-A :class:`Job` is a QThread whose ``run`` calls :meth:`Job.work`; its signals are emitted from
-the worker thread and delivered to the main thread as queued events, so the main thread only
-paints. The engine polls :meth:`Job.stop_requested` once per step, so a stop takes effect within
-one step; a stopped training writes a checkpoint first. The thread ends with its job: nothing
-keeps it alive afterwards (:func:`running_jobs` lists the live ones).
+A job is a generator of events (see :mod:`diffstudio.app`); the worker pulls it in its thread,
+checks between any two events whether the user asked to pause or stop, and hands the events to
+the main thread, which only paints. A stop also reaches the engine directly (the job's
+``should_stop``, polled every step), so it takes effect within one step; a stopped training
+writes a checkpoint first. The thread ends with its job (:func:`running_jobs` lists the live
+ones). :class:`CallJob` runs one plain blocking call (loading a dataset, scanning runs).
 
-The sampling jobs (live frames, comparisons, interpolation) are in
-:mod:`diffstudio.gui.sampling_jobs`. Two small mailboxes keep the main thread from being
-flooded:
+Two small mailboxes keep the main thread from being flooded:
 
 * :class:`EventQueue` keeps every event (the loss curve needs them all) but signals only when
   it goes from empty to non-empty; the main thread drains it in one go.
@@ -31,6 +31,7 @@ from typing import Any, Generic, TypeVar
 import numpy as np
 from PySide6.QtCore import QThread, QTimer, Signal
 
+from diffstudio.app.events import Done, Progress
 from diffstudio.errors import Cancelled, DiffstudioError
 
 __all__ = [
@@ -40,6 +41,7 @@ __all__ = [
     "EngineLoader",
     "EventQueue",
     "Job",
+    "JobWorker",
     "Mailbox",
     "PreviewFrame",
     "TrainJob",
@@ -190,6 +192,105 @@ class CallJob(Job):
     def work(self) -> Any:
         function, args, kwargs = self._call
         return function(*args, **kwargs)
+
+
+class JobWorker(Job):
+    """Runs one job generator of :mod:`diffstudio.app`; succeeds with its ``Done`` result.
+
+    ``make_events(should_stop)`` creates the generator (it is called in the worker thread, so
+    even building the job's request objects never blocks the window). Events the job marks
+    ``latest_only`` (progress, live frames) wait in one :class:`Mailbox` per type --
+    :meth:`take_latest` -- and ``latest_ready`` says one arrived; every other event is kept in
+    order for :meth:`drain_events` (``events_ready``). ``progress_ready`` additionally says a
+    new :class:`~diffstudio.app.events.Progress` is in :meth:`take_progress`. Subclasses
+    override :meth:`route` to give their events signals of their own.
+    """
+
+    events_ready = Signal()
+    latest_ready = Signal(type)
+    progress_ready = Signal()
+    # True: a stop closes the generator at the next event (the job is "cancelled"). False: the
+    # job sees the stop through should_stop and ends by itself with a result (a training that
+    # writes its checkpoint and reports "stopped at step N").
+    stop_by_closing = True
+
+    def __init__(self, name: str, make_events: Callable[[Callable[[], bool]], Any]) -> None:
+        super().__init__(name)
+        self._make_events = make_events
+        self._paused = threading.Event()
+        self._events: EventQueue[Any] = EventQueue()
+        self._latest: dict[type, Mailbox[Any]] = {}
+        self._latest_lock = threading.Lock()
+        self.last_progress: Progress | None = None
+
+    # -- control (thread-safe) --------------------------------------------------------------
+    def set_paused(self, paused: bool) -> None:
+        """Hold the job between two events (a training pauses between steps)."""
+        if paused:
+            self._paused.set()
+        else:
+            self._paused.clear()
+
+    def is_paused(self) -> bool:
+        return self._paused.is_set()
+
+    # -- events for the main thread -----------------------------------------------------------
+    def drain_events(self) -> list[Any]:
+        """Every ordered event since the last drain, in order."""
+        return self._events.drain()
+
+    def take_latest(self, kind: type) -> Any:
+        """The newest waiting event of class ``kind``, or None."""
+        with self._latest_lock:
+            box = self._latest.get(kind)
+        return box.take() if box is not None else None
+
+    def take_progress(self) -> Progress | None:
+        return self.take_latest(Progress)
+
+    def skipped(self, kind: type) -> int:
+        """How many ``kind`` events were replaced before the main thread took them."""
+        with self._latest_lock:
+            box = self._latest.get(kind)
+        return box.replaced if box is not None else 0
+
+    def post_latest(self, event: Any) -> None:
+        with self._latest_lock:
+            box = self._latest.setdefault(type(event), Mailbox())
+        if box.put(event):
+            if isinstance(event, Progress):
+                self.progress_ready.emit()
+            self.latest_ready.emit(type(event))
+
+    def post(self, event: Any) -> None:
+        if self._events.append(event):
+            self.events_ready.emit()
+
+    def route(self, event: Any) -> None:
+        """Deliver one event; the default keeps latest-only events newest-first, others all."""
+        if isinstance(event, Progress):
+            self.last_progress = event
+        if getattr(event, "latest_only", False):
+            self.post_latest(event)
+        else:
+            self.post(event)
+
+    def work(self) -> Any:
+        events = self._make_events(self.stop_requested)
+        try:
+            for event in events:
+                while self._paused.is_set() and not self.stop_requested():
+                    time.sleep(0.05)
+                if self.stop_by_closing and self.stop_requested():
+                    raise Cancelled("stopped by request")
+                if isinstance(event, Done):
+                    return event.result
+                self.route(event)
+        finally:
+            close = getattr(events, "close", None)
+            if close is not None:
+                close()  # a training writes its checkpoint here
+        raise Cancelled("the job ended without a result")
 
 
 # -- start-up -------------------------------------------------------------------------------------

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from diffstudio.app.sources import ModelSource
 from diffstudio.gui.sampling_jobs import SampleJob, SampleRequest
 from diffstudio.gui.workers import Mailbox
 
@@ -67,13 +68,15 @@ def test_sampling_can_be_cancelled_within_a_step(qtbot, make_window, trained_run
 
 def test_sample_job_keeps_only_the_newest_frame(qtbot, trained_run, registry):
     """Without anyone taking frames, the mailbox holds one: skipped frames are not queued."""
-    request = SampleRequest(str(trained_run), sampler="ddim", params={"steps": 30},
-                            num_samples=2, max_fps=1e9)
+    request = SampleRequest(ModelSource(run=str(trained_run)), sampler="ddim",
+                            params={"steps": 30}, num_samples=2, live=True, max_fps=1e9)
     job = SampleJob(request, registry=registry)
+    outcomes = []
+    job.succeeded.connect(outcomes.append)
     with qtbot.waitSignal(job.finished, timeout=120_000):
         job.start()
     assert job.outcome == "succeeded"
-    assert job.frames_sent == 30  # no time throttle here: every step made a frame ...
+    assert outcomes[0].frames_sent == 30  # no time throttle here: every step made a frame ...
     frame = job.take_frame()
     assert frame is not None and frame.index == 29  # ... but only the newest is kept
     assert job.take_frame() is None

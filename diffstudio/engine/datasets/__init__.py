@@ -9,12 +9,13 @@ One file per source: ``digits.py``, ``image_folder.py``, ``toy2d.py``, ``torchvi
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
 import torch
 
-__all__ = ["Dataset", "SkippedFile"]
+__all__ = ["Dataset", "SkippedFile", "density_grid"]
 
 
 @dataclass(frozen=True)
@@ -27,7 +28,12 @@ class SkippedFile:
 
 @dataclass
 class Dataset:
-    """data: (N, C, H, W) in [-1, 1] for images, (N, D) for points; labels: (N,) int64 or None."""
+    """data: (N, C, H, W) in [-1, 1] for images, (N, D) for points; labels: (N,) int64 or None.
+
+    ``log_density``, when the data distribution is known exactly (the toy Gaussian mixture),
+    maps points (..., D) float64 to their log-density (...): the particle view draws it under
+    the samples, and exact-score tests use it. None for data known only by its samples.
+    """
 
     name: str
     data: torch.Tensor
@@ -37,6 +43,7 @@ class Dataset:
     class_names: list[str] | None = None
     skipped: list[SkippedFile] = field(default_factory=list)
     source: str = ""
+    log_density: Callable[[torch.Tensor], torch.Tensor] | None = None
 
     def __len__(self) -> int:
         return self.data.shape[0]
@@ -57,3 +64,19 @@ class Dataset:
         if self.labels is not None:
             digest.update(self.labels.detach().cpu().contiguous().numpy().tobytes())
         return digest.hexdigest()
+
+
+def density_grid(
+    dataset: Dataset, size: int = 200, margin: float = 2.0
+) -> tuple[torch.Tensor, tuple[float, float, float, float]] | None:
+    """The exact density of a 2-D ``dataset`` on a ``size`` x ``size`` grid covering its points
+    plus ``margin``: (density (size, size) float64, row = y; extent (x_min, x_max, y_min,
+    y_max)), or None when the dataset declares no ``log_density`` or is not 2-D."""
+    if dataset.log_density is None or dataset.kind != "points" or dataset.data.shape[1] != 2:
+        return None
+    low = float(dataset.data.min()) - margin
+    high = float(dataset.data.max()) + margin
+    axis = torch.linspace(low, high, size, dtype=torch.float64)
+    grid_y, grid_x = torch.meshgrid(axis, axis, indexing="ij")
+    density = dataset.log_density(torch.stack([grid_x, grid_y], dim=-1)).exp()
+    return density, (low, high, low, high)

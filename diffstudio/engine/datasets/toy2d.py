@@ -92,6 +92,7 @@ def load_toy2d(
         num_classes=len(class_names) if class_names is not None else None,
         class_names=class_names,
         source=f"toy2d:{key} num_points={num_points} seed={int(seed)} noise={noise}",
+        log_density=mixture_log_density if key == "mixture" else None,
     )
 
 

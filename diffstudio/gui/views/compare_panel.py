@@ -3,7 +3,7 @@ noise (the same seeds), side by side with their network evaluations and wall tim
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (
@@ -21,11 +21,9 @@ from PySide6.QtWidgets import (
 from diffstudio.errors import ConfigError
 from diffstudio.gui.images import ImageView, grid_rgb8
 from diffstudio.gui.plots import ParticlePlot
-from diffstudio.gui.sampling_jobs import CompareEntry, CompareJob
+from diffstudio.gui.sampling_jobs import CompareEntry, CompareJob, CompareRequest
 from diffstudio.gui.studio import Studio
-
-if TYPE_CHECKING:
-    from diffstudio.gui.views.sample_view import SampleView
+from diffstudio.gui.views.sample_context import SampleContext
 
 __all__ = ["ComparePanel"]
 
@@ -35,7 +33,7 @@ _MAX_SAMPLES = 64
 class ComparePanel(QWidget):
     """Each ticked sampler runs with the parameters of its form on the Sample page."""
 
-    def __init__(self, studio: Studio, sample_view: SampleView,
+    def __init__(self, studio: Studio, sample_view: SampleContext,
                  parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.studio = studio
@@ -91,19 +89,12 @@ class ComparePanel(QWidget):
 
     def chosen(self) -> list[tuple[str, dict[str, Any]]]:
         """The ticked samplers with their forms' values (validated; ConfigError inline)."""
-        picker = self.sample_view.sampler_picker
         chosen = []
         for row in range(self.samplers_list.count()):
             item = self.samplers_list.item(row)
             if item.checkState() == Qt.CheckState.Checked:
                 sampler_id = item.data(Qt.ItemDataRole.UserRole)
-                form = picker.form(sampler_id)
-                assert form is not None
-                try:
-                    chosen.append((sampler_id, form.validated()))
-                except ConfigError:
-                    picker.select(sampler_id)
-                    raise
+                chosen.append((sampler_id, self.sample_view.sampler_values(sampler_id)))
         if len(chosen) < 2:
             raise ConfigError("tick at least two samplers to compare")
         return chosen
@@ -113,11 +104,9 @@ class ComparePanel(QWidget):
             return False
         view = self.sample_view
         try:
-            run = view.current_run()
-            if run is None:
-                raise ConfigError("choose a trained run first")
+            source = view.run_source()
             samplers = self.chosen()
-            options = view.options.validated()
+            options = view.sampling_options()
         except ConfigError as exc:
             self.status.setText(f"Not started: {exc}")
             return False
@@ -126,9 +115,9 @@ class ComparePanel(QWidget):
             if widget is not None:
                 widget.deleteLater()
         count = min(options["num_samples"], _MAX_SAMPLES)
-        job = CompareJob(run, samplers, num_samples=count, seed=options["seed"],
-                         device=self.studio.device.id, ema=view.ema_box.isChecked(),
-                         registry=self.studio.registry)
+        request = CompareRequest(source, samplers, num_samples=count, seed=options["seed"],
+                                 device=self.studio.device.id)
+        job = CompareJob(request, registry=self.studio.registry)
         job.entry_ready.connect(self._on_entry)
         job.succeeded.connect(lambda entries: self.status.setText(
             f"Done: {len(entries)} samplers on identical initial noise (seeds "

@@ -4,8 +4,6 @@ so the row moves smoothly from one sample to the other (Song et al. 2021, §5.3)
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (
     QHBoxLayout,
@@ -20,12 +18,10 @@ from diffstudio.errors import ConfigError
 from diffstudio.gui.forms import ParamForm
 from diffstudio.gui.images import ImageView, grid_rgb8
 from diffstudio.gui.plots import ParticlePlot
-from diffstudio.gui.sampling_jobs import Interpolation, InterpolationJob
+from diffstudio.gui.sampling_jobs import InterpolateRequest, Interpolation, InterpolationJob
 from diffstudio.gui.studio import Studio
+from diffstudio.gui.views.sample_context import SampleContext
 from diffstudio.specs import Param
-
-if TYPE_CHECKING:
-    from diffstudio.gui.views.sample_view import SampleView
 
 __all__ = ["INTERPOLATION_PARAMS", "InterpolationPanel"]
 
@@ -40,7 +36,7 @@ INTERPOLATION_PARAMS: tuple[Param, ...] = (
 class InterpolationPanel(QWidget):
     """Seeds, number of points and DDIM steps; the decoded row (or path, for 2-D points)."""
 
-    def __init__(self, studio: Studio, sample_view: SampleView,
+    def __init__(self, studio: Studio, sample_view: SampleContext,
                  parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.studio = studio
@@ -83,17 +79,15 @@ class InterpolationPanel(QWidget):
             return False
         view = self.sample_view
         try:
-            run = view.current_run()
-            if run is None:
-                raise ConfigError("choose a trained run first")
+            source = view.run_source()
             values = self.form.validated()
         except ConfigError as exc:
             self.status.setText(f"Not started: {exc}")
             return False
-        job = InterpolationJob(run, seed_a=values["seed_a"], seed_b=values["seed_b"],
-                               count=values["frames"], steps=values["steps"],
-                               device=self.studio.device.id, ema=view.ema_box.isChecked(),
-                               registry=self.studio.registry)
+        request = InterpolateRequest(source, seed_a=values["seed_a"], seed_b=values["seed_b"],
+                                     count=values["frames"], steps=values["steps"],
+                                     device=self.studio.device.id)
+        job = InterpolationJob(request, registry=self.studio.registry)
         job.succeeded.connect(self._on_decoded)
         job.failed.connect(self._on_failed)
         job.finished.connect(self._on_finished)

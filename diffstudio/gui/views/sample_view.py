@@ -34,6 +34,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from diffstudio.app.sample import save_outcome
+from diffstudio.app.sources import ModelSource
 from diffstudio.errors import ConfigError
 from diffstudio.gui.forms import ContributionPicker, ParamForm, PathEdit
 from diffstudio.gui.images import ImageView, grid_rgb8
@@ -54,7 +56,7 @@ from diffstudio.gui.views.interpolation_panel import InterpolationPanel
 from diffstudio.gui.workers import CallJob
 from diffstudio.specs import Param
 
-__all__ = ["SAMPLE_PARAMS", "SampleView", "save_sampling_result"]
+__all__ = ["SAMPLE_PARAMS", "SampleView"]
 
 SAMPLE_PARAMS: tuple[Param, ...] = (
     Param("num_samples", "int", 16, minimum=1, maximum=1_000_000, help="how many samples"),
@@ -68,18 +70,6 @@ SAMPLE_PARAMS: tuple[Param, ...] = (
     Param("strip_steps", "int", 8, minimum=2, maximum=32,
           help="steps of the first sample shown in the trajectory strip"),
 )
-
-
-def save_sampling_result(outcome: SampleOutcome, out_dir: Path) -> list[Path]:
-    """Write the samples with the engine (PNGs with metadata, samples.npz, grid.png)."""
-    from diffstudio.engine.gallery import save_grid
-    from diffstudio.engine.sampling import save_samples
-
-    paths = save_samples(outcome.result, out_dir, metadata=outcome.metadata)
-    if outcome.samples.ndim == 4:
-        save_grid(outcome.result.samples, out_dir / "grid.png",
-                  metadata={**outcome.metadata, "kind": "grid"})
-    return paths
 
 
 def _strip_grid(trajectory: list[TrajectoryFrame], final: np.ndarray | None) -> np.ndarray:
@@ -284,6 +274,27 @@ class SampleView(QWidget):
     def current_run(self) -> str | None:
         return self.runs.current_run()
 
+    # -- what the Compare and Interpolate panels ask (SampleContext) ------------------------------
+    def run_source(self) -> ModelSource:
+        run = self.current_run()
+        if run is None:
+            raise ConfigError("choose a trained run first")
+        return ModelSource(run=run, checkpoint=self.checkpoint_combo.currentData(),
+                           ema=self.ema_box.isChecked())
+
+    def sampling_options(self) -> dict[str, Any]:
+        return self.options.validated()
+
+    def sampler_values(self, sampler_id: str) -> dict[str, Any]:
+        form = self.sampler_picker.form(sampler_id)
+        if form is None:
+            raise ConfigError(f"no sampler {sampler_id!r} is installed")
+        try:
+            return form.validated()
+        except ConfigError:
+            self.sampler_picker.select(sampler_id)
+            raise
+
     def _on_run_changed(self, *_: Any) -> None:
         self.checkpoint_combo.clear()
         path = self.current_run()
@@ -379,14 +390,16 @@ class SampleView(QWidget):
             raise ConfigError("choose a trained run first (train one on the Train page)")
         sampler_id, params = self.sampler_picker.validated()
         options = self.options.validated()
+        source = ModelSource(pretrained=pretrained) if pretrained is not None else \
+            self.run_source()
+        class_label = self.class_combo.currentData()
         return SampleRequest(
-            run_dir=run, sampler=sampler_id, params=params,
+            source=source, sampler=sampler_id, params=params,
             num_samples=options["num_samples"], seed=options["seed"],
-            batch_size=options["batch_size"], checkpoint=self.checkpoint_combo.currentData(),
-            ema=self.ema_box.isChecked(), device=self.studio.device.id,
+            batch_size=options["batch_size"], device=self.studio.device.id,
             live=options["live_view"], strip_length=options["strip_steps"],
-            max_fps=float(options["live_fps"]), class_label=self.class_combo.currentData(),
-            guidance=float(self.guidance_spin.value()), pretrained=pretrained,
+            max_fps=float(options["live_fps"]), class_label=class_label,
+            guidance=float(self.guidance_spin.value()) if class_label is not None else None,
         )
 
     def start(self) -> bool:
@@ -408,7 +421,7 @@ class SampleView(QWidget):
         self.job, self.outcome, self.frames_painted, self.last_frame = job, None, 0, None
         self._strip_length = 0
         self._started = time.perf_counter()
-        self.status.setText(f"Loading {Path(request.pretrained or request.run_dir).name}…")
+        self.status.setText(f"Loading {request.source.describe()}…")
         self.tabs.setCurrentIndex(0)
         self.studio.add_job("sample", job)
         job.start()
@@ -433,7 +446,7 @@ class SampleView(QWidget):
             self.x_view.set_image(None)
             self.x0_view.set_image(None)
             self.strip_view.set_image(None)
-        if self.job is not None and self.job.request.pretrained:
+        if self.job is not None and self.job.request.source.pretrained:
             self.status.setText(f"Sampling the pretrained {Path(summary.run).name} "
                                 f"({summary.checkpoint})…")
         else:
@@ -523,10 +536,10 @@ class SampleView(QWidget):
             name = Path(str(outcome.metadata.get("pretrained", "pretrained"))).name
             out_dir = self.studio.workspace / "pretrained-samples" / (
                 f"{name}-{outcome.result.sampler}-{stamp}")
-        job = CallJob("save-samples", save_sampling_result, outcome, out_dir)
-        job.succeeded.connect(lambda paths: self.studio.notifications.info(
-            f"Saved {len(outcome.result.seeds)} samples ({len(paths)} PNGs + samples.npz) "
-            f"to {out_dir}", source="Sample"))
+        job = CallJob("save-samples", save_outcome, outcome, out_dir)
+        job.succeeded.connect(lambda folder: self.studio.notifications.info(
+            f"Saved {len(outcome.result.seeds)} samples ({len(outcome.paths)} PNGs + "
+            f"samples.npz) to {folder}", source="Sample"))
         job.failed.connect(lambda message, details: self.studio.notifications.error(
             f"Saving failed: {message}", details, source="Sample"))
         self.studio.add_job("save", job)
