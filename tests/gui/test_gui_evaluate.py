@@ -51,7 +51,7 @@ def test_run_evaluation_shows_fid_at_n_and_feeds_the_comparison(qtbot, make_wind
     window.show_page("Evaluate")
     view.select_run(str(trained_run))
     seen = []
-    request = EvalRequest(source="run", run_dir=view.current_run(), sampler="ddim",
+    request = EvalRequest(location=view.current_run(), sampler="ddim",
                           sampler_params={"steps": 3}, num_samples=12, reference_limit=60,
                           metrics=("fid", "kid", "retrieval", "memorization"),
                           cache_dir=str(tmp_path / "cache"), **FAST)
@@ -111,7 +111,7 @@ def test_copies_of_training_images_are_flagged_and_highlighted(qtbot, make_windo
     folder.mkdir()
     samples = torch.cat([noise[:2], copies, noise[2:]]).numpy()
     np.savez(folder / "samples.npz", samples=samples, seeds=np.arange(8))
-    request = EvalRequest(source="folder", folder=str(folder), reference="digits",
+    request = EvalRequest(location=str(folder), reference="digits",
                           metrics=("retrieval", "memorization"),
                           cache_dir=str(tmp_path / "cache"), **FAST)
     assert view.start(request)
@@ -147,7 +147,7 @@ def test_missing_weights_give_one_message_and_the_window_carries_on(qtbot, make_
     view.download_box.setChecked(False)
     assert "Not found" in view.weights_status.text()
     assert "torch-home" in view.weights_status.text()  # says where to put the file
-    assert view.start(EvalRequest(source="run", run_dir=view.current_run(), download=False,
+    assert view.start(EvalRequest(location=view.current_run(), download=False,
                                   num_samples=4, cache_dir=str(tmp_path / "cache")))
     _finish(qtbot, view)
     assert view.outcome is None
@@ -158,7 +158,7 @@ def test_missing_weights_give_one_message_and_the_window_carries_on(qtbot, make_
     # A file that is not there: named in the one message.
     view.weights_edit.setText(str(tmp_path / "nope.pth"))
     assert "No file at" in view.weights_status.text()
-    assert view.start(EvalRequest(source="run", run_dir=view.current_run(),
+    assert view.start(EvalRequest(location=view.current_run(),
                                   weights=str(tmp_path / "nope.pth"), num_samples=4))
     _finish(qtbot, view)
     assert "nope.pth" in window.notifications.items[-1].message
@@ -168,7 +168,7 @@ def test_an_evaluation_can_be_cancelled(qtbot, make_window, trained_run, tmp_pat
     window = make_window()
     view = window.evaluate_view
     view.select_run(str(trained_run))
-    assert view.start(EvalRequest(source="run", run_dir=view.current_run(), sampler="ddpm",
+    assert view.start(EvalRequest(location=view.current_run(), sampler="ddpm",
                                   sampler_params={"steps": 1000}, num_samples=64,
                                   cache_dir=str(tmp_path / "cache"), **FAST))
     qtbot.waitUntil(lambda: view.last_progress is not None
@@ -249,7 +249,7 @@ def test_a_step_sweep_fills_the_fid_against_evaluations_plot(qtbot, make_window,
     request = view.build_request()
     assert request.num_samples == 8
     assert request.step_sweep == (2, 4)
-    assert [params["steps"] for params in request.runs()] == [2, 4]
+    assert [params["steps"] for params in request.evaluations()] == [2, 4]
     request = dataclasses.replace(request, resize_to=96, inception_batch_size=16,
                                   cache_dir=str(tmp_path / "cache"))
     assert view.start(request)
@@ -260,13 +260,13 @@ def test_a_step_sweep_fills_the_fid_against_evaluations_plot(qtbot, make_window,
     assert any(text.startswith("Evaluation 1 of 2 (ddim, 2 steps) · ") for text in labels)
     outcome = view.outcome
     assert outcome is not None, view.stage_label.text()
-    assert len(outcome.sweep_paths) == 2 and outcome.path == outcome.sweep_paths[-1]
+    assert len(outcome.paths) == 2 and outcome.path == outcome.paths[-1]
     assert outcome.result.source["network_evaluations"] == 4  # the last one is shown
     assert view.tabs.currentIndex() == 2 and "2 evaluations" in view.stage_label.text()
     qtbot.waitUntil(lambda: view.comparison.job is None and len(view.comparison.rows) >= 2,
                     timeout=60_000)
     evaluations = sorted(r.network_evaluations for r in view.comparison.rows
-                         if r.result_file in {str(p) for p in outcome.sweep_paths})
+                         if r.result_file in {str(p) for p in outcome.paths})
     assert evaluations == [2, 4]
     assert view.comparison.series_count() >= 1
     view.comparison.set_rows(list(reversed(view.comparison.rows)))  # in any order read

@@ -354,13 +354,13 @@ class EvaluateView(QWidget):
                 raise ConfigError("choose a trained run (train one on the Train page) or a "
                                   "samples folder")
             sampler, params = self.sampler_picker.validated()
-            source: dict[str, Any] = dict(source="run", run_dir=run, sampler=sampler,
+            source: dict[str, Any] = dict(location=run, sampler=sampler,
                                           sampler_params=params, ema=self.ema_box.isChecked())
         else:
             folder = self.folder_edit.text().strip()
             if not folder:
                 raise ConfigError("choose a samples folder")
-            source = dict(source="folder", folder=folder)
+            source = dict(location=folder)
         reference, reference_params = None, {}
         if not self.training_reference.isChecked():
             reference, reference_params = self.reference_picker.validated()
@@ -379,7 +379,7 @@ class EvaluateView(QWidget):
         """The step counts of a sweep, each checked against the sampler's own limits."""
         if not text.strip():
             return ()
-        if source["source"] != "run":
+        if source.get("sampler") is None:
             raise ConfigError("a step sweep samples a run: choose 'Generate from a run', or "
                               "clear the step sweep")
         try:
@@ -392,7 +392,7 @@ class EvaluateView(QWidget):
         if contribution is None or "steps" not in {p.name for p in contribution.params}:
             raise ConfigError(f"the sampler {source['sampler']!r} has no 'steps' parameter to "
                               "sweep; clear the step sweep")
-        limit = self._run_timesteps(source["run_dir"])
+        limit = self._run_timesteps(source["location"])
         for count in counts:
             contribution.validate({**source["sampler_params"], "steps": count})
             if limit and count > limit:
@@ -462,8 +462,8 @@ class EvaluateView(QWidget):
         else:
             self.progress.setRange(0, 0)
         # The stage names what is computed; the message adds only where it says more.
-        detail = f": {event.message}" if event.message and (
-            event.stage in ("weights", "generate") or "cache" in event.message) else ""
+        detail = f": {event.detail}" if event.detail and (
+            event.stage in ("weights", "generate") or "cache" in event.detail) else ""
         count = f" ({event.done:,} of {event.total:,})" if event.total > 1 and \
             event.stage != "weights" else ""
         self.stage_label.setText(f"{self.job.sweep_status}{stage}{count}{detail}")
@@ -484,13 +484,13 @@ class EvaluateView(QWidget):
         self._show_retrieval()
         if outcome.write_error:
             self.studio.notifications.warning(outcome.write_error, source="Evaluate")
-        for path in outcome.sweep_paths or ([outcome.path] if outcome.path else []):
+        for path in outcome.paths:
             self.comparison.add_result_file(str(path))
         if outcome.path is not None:
             self.comparison.refresh()
-        sweep = len(outcome.sweep_paths) > 1
+        sweep = len(outcome.results) > 1
         if sweep:
-            self.stage_label.setText(f"{len(outcome.sweep_paths)} evaluations in {seconds:.1f} s;"
+            self.stage_label.setText(f"{len(outcome.results)} evaluations in {seconds:.1f} s;"
                                      " the last one is shown, all are in Comparison.")
         self.tabs.setCurrentIndex(2 if sweep else 0)
 
