@@ -15,7 +15,15 @@ import pyqtgraph as pg
 from PySide6.QtCore import QRectF, QTimer
 from PySide6.QtWidgets import QCheckBox, QDoubleSpinBox, QHBoxLayout, QLabel, QVBoxLayout, QWidget
 
-__all__ = ["GrowingSeries", "LossPlot", "ParticlePlot", "SchedulePlot", "ema_smooth"]
+__all__ = [
+    "SERIES_COLOURS",
+    "GrowingSeries",
+    "LossPlot",
+    "ParticlePlot",
+    "SchedulePlot",
+    "ema_smooth",
+    "major_grid",
+]
 
 pg.setConfigOptions(background="w", foreground="#303030", antialias=False,
                     imageAxisOrder="row-major")
@@ -23,10 +31,10 @@ pg.setConfigOptions(background="w", foreground="#303030", antialias=False,
 _RAW_PEN = pg.mkPen((150, 170, 215), width=1)
 _SMOOTH_PEN = pg.mkPen((31, 80, 180), width=2)
 _LR_PEN = pg.mkPen((220, 120, 30), width=1.5, style=pg.QtCore.Qt.PenStyle.DashLine)
-_SERIES_COLOURS = [(31, 80, 180), (220, 120, 30), (40, 150, 60), (180, 40, 40), (120, 60, 160)]
+SERIES_COLOURS = [(31, 80, 180), (220, 120, 30), (40, 150, 60), (180, 40, 40), (120, 60, 160)]
 
 
-def _major_grid(plot_item: pg.PlotItem, alpha: float = 0.2) -> None:
+def major_grid(plot_item: pg.PlotItem, alpha: float = 0.2) -> None:
     """Grid lines at the major ticks only: a grid at every tick level costs about 10 ms per
     repaint on a small CPU (measured), which the live views cannot afford."""
     plot_item.showGrid(x=True, y=True, alpha=alpha)
@@ -97,7 +105,7 @@ class LossPlot(QWidget):
         self.plot_item.setLabel("bottom", "step")
         self.plot_item.setLabel("left", "loss")
         self.plot_item.getAxis("left").enableAutoSIPrefix(False)  # plain numbers, also in log
-        _major_grid(self.plot_item)
+        major_grid(self.plot_item)
         self.legend = self.plot_item.addLegend(offset=(-10, 10))
         self.raw_curve = self.plot_item.plot(pen=_RAW_PEN, name="loss")
         self.smooth_curve = self.plot_item.plot(pen=_SMOOTH_PEN, name="smoothed (EMA)")
@@ -247,7 +255,7 @@ class ParticlePlot(QWidget):
         self.widget = pg.PlotWidget(title=title or None)
         self.plot_item = self.widget.getPlotItem()
         self.plot_item.setAspectLocked(True)
-        _major_grid(self.plot_item, alpha=0.15)
+        major_grid(self.plot_item, alpha=0.15)
         self.density = pg.ImageItem()
         self.density.setColorMap(pg.ColorMap([0.0, 1.0], [(255, 255, 255), (250, 170, 90)]))
         self.density.setZValue(-10)
@@ -304,7 +312,7 @@ class SchedulePlot(QWidget):
         self.snr_plot = self.widget.addPlot(title="log10 SNR(t)")
         for plot in (self.alpha_plot, self.snr_plot):
             plot.setLabel("bottom", "t")
-            _major_grid(plot)
+            major_grid(plot)
             plot.addLegend(offset=(-10, 10))
         self.markers = [pg.InfiniteLine(angle=90, pen=pg.mkPen((80, 80, 80), width=1))
                         for _ in range(2)]
@@ -324,7 +332,7 @@ class SchedulePlot(QWidget):
             if plot.legend is not None:
                 plot.legend.clear()
         for index, (name, (alpha_bars, snr)) in enumerate(self.curves.items()):
-            pen = pg.mkPen(_SERIES_COLOURS[index % len(_SERIES_COLOURS)], width=2)
+            pen = pg.mkPen(SERIES_COLOURS[index % len(SERIES_COLOURS)], width=2)
             steps = np.arange(len(alpha_bars))
             self.alpha_plot.plot(steps, alpha_bars, pen=pen, name=name)
             with np.errstate(divide="ignore"):

@@ -175,7 +175,7 @@ def tiny_run(tmp_path_factory) -> Path:
 def test_cli_evaluates_a_run_in_memory_then_its_samples_folder(tiny_run, tmp_path, capsys,
                                                                 monkeypatch):
     import diffstudio.engine.evaluation as evaluation
-    from diffstudio.cli_eval import cmd_eval
+    from diffstudio.cli.evaluate import cmd_eval
     from diffstudio.engine.sampling import generate, load_model, save_samples
     from diffstudio.plugin_manager import load_plugins
 
@@ -223,7 +223,7 @@ def test_cli_evaluates_a_run_in_memory_then_its_samples_folder(tiny_run, tmp_pat
 
 
 def test_cli_bad_input_says_what_to_do(tmp_path):
-    from diffstudio.cli_eval import cmd_eval
+    from diffstudio.cli.evaluate import cmd_eval
     from diffstudio.errors import DiffstudioError
     from diffstudio.plugin_manager import load_plugins
 

@@ -193,7 +193,7 @@ def test_cli_without_weights_and_network_prints_one_line_within_the_timeout(tmp_
                PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
     started = time.monotonic()
     done = subprocess.run(
-        [sys.executable, "-m", "diffstudio.cli_eval", str(folder), "--reference", "digits",
+        [sys.executable, "-m", "diffstudio", "eval", str(folder), "--reference", "digits",
          "--device", "cpu"],
         capture_output=True, text=True, timeout=60, env=env, cwd=tmp_path,
     )

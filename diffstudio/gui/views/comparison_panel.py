@@ -31,7 +31,7 @@ from PySide6.QtWidgets import (
 )
 
 from diffstudio.gui.eval_jobs import load_comparison
-from diffstudio.gui.plots import _SERIES_COLOURS, _major_grid
+from diffstudio.gui.plots import SERIES_COLOURS, major_grid
 from diffstudio.gui.studio import Studio
 from diffstudio.gui.workers import CallJob
 
@@ -114,7 +114,7 @@ class ComparisonPanel(QWidget):
         self.plot = self.plot_widget.getPlotItem()
         self.plot.setLogMode(x=True, y=False)
         self.plot.setLabel("bottom", "network evaluations per sample (log scale)")
-        _major_grid(self.plot)
+        major_grid(self.plot)
         self.plot.getViewBox().setDefaultPadding(0.12)  # room for the N labels above points
         self.legend = self.plot.addLegend(offset=(-10, 10))
         self.refresh_button = QPushButton("Refresh")
@@ -215,7 +215,7 @@ class ComparisonPanel(QWidget):
             self.legend.clear()
         self.plot.setLabel("left", "FID@N" if metric == "fid" else "KID")
         for index, series in enumerate(fid_vs_evaluations(self.rows, metric)):
-            colour = _SERIES_COLOURS[index % len(_SERIES_COLOURS)]
+            colour = SERIES_COLOURS[index % len(SERIES_COLOURS)]
             self.plot.plot(np.asarray(series.network_evaluations, float),
                            np.asarray(series.values, float), pen=pg.mkPen(colour, width=2),
                            symbol="o", symbolBrush=colour, symbolSize=7, name=series.label)

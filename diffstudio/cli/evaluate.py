@@ -12,9 +12,9 @@ the run's training set (for a folder: the run named in its PNGs). Results go, as
 ``RUN/evaluations/`` or into the samples folder (``--out`` to choose). FID is printed as FID@N
 with N, a warning under 2048 samples and a note under 10 000, and KID (mean ± std) beside it.
 
-:func:`cmd_eval` is the verb ``diffstudio.cli`` dispatches to; errors are raised as
-:class:`~diffstudio.errors.DiffstudioError` for the dispatcher to print as one line.
-``python -m diffstudio.cli_eval`` runs it stand-alone, with the same error handling.
+:func:`cmd_eval` drives the application layer's evaluate job (the Evaluate page runs the
+same one); errors are raised as :class:`~diffstudio.errors.DiffstudioError` for the dispatcher
+to print as one line.
 """
 
 from __future__ import annotations
@@ -22,18 +22,18 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from diffstudio.cli import _add_contribution_options, _collect
+from diffstudio.app.evaluate import EvalRequest, evaluate
+from diffstudio.cli.options import ArgumentParser, add_contribution_options, collect, drive
 from diffstudio.errors import ConfigError
 from diffstudio.plugin_manager import PluginRegistry
 
-__all__ = ["cmd_eval", "main"]
+__all__ = ["cmd_eval"]
 
 # Options of `eval` itself; a sampler parameter may not take one of these names.
-_EVAL_RESERVED = {
+RESERVED = {
     "sampler", "num", "seed", "out", "batch_size", "sample_batch_size", "device", "checkpoint",
     "no_ema", "class_label", "quiet", "help", "safe_mode", "debug", "weights", "metrics",
     "reference", "reference_limit", "offline", "json", "cache_dir", "no_cache",
@@ -47,7 +47,7 @@ def _parser(
 ) -> argparse.ArgumentParser:
     from diffstudio.engine.evaluation import DEFAULT_METRICS, DEFAULT_NUM_SAMPLES, METRICS
 
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="diffstudio eval",
         description="Evaluate samples against a reference dataset: FID@N (with N), KID, "
                     "precision/recall, density/coverage, the nearest training images and a "
@@ -111,46 +111,12 @@ def _parser(
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     if sampler_id and sampler_id in registry.ids("sampler"):
         contribution = registry.get("sampler", sampler_id)
-        clash = {p.name for p in contribution.params} & _EVAL_RESERVED
-        _add_contribution_options(parser, contribution, "sampler." if clash else "", "sampler")
+        clash = {p.name for p in contribution.params} & RESERVED
+        add_contribution_options(parser, contribution, "sampler." if clash else "", "sampler")
     if reference_id and reference_id in registry.ids("dataset"):
-        _add_contribution_options(parser, registry.get("dataset", reference_id), "reference.",
+        add_contribution_options(parser, registry.get("dataset", reference_id), "reference.",
                                   "reference")
     return parser
-
-
-class _Bars:
-    """One tqdm bar per evaluation stage, on stderr."""
-
-    _UNITS = {"weights": "B", "reference": "img", "generate": "step", "samples": "img",
-              "metrics": "metric"}
-
-    def __init__(self, quiet: bool) -> None:
-        self.quiet = quiet
-        self.bars: dict[str, Any] = {}
-
-    def __call__(self, event: Any) -> None:
-        if self.quiet or event.total <= 0:
-            return
-        from tqdm import tqdm
-
-        bar = self.bars.get(event.stage)
-        if bar is None:
-            if event.done >= event.total and event.stage in ("weights", "reference"):
-                print(event.message, file=sys.stderr)  # found, not computed: one line
-                return
-            bar = self.bars[event.stage] = tqdm(
-                total=event.total, desc=event.stage, unit=self._UNITS.get(event.stage, "it"),
-                file=sys.stderr, dynamic_ncols=True, leave=False,
-            )
-        bar.total = event.total
-        bar.update(event.done - bar.n)
-        if event.message:
-            bar.set_postfix_str(event.message[:40])
-
-    def close(self) -> None:
-        for bar in self.bars.values():
-            bar.close()
 
 
 def cmd_eval(argv: list[str], registry: PluginRegistry) -> int:
@@ -169,15 +135,7 @@ def cmd_eval(argv: list[str], registry: PluginRegistry) -> int:
     parser = _parser(registry, known.sampler if is_run or source is None else None, reference_id)
     args = parser.parse_args(argv)
 
-    from diffstudio.engine.evaluation import (
-        METRICS,
-        EvalSettings,
-        FidWeights,
-        ReferenceCache,
-        evaluate_source,
-        prepare_extractor,
-        write_result,
-    )
+    from diffstudio.engine.evaluation import METRICS
 
     if source is None or not source.exists():
         raise ConfigError(f"no run or samples folder at {args.source}")
@@ -188,49 +146,28 @@ def cmd_eval(argv: list[str], registry: PluginRegistry) -> int:
         )
     metrics = tuple(METRICS) if args.metrics.strip() == "all" else tuple(
         m.strip() for m in args.metrics.split(",") if m.strip())
-    settings = EvalSettings(
-        metrics=metrics, kid_subsets=args.kid_subsets, kid_subset_size=args.kid_subset_size,
-        memorization_threshold=args.memorization_threshold,
-        reference_limit=args.reference_limit, seed=args.seed, blas_threads=args.blas_threads,
-    ).validate()
-    if args.num is not None and args.num < 2:
-        raise ConfigError(f"--num must be at least 2, got {args.num}")
-    bars = _Bars(args.quiet)
-    try:
-        # Weights first: a missing file fails in a second, before any sampling.
-        weights: Any = FidWeights.random() if args.weights == "random" else args.weights
-        extractor = prepare_extractor(
-            weights, device=args.device, batch_size=args.batch_size,
-            download=False if args.offline else None,
-            allow_unverified=args.allow_unverified_weights, progress=bars,
-        )
-        result = evaluate_source(
-            source, extractor=extractor, registry=registry, reference_id=reference_id,
-            reference_params=_collect(args, "reference"), sampler_id=args.sampler,
-            sampler_params=_collect(args, "sampler"), num_samples=args.num, settings=settings,
-            cache=ReferenceCache(args.cache_dir, enabled=not args.no_cache), progress=bars,
-            seed=args.seed, batch_size=args.sample_batch_size, checkpoint=args.checkpoint,
-            ema=not args.no_ema, device=args.device, class_label=args.class_label,
-        )
-    finally:
-        bars.close()
-    path = write_result(result, args.out)
+    request = EvalRequest(
+        location=str(source), sampler=args.sampler, sampler_params=collect(args, "sampler"),
+        num_samples=args.num, seed=args.seed, sample_batch_size=args.sample_batch_size,
+        checkpoint=args.checkpoint, ema=not args.no_ema, class_label=args.class_label,
+        device=args.device, reference=reference_id,
+        reference_params=collect(args, "reference"), reference_limit=args.reference_limit,
+        metrics=metrics, weights=args.weights or "", download=False if args.offline else None,
+        allow_unverified_weights=args.allow_unverified_weights,
+        inception_batch_size=args.batch_size, cache_dir=args.cache_dir,
+        use_cache=not args.no_cache, kid_subsets=args.kid_subsets,
+        kid_subset_size=args.kid_subset_size, memorization_threshold=args.memorization_threshold,
+        blas_threads=args.blas_threads, out=args.out,
+    )
+    outcome: Any = drive(evaluate(request, registry=registry), quiet=args.quiet)
+    result = outcome.result
     if args.json:
         print(json.dumps(result.to_dict(), indent=2, default=str))
     else:
         for line in result.summary_lines():
             print(line)
-    print(f"results: {path}")
+    if outcome.write_error:
+        print(f"diffstudio eval: error: {outcome.write_error}", file=sys.stderr)
+        return 1
+    print(f"results: {outcome.path}")
     return 0
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Stand-alone entry (``python -m diffstudio.cli_eval``): ``diffstudio eval ARGS``, with the
-    same error handling as every other verb."""
-    from diffstudio.cli import main as diffstudio_main
-
-    return diffstudio_main(["eval", *(sys.argv[1:] if argv is None else argv)])
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())

@@ -1,0 +1,171 @@
+"""The training job: one path from a request to checkpoints, for ``diffstudio train`` and the
+Train page alike.
+
+:class:`TrainRequest` says where (a new run ``out``, or ``resume`` an existing one) and what:
+the training settings given (``settings``: TrainConfig fields, the plugin ids and their
+parameters), laid over a base (the resumed run's own settings, or a settings file) and the
+defaults by :meth:`TrainRequest.resolve` -- the CLI's flags and the window's form both end up
+there. :func:`train` runs the engine's Trainer and yields its events: the engine's TrainEvent
+("start", "step" with loss, lr and images/s, "preview", "checkpoint", "done"), a
+:class:`~diffstudio.app.events.Progress` per logged step with the same images/s and an ETA, and
+finally ``Done(TrainResult)``. Closing the job (Ctrl+C, Stop) stops the trainer at its next step,
+which writes a checkpoint first: nothing trained is lost.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from diffstudio.app.events import Note, Progress
+from diffstudio.app.threaded import Emit, StopCheck, events_of
+from diffstudio.errors import ConfigError
+
+__all__ = ["TrainRequest", "read_settings_file", "train"]
+
+COMPONENTS = ("dataset", "network", "schedule")
+DEFAULT_IDS = {"dataset": "digits", "schedule": "linear"}
+
+
+def read_settings_file(path: str | Path) -> dict[str, Any]:
+    """Training settings from a JSON file: a TrainConfig dict, or a run's config.json (its
+    "train" section)."""
+    try:
+        payload = json.loads(Path(path).expanduser().read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ConfigError(f"cannot read config {path}: {exc}") from exc
+    if not isinstance(payload, dict):
+        raise ConfigError(f"config {path} must hold a JSON object of training settings")
+    train = payload.get("train", payload)
+    if not isinstance(train, dict):
+        raise ConfigError(f"config {path}: 'train' must be a JSON object of training settings")
+    return train
+
+
+def default_network(registry: Any, dataset_id: str) -> str:
+    """The MLP for 2-D points, the U-Net for images."""
+    if dataset_id in registry.ids("dataset") and "points" in registry.get(
+            "dataset", dataset_id).tags:
+        return "mlp"
+    return "unet"
+
+
+@dataclass
+class TrainRequest:
+    """A training to start (``out``: a new run folder) or continue (``resume``: a run folder).
+
+    ``settings``: TrainConfig fields given by the user (ids such as ``dataset``, their
+    ``*_params``, and plain settings such as ``steps``); ``base``: settings they are laid over
+    (a settings file), else the resumed run's own. ``cuda_index`` picks the GPU of a "cuda"
+    device for the thread that trains.
+    """
+
+    out: str | None = None
+    resume: str | None = None
+    settings: Mapping[str, Any] = field(default_factory=dict)
+    base: Mapping[str, Any] | None = None
+    cuda_index: int | None = None
+
+    @property
+    def run_dir(self) -> str:
+        if bool(self.out) == bool(self.resume):
+            raise ConfigError("give a new run folder (--out RUN) or a run to continue "
+                              "(--resume RUN), one of them")
+        return str(self.resume or self.out)
+
+    def base_settings(self) -> dict[str, Any]:
+        if self.base is not None:
+            return dict(self.base)
+        if self.resume:
+            from diffstudio.engine.runs import Run
+
+            return dict(Run(self.resume).config().train)
+        return {}
+
+    def chosen_ids(self, registry: Any) -> dict[str, str]:
+        """The dataset, network and schedule ids this request trains."""
+        base = self.base_settings()
+        given = self.settings
+        dataset = str(given.get("dataset") or base.get("dataset") or DEFAULT_IDS["dataset"])
+        return {
+            "dataset": dataset,
+            "network": str(given.get("network") or base.get("network")
+                           or default_network(registry, dataset)),
+            "schedule": str(given.get("schedule") or base.get("schedule")
+                            or DEFAULT_IDS["schedule"]),
+        }
+
+    def resolve(self, registry: Any) -> Any:
+        """The full, validated TrainConfig: defaults < base < given; a component's parameters
+        carry over from the base only while its id stays the same; an explicit ``steps``
+        without ``epochs`` sets the length of the run."""
+        from diffstudio.engine.training import TrainConfig
+
+        self.run_dir  # noqa: B018 (one of out/resume, or the clear error)
+        base = self.base_settings()
+        chosen = self.chosen_ids(registry)
+        values = dict(base)
+        values.update({k: v for k, v in self.settings.items()
+                       if k not in COMPONENTS and not k.endswith("_params")})
+        values.update(chosen)
+        for kind in COMPONENTS:
+            contribution = registry.get(kind, chosen[kind])  # unknown: says what is installed
+            params = dict(base.get(f"{kind}_params") or {}) if base.get(kind) == chosen[kind] \
+                else {}
+            params.update(self.settings.get(f"{kind}_params") or {})
+            values[f"{kind}_params"] = contribution.validate(params)
+        if "steps" in self.settings and "epochs" not in self.settings:
+            values["epochs"] = 0
+        return TrainConfig.from_dict(values)
+
+
+def train(
+    request: TrainRequest,
+    *,
+    registry: Any = None,
+    should_stop: StopCheck | None = None,
+    should_pause: StopCheck | None = None,
+) -> Iterator[Any]:
+    """Yields the trainer's TrainEvents, Progress per logged step, Notes, then Done."""
+    if registry is None:
+        from diffstudio.plugin_manager import load_plugins
+
+        registry = load_plugins()
+    config = request.resolve(registry)
+    run_dir = request.run_dir
+
+    def work(emit: Emit, stop: StopCheck) -> Any:
+        if request.cuda_index is not None:
+            import torch
+
+            torch.cuda.set_device(request.cuda_index)  # per thread; the trainer runs in this one
+        from diffstudio.engine.training import Trainer
+
+        def on_event(event: Any) -> None:
+            if event.kind == "tick":  # between any two steps: progress only, coalesced
+                emit(Progress("train", event.step, event.total_steps, event.elapsed or 0.0,
+                              unit="step", rate=event.images_per_second))
+                return
+            if event.kind == "step":
+                remaining = None
+                if event.images_per_second:
+                    remaining = ((event.total_steps - event.step) * config.batch_size
+                                 / event.images_per_second)
+                emit(Progress("train", event.step, event.total_steps, event.elapsed or 0.0,
+                              unit="step", rate=event.images_per_second,
+                              detail=f"loss {event.loss:.4f}" if event.loss is not None else "",
+                              remaining=remaining))
+            elif event.kind == "start":
+                emit(Progress("train", event.step, event.total_steps, 0.0, unit="step"))
+            elif event.kind == "checkpoint":
+                emit(Note(f"checkpoint: {event.path}"))
+            emit(event)
+
+        trainer = Trainer(config, run_dir, resume=bool(request.resume), registry=registry,
+                          callback=on_event, should_stop=stop, should_pause=should_pause)
+        return trainer.train()
+
+    yield from events_of(work, should_stop=should_stop, name="diffstudio-train")

@@ -1,0 +1,84 @@
+"""``diffstudio sample``: draw samples from a run or a pretrained model into PNGs that carry the
+parameters that made them (the application layer's sample job, with a progress bar)."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from diffstudio.app.sample import SampleRequest, sample
+from diffstudio.app.sources import ModelSource
+from diffstudio.cli.options import ArgumentParser, add_contribution_options, collect, drive
+from diffstudio.errors import ConfigError
+from diffstudio.plugin_manager import PluginRegistry
+
+__all__ = ["cmd_sample"]
+
+# Options of `sample` itself; a sampler parameter may not take one of these names.
+RESERVED = {
+    "sampler", "num", "seed", "out", "init_noise", "batch_size", "device", "checkpoint",
+    "no_ema", "class_label", "overwrite", "quiet", "help", "safe_mode", "debug", "pretrained",
+    "download", "guidance",
+}
+
+
+def _parser(registry: PluginRegistry, sampler_id: str) -> argparse.ArgumentParser:
+    parser = ArgumentParser(
+        prog="diffstudio sample",
+        description="Draw samples from a trained run; PNGs carry the parameters that made them.",
+        epilog="'diffstudio sample RUN --sampler ddpm --help' lists that sampler's options.",
+    )
+    parser.add_argument("run", metavar="RUN", nargs="?", help="run folder")
+    parser.add_argument("--pretrained", metavar="SOURCE",
+                        help="sample a pretrained diffusers model instead of a run: a local "
+                             "folder, or a hub id already in the local Hugging Face cache")
+    parser.add_argument("--download", action="store_true",
+                        help="with --pretrained: download a hub id (needs internet)")
+    parser.add_argument("--sampler", default="ddim",
+                        help=f"sampler id: {', '.join(registry.ids('sampler'))} (default ddim)")
+    parser.add_argument("--num", type=int, default=None, help="number of samples (default 16)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the first sample")
+    parser.add_argument("--init-noise", metavar="FILE.npy",
+                        help="start from this noise, shaped (N, *sample_shape)")
+    parser.add_argument("--out", metavar="DIR", help="output folder (default RUN/samples/...)")
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
+    parser.add_argument("--checkpoint", default="latest", help="checkpoint name or step")
+    parser.add_argument("--no-ema", action="store_true", help="use the raw (non-EMA) weights")
+    parser.add_argument("--class-label", type=int, default=None,
+                        help="class to condition on (class-conditional runs)")
+    parser.add_argument("--guidance", type=float, default=None, metavar="GAMMA",
+                        help="classifier-free guidance scale with --class-label: 0 = "
+                             "unconditional, 1 = conditional, > 1 stronger; costs 2 network "
+                             "evaluations per step")
+    parser.add_argument("--overwrite", action="store_true", help="replace existing files")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    if sampler_id in registry.ids("sampler"):
+        contribution = registry.get("sampler", sampler_id)
+        clash = {p.name for p in contribution.params} & RESERVED
+        add_contribution_options(parser, contribution, "sampler." if clash else "")
+    return parser
+
+
+def cmd_sample(argv: list[str], registry: PluginRegistry) -> int:
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--sampler", default="ddim")
+    known, _ = pre.parse_known_args(argv)
+    parser = _parser(registry, known.sampler)
+    args = parser.parse_args(argv)
+    if bool(args.run) == bool(args.pretrained):
+        raise ConfigError("give a RUN folder or --pretrained SOURCE (one of them)")
+    source = ModelSource(run=args.run, pretrained=args.pretrained, checkpoint=args.checkpoint,
+                         ema=not args.no_ema, download=args.download)
+    request = SampleRequest(
+        source=source, sampler=args.sampler, params=collect(args, "sampler"),
+        num_samples=args.num, seed=args.seed, batch_size=args.batch_size, device=args.device,
+        init_noise=args.init_noise, class_label=args.class_label, guidance=args.guidance,
+        save=True, out=args.out, overwrite=args.overwrite,
+    )
+    outcome: Any = drive(sample(request, registry=registry), quiet=args.quiet)
+    result = outcome.result
+    files = f" ({len(outcome.paths)} PNGs + samples.npz)" if outcome.paths else " (samples.npz)"
+    print(f"{len(result.seeds)} samples with {args.sampler} ({result.network_evaluations} "
+          f"network evaluations each, {result.seconds:.2f} s) -> {outcome.out}{files}")
+    return 0
