@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from diffstudio.app.events import Note, Progress
+from diffstudio.app.events import Progress
 from diffstudio.app.threaded import Emit, StopCheck, events_of
 from diffstudio.errors import ConfigError
 
@@ -160,8 +160,6 @@ def train(
                               remaining=remaining))
             elif event.kind == "start":
                 emit(Progress("train", event.step, event.total_steps, 0.0, unit="step"))
-            elif event.kind == "checkpoint":
-                emit(Note(f"checkpoint: {event.path}"))
             emit(event)
 
         trainer = Trainer(config, run_dir, resume=bool(request.resume), registry=registry,

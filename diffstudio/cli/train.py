@@ -82,9 +82,12 @@ def cmd_train(argv: list[str], registry: PluginRegistry) -> int:
     quiet = args.quiet
 
     def on_event(event: Any, write: Any) -> None:
-        if getattr(event, "kind", None) == "start" and not quiet:
+        kind = getattr(event, "kind", None)
+        if kind == "start" and not quiet:
             write(f"training {config.dataset}/{config.network}/{config.schedule}: "
                   f"{event.message}")
+        elif kind == "checkpoint" and not quiet:
+            write(f"checkpoint: {event.path}")
 
     try:
         result = drive(train(request, registry=registry), quiet=quiet, on_event=on_event)

@@ -13,7 +13,13 @@ from PySide6.QtCore import QObject, Signal
 
 from diffstudio.gui.notifications import NotificationCenter
 from diffstudio.gui.settings import Preferences
-from diffstudio.gui.workers import DeviceInfo, EngineInfo, Job, default_cpu_threads
+from diffstudio.gui.workers import (
+    DeviceInfo,
+    EngineInfo,
+    Job,
+    JobWorker,
+    default_cpu_threads,
+)
 
 __all__ = ["Studio"]
 
@@ -101,6 +107,11 @@ class Studio(QObject):
             self.jobs_changed.emit()
 
         job.finished.connect(forget)
+        if isinstance(job, JobWorker):  # a job's notes (a pretrained model's caveats...) shown
+            source = role.capitalize()
+            job.note.connect(lambda text, level: (
+                self.notifications.warning if level == "warning" else self.notifications.info
+            )(text, source=source))
         self.jobs_changed.emit()
 
     def running(self) -> dict[str, Job]:

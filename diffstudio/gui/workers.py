@@ -31,7 +31,7 @@ from typing import Any, Generic, TypeVar
 import numpy as np
 from PySide6.QtCore import QThread, QTimer, Signal
 
-from diffstudio.app.events import Done, Progress
+from diffstudio.app.events import Done, Note, Progress
 from diffstudio.errors import Cancelled, DiffstudioError
 
 __all__ = [
@@ -209,6 +209,7 @@ class JobWorker(Job):
     events_ready = Signal()
     latest_ready = Signal(type)
     progress_ready = Signal()
+    note = Signal(str, str)  # a Note's text and level ("info", "warning")
     # True: a stop closes the generator at the next event (the job is "cancelled"). False: the
     # job sees the stop through should_stop and ends by itself with a result (a training that
     # writes its checkpoint and reports "stopped at step N").
@@ -270,7 +271,9 @@ class JobWorker(Job):
         """Deliver one event; the default keeps latest-only events newest-first, others all."""
         if isinstance(event, Progress):
             self.last_progress = event
-        if getattr(event, "latest_only", False):
+        if isinstance(event, Note):
+            self.note.emit(event.text, event.level)
+        elif getattr(event, "latest_only", False):
             self.post_latest(event)
         else:
             self.post(event)
@@ -380,15 +383,18 @@ class PreviewFrame:
     path: str | None = None
 
 
-class TrainJob(Job):
-    """Runs ``Trainer(config, run_dir, resume=...).train()``; succeeds with its TrainResult.
+class TrainJob(JobWorker):
+    """Runs the application layer's training job (:func:`diffstudio.app.train.train`) for
+    ``config`` into ``run_dir``; succeeds with its TrainResult.
 
-    Step, start, checkpoint and done events go to an :class:`EventQueue` (``events_ready`` says
-    there is something to :meth:`drain_events`); previews arrive as ``preview_ready``.
+    Step, start, checkpoint and done events go to :meth:`drain_events` (``events_ready``);
+    previews arrive as ``preview_ready``; :meth:`take_progress` has the newest Progress (the
+    images/s and ETA the terminal shows). A stop reaches the trainer, which writes a checkpoint
+    and ends with status "stopped"; a pause holds it between steps.
     """
 
-    events_ready = Signal()
     preview_ready = Signal(object)  # PreviewFrame
+    stop_by_closing = False
 
     def __init__(
         self,
@@ -399,48 +405,21 @@ class TrainJob(Job):
         registry: Any = None,
         cuda_index: int | None = None,
     ) -> None:
-        super().__init__("train")
+        from diffstudio.app.train import TrainRequest, train
+
+        request = TrainRequest(out=None if resume else run_dir, resume=run_dir if resume else None,
+                               settings=config.to_dict(), base={}, cuda_index=cuda_index)
+        super().__init__("train", lambda stop: train(request, registry=registry,
+                                                     should_stop=stop,
+                                                     should_pause=self.is_paused))
         self.config = config
         self.run_dir = run_dir
         self.resume = resume
-        self.registry = registry
-        self.cuda_index = cuda_index
-        self._paused = threading.Event()
-        self._events: EventQueue[Any] = EventQueue()
+        self.request = request
 
-    def set_paused(self, paused: bool) -> None:
-        """Hold the training loop between steps (the engine polls this)."""
-        if paused:
-            self._paused.set()
-        else:
-            self._paused.clear()
-
-    def is_paused(self) -> bool:
-        return self._paused.is_set()
-
-    def drain_events(self) -> list[Any]:
-        """Every TrainEvent (without images) since the last drain, in order."""
-        return self._events.drain()
-
-    def _on_event(self, event: Any) -> None:
-        if event.kind == "preview" and event.images is not None:
+    def route(self, event: Any) -> None:
+        if getattr(event, "kind", None) == "preview" and event.images is not None:
             self.preview_ready.emit(PreviewFrame(event.step, event.total_steps,
                                                  to_numpy(event.images), event.path))
             event = dataclasses.replace(event, images=None)
-        if self._events.append(event):
-            self.events_ready.emit()
-
-    def work(self) -> Any:
-        if self.cuda_index is not None:
-            import torch
-
-            # The CUDA current device is per thread; the trainer runs wholly in this one.
-            torch.cuda.set_device(self.cuda_index)
-        from diffstudio.engine.training import Trainer
-
-        trainer = Trainer(
-            self.config, self.run_dir, resume=self.resume, registry=self.registry,
-            callback=self._on_event, should_stop=self.stop_requested,
-            should_pause=self._paused.is_set,
-        )
-        return trainer.train()
+        super().route(event)
