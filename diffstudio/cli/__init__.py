@@ -1,8 +1,8 @@
 """The ``diffstudio`` command: one module per verb (``train``, ``sample``, ``evaluate``,
 ``plugins``), the options and terminal progress they share (``options``), and the dispatcher
-(``main``). Every verb builds a typed request and drives an application-layer job
+(``dispatch``). Every verb builds a typed request and drives an application-layer job
 (:mod:`diffstudio.app`), exactly as the window does."""
 
-from diffstudio.cli.main import main
+from diffstudio.cli.dispatch import main
 
 __all__ = ["main"]

@@ -32,8 +32,6 @@ __all__ = [
     "PREDICTION_TYPES",
     "frame_target",
     "frame_to_eps_and_x0",
-    "to_eps_and_x0",
-    "training_target",
 ]
 
 PREDICTION_TYPES = ("epsilon", "sample", "v_prediction", "score")
@@ -104,32 +102,3 @@ def frame_target(
         return x0
     _, _, _, a, b = _frame(m, s, x0)
     return a * eps - b * x0
-
-
-def _vp(alpha_bar: Coefficient) -> tuple[Coefficient, Coefficient]:
-    if isinstance(alpha_bar, (int, float)):
-        return math.sqrt(alpha_bar), math.sqrt(1.0 - alpha_bar)
-    a = torch.as_tensor(alpha_bar)
-    if not a.is_floating_point():
-        a = a.to(torch.float64)
-    return a.sqrt(), (1.0 - a).sqrt()
-
-
-def to_eps_and_x0(
-    prediction_type: str,
-    output: torch.Tensor,
-    x_t: torch.Tensor,
-    alpha_bar: Coefficient,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """(eps, x0_pred) in the DDPM frame x_t = sqrt(alpha_bar) x_0 + sqrt(1 - alpha_bar) eps."""
-    return frame_to_eps_and_x0(prediction_type, output, x_t, *_vp(alpha_bar))
-
-
-def training_target(
-    prediction_type: str,
-    x0: torch.Tensor,
-    eps: torch.Tensor,
-    alpha_bar: Coefficient,
-) -> torch.Tensor:
-    """The regression target in the DDPM frame: eps, x_0, v or -eps."""
-    return frame_target(prediction_type, x0, eps, *_vp(alpha_bar))

@@ -7,12 +7,4 @@ Call convention: ``network(x_t, timesteps, class_labels=None)``; x_t: (B, C, H, 
 timesteps: (B,) integers in [0, T).
 """
 
-from __future__ import annotations
-
-import torch
-
-__all__ = ["count_parameters"]
-
-
-def count_parameters(network: torch.nn.Module) -> int:
-    return sum(parameter.numel() for parameter in network.parameters())
+__all__: list[str] = []
