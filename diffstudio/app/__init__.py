@@ -4,11 +4,11 @@ worker thread that can pause or stop it between any two events).
 
 ::
 
-    train(TrainRequest)              -> TrainEvent..., Progress..., Done(TrainResult)
-    sample(SampleRequest)            -> ModelSummary, Progress..., SampleFrame..., Done(SampleOutcome)
-    compare(CompareRequest)          -> Progress..., CompareEntry..., Done(list[CompareEntry])
-    interpolate(InterpolateRequest)  -> Progress..., Done(Interpolation)
-    evaluate(EvalRequest)            -> Progress..., SweepStep..., Done(EvalOutcome)
+    train(TrainRequest)             -> TrainEvent, Progress ..., Done(TrainResult)
+    sample(SampleRequest)           -> ModelSummary, Progress, SampleFrame ..., Done(SampleOutcome)
+    compare(CompareRequest)         -> Progress, CompareEntry ..., Done(list[CompareEntry])
+    interpolate(InterpolateRequest) -> Progress ..., Done(Interpolation)
+    evaluate(EvalRequest)           -> Progress, SweepStep ..., Done(EvalOutcome)
 
 Requests are plain dataclasses (no torch, no Qt), validated against the plugin schemas; a model
 to sample comes from a :class:`ModelSource` (a run or a pretrained diffusers model), loaded by
