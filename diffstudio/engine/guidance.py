@@ -1,4 +1,4 @@
-"""Classifier-free guidance (Ho & Salimans 2022; seed 001, "Classifier free guidance").
+"""Classifier-free guidance (Ho & Salimans, arXiv 2207.12598).
 
 One network trained both conditionally and, with its label dropped to a "no label" class,
 unconditionally (label dropout, p = 0.1 by default in training), gives both scores. The seed

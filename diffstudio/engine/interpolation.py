@@ -1,7 +1,7 @@
 """Interpolating between two initial noises, for DDIM's latent-space interpolation.
 
 DDIM with eta = 0 maps the initial noise x_T to x_0 deterministically, so a path between two
-noises decodes to a path between two samples (Song, Meng & Ermon 2021, §5.3 and seed 002 §4.2,
+noises decodes to a path between two samples (Song, Meng & Ermon, arXiv 2010.02502, sec. 5.3,
 footnote 15). The noises are interpolated spherically rather than linearly: x_T ~ N(0, I) in
 high dimension lies near the sphere of radius sqrt(d), and a straight line between two such
 points passes through low-norm noise the model never saw (the same argument as for GAN latents,

@@ -1,4 +1,4 @@
-"""The retrieval grid of the Evaluate page (the seed's §5.5 similarity retrieval): each row is a
+"""The retrieval grid of the Evaluate page (similarity retrieval, Carlini et al. arXiv 2301.13188): each row is a
 generated sample followed by its nearest training images, each with its distance; rows the
 memorisation check flags are highlighted with their ratio.
 

@@ -1,6 +1,6 @@
 """Two-dimensional toy distributions, for watching a diffusion model learn in the plane.
 
-* ``"mixture"``: the seed paper's mixture of two Gaussians with unit covariance,
+* ``"mixture"``: the mixture of two Gaussians with unit covariance,
   p(x) = 0.8 N(x; (5, 5), I) + 0.2 N(x; (-5, -5), I) (the example of Song & Ermon 2019, §3.2,
   where Langevin dynamics on the exact score misjudges the weights). Its exact log-density and
   score are :func:`mixture_log_density` and :func:`mixture_score`.

@@ -1,6 +1,6 @@
-"""U-Net presets on diffusers' ``UNet2DModel`` (seed 002 §3: sinusoidal time embedding,
-GroupNorm residual blocks, self-attention at low resolution; Ho et al. 2020, Dhariwal & Nichol
-2021).
+"""U-Net presets on diffusers' ``UNet2DModel``: sinusoidal time embedding, GroupNorm residual
+blocks, self-attention at low resolution (Ho et al., arXiv 2006.11239, sec. 4 and app. B;
+Dhariwal & Nichol, arXiv 2105.05233).
 
 Presets are sized for the image size they name; ``digits-8`` is small enough to train on a
 2-core CPU in minutes (about 0.3 M parameters). Class conditioning adds a learned class embedding
