@@ -1,6 +1,7 @@
 """Launch the real diffstudio window on a display, exercise each place and save screenshots.
 
-Needs an X display; on a headless machine use Xvfb (apt-get install xvfb and the xcb libraries listed in the README)::
+Needs an X display; on a headless machine use Xvfb (apt-get install xvfb and the xcb
+libraries: libxcb-cursor0 libxkbcommon-x11-0 ...)::
 
     Xvfb :99 -screen 0 1600x1000x24 &
     DISPLAY=:99 .venv/bin/python tools/screenshots.py            # -> docs/screenshots/*.png

@@ -1,8 +1,8 @@
 """What a network predicts, and the one set of conversions between the four choices.
 
 In a process's own frame x_t = m x_0 + s eps (``diffstudio.engine.processes``; for DDPM
-m = sqrt(alpha_bar), s = sqrt(1 - alpha_bar), Ho et al. arXiv 2006.11239 eq. 4), with c = sqrt(m^2 + s^2),
-a = m / c, b = s / c (a^2 + b^2 = 1; c = 1 for variance-preserving processes):
+m = sqrt(alpha_bar), s = sqrt(1 - alpha_bar), Ho et al. arXiv 2006.11239 eq. 4), with
+c = sqrt(m^2 + s^2), a = m / c, b = s / c (a^2 + b^2 = 1; c = 1 for variance-preserving processes):
 
 * ``epsilon``: the network predicts eps (DDPM, eq. 24); x_0 = (x_t - s eps) / m (eq. 29).
 * ``sample``: the network predicts x_0 directly; eps = (x_t - m x_0) / s.

@@ -1,6 +1,6 @@
-"""The retrieval grid of the Evaluate page (similarity retrieval, Carlini et al. arXiv 2301.13188): each row is a
-generated sample followed by its nearest training images, each with its distance; rows the
-memorisation check flags are highlighted with their ratio.
+"""The retrieval grid of the Evaluate page (similarity retrieval, Carlini et al. arXiv
+2301.13188): each row is a generated sample followed by its nearest training images, each with
+its distance; rows the memorisation check flags are highlighted with their ratio.
 
 Only the rows in view are painted, and their tiles are turned into QImages as they first come
 into view, so a grid of thousands of samples scrolls smoothly.

@@ -207,7 +207,8 @@ class EvaluateView(QWidget):
         grid_scroll.setWidget(self.grid)
         grid_scroll.setAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignTop)
         self.retrieval_note = QLabel("Each generated sample, then its nearest training images "
-                                     "with their Euclidean distances (the similarity retrieval of Ho et al., arXiv 2006.11239, and Carlini et al. 2301.13188). Samples "
+                                     "with their Euclidean distances (similarity retrieval as in "
+                                     "Carlini et al. 2023). Samples "
                                      "the memorisation check flags are shaded red.")
         self.retrieval_note.setWordWrap(True)
         controls = QHBoxLayout()

@@ -1,6 +1,7 @@
 """The Sample page's "Interpolation (DDIM)" tab: deterministic DDIM decodes points on the great
 circle between the initial noises of two seeds (``diffstudio.engine.interpolation.slerp``),
-so the row moves smoothly from one sample to the other (Song, Meng & Ermon, DDIM, arXiv 2010.02502, sec. 5.3)."""
+so the row moves smoothly from one sample to the other (Song, Meng & Ermon, DDIM, arXiv
+2010.02502, sec. 5.3)."""
 
 from __future__ import annotations
 
@@ -48,7 +49,7 @@ class InterpolationPanel(QWidget):
         self.button.setObjectName("interpolateButton")
         note = QLabel("Deterministic DDIM (eta = 0) decodes points on the great circle between "
                       "the initial noises of two seeds (spherical interpolation, slerp), so the "
-                      "row moves smoothly from one sample to the other (DDIM, arXiv 2010.02502, sec. 5.3).")
+                      "row moves smoothly from one sample to the other (DDIM paper, sec. 5.3).")
         note.setWordWrap(True)
         self.status = QLabel("")
         self.status.setWordWrap(True)
