@@ -91,7 +91,8 @@ def _load_run(source: ModelSource, device: str, registry: Any) -> LoadedSource:
     config = loaded.run.config()
     return LoadedSource(
         source=source, model=loaded.model, sample_shape=tuple(loaded.sample_shape),
-        kind=config.kind, num_classes=loaded.num_classes, name=str(loaded.run.path),
+        kind=config.kind, num_classes=config.num_classes if config.class_conditional else None,
+        name=str(loaded.run.path),
         checkpoint=loaded.checkpoint.name, step=loaded.step,
         metadata={"run": str(loaded.run.path), "checkpoint": loaded.checkpoint.name,
                   "ema": loaded.ema, "network_sha256": loaded.network_sha256},
