@@ -6,6 +6,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+from diffstudio.engine.runs import Run
+
 __all__ = ["RunSummary", "scan_workspace", "summarise_run"]
 
 
@@ -33,26 +35,23 @@ class RunSummary:
 
 def summarise_run(path: str | Path) -> RunSummary:
     """Read a run's config, metrics and latest checkpoint; an unreadable run gets ``error``."""
-    from diffstudio.engine.runs import Run
     from diffstudio.errors import DiffstudioError
 
     run = Run(path)
     summary = RunSummary(str(run.path), run.path.name)
     try:
         summary.modified = datetime.fromtimestamp(run.config_path.stat().st_mtime)
-        config = run.read_config()
-        train = config.get("train", {})
-        summary.dataset = str(train.get("dataset", "?"))
-        dataset_params = train.get("dataset_params") or {}
-        if summary.dataset == "toy2d" and dataset_params.get("name"):
-            summary.dataset = f"toy2d/{dataset_params['name']}"
-        summary.network = str(train.get("network", "?"))
-        preset = (train.get("network_params") or {}).get("preset")
+        config = run.config()
+        summary.dataset = config.dataset
+        if config.dataset_params.get("name"):  # a dataset with named variants (toy2d/mixture)
+            summary.dataset = f"{config.dataset}/{config.dataset_params['name']}"
+        summary.network = config.network
+        preset = config.network_params.get("preset")
         if preset:
             summary.network = f"{summary.network} ({preset})"
-        summary.schedule = str(train.get("schedule", "?"))
-        summary.kind = str(config.get("dataset_info", {}).get("kind", "image"))
-        summary.total_steps = int(config.get("total_steps", train.get("steps", 0)) or 0)
+        summary.schedule = config.schedule
+        summary.kind = config.kind
+        summary.total_steps = int(config.total_steps or config.train.get("steps", 0) or 0)
         metrics = run.metrics()
         if metrics:
             summary.step = int(metrics[-1].get("step", 0))
@@ -60,7 +59,7 @@ def summarise_run(path: str | Path) -> RunSummary:
             summary.last_loss = float(loss) if loss is not None else None
         checkpoint = run.latest_checkpoint()
         if checkpoint is not None:
-            summary.checkpoint_step = int(checkpoint.name.split("-")[-1])
+            summary.checkpoint_step = run.checkpoint_step(checkpoint)
             summary.step = max(summary.step, summary.checkpoint_step)
     except (DiffstudioError, OSError, ValueError, TypeError) as exc:
         summary.error = str(exc)
@@ -73,5 +72,5 @@ def scan_workspace(workspace: str | Path) -> list[RunSummary]:
     if not root.is_dir():
         return []
     runs = [summarise_run(child) for child in sorted(root.iterdir())
-            if child.is_dir() and (child / "config.json").is_file()]
+            if child.is_dir() and Run.is_run(child)]
     return sorted(runs, key=lambda r: r.modified or datetime.min, reverse=True)

@@ -37,6 +37,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from diffstudio.engine.runs import Run
 from diffstudio.errors import ConfigError
 from diffstudio.gui.eval_jobs import EvalJob, EvalOutcome, EvalRequest
 from diffstudio.gui.forms import ContributionPicker, ParamForm, PathEdit
@@ -600,6 +601,6 @@ class EvaluateView(QWidget):
         self.ema_box.setChecked(bool(state.get("ema", True)))
         self.folder_edit.setText(str(state.get("folder") or ""))
         run = state.get("run")
-        if run and Path(run, "config.json").is_file():
+        if run and Run.is_run(run):
             self.select_run(run)
         (self.from_folder if state.get("source") == "folder" else self.from_run).setChecked(True)

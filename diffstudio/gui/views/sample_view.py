@@ -36,6 +36,7 @@ from PySide6.QtWidgets import (
 
 from diffstudio.app.sample import save_outcome
 from diffstudio.app.sources import ModelSource
+from diffstudio.engine.runs import Run
 from diffstudio.errors import ConfigError
 from diffstudio.gui.forms import ContributionPicker, ParamForm, PathEdit
 from diffstudio.gui.images import ImageView, grid_rgb8
@@ -302,8 +303,6 @@ class SampleView(QWidget):
             self._fill_classes(None)
             self.update_buttons()
             return
-        from diffstudio.engine.runs import Run
-
         run = Run(path)
         self._fill_classes(run)
         latest = run.latest_checkpoint()
@@ -319,19 +318,18 @@ class SampleView(QWidget):
         self.class_combo.clear()
         self.class_combo.addItem("Unconditional", None)
         try:
-            config = run.read_config() if run is not None else {}
+            config = run.config() if run is not None else None
         except (DiffstudioError, OSError, ValueError):
-            config = {}
-        train = config.get("train", {})
-        info = config.get("dataset_info", {})
-        conditional = bool((train.get("network_params") or {}).get("class_conditional"))
-        count = int(info.get("num_classes") or 0)
-        names = list(info.get("class_names") or [str(i) for i in range(count)])
+            config = None
+        conditional = config is not None and config.class_conditional
+        count = (config.num_classes or 0) if config is not None else 0
+        names = list((config.dataset_info.get("class_names") if config else None)
+                     or [str(i) for i in range(count)])
         if conditional and count:
             for index, name in enumerate(names[:count]):
                 self.class_combo.addItem(f"{index}: {name}" if name != str(index) else name,
                                          index)
-            dropout = train.get("label_dropout")
+            dropout = config.train.get("label_dropout") if config else None
             self.class_note.setText(
                 f"Trained with {count} class labels"
                 + (f" (label dropout {dropout:g})" if isinstance(dropout, int | float) else "")
@@ -530,8 +528,7 @@ class SampleView(QWidget):
         outcome = self.outcome
         stamp = time.strftime("%Y%m%d-%H%M%S")
         if "run" in outcome.metadata:
-            out_dir = Path(outcome.metadata["run"]) / "samples" / (
-                f"{outcome.result.sampler}-{stamp}")
+            out_dir = Run(outcome.metadata["run"]).new_samples_dir(outcome.result.sampler)
         else:  # a pretrained model: its own folder may be read-only or a cache
             name = Path(str(outcome.metadata.get("pretrained", "pretrained"))).name
             out_dir = self.studio.workspace / "pretrained-samples" / (
@@ -561,7 +558,7 @@ class SampleView(QWidget):
             self.options.set_values({k: v for k, v in state["options"].items() if k in known})
         self.ema_box.setChecked(bool(state.get("ema", True)))
         run = state.get("run")
-        if run and Path(run, "config.json").is_file():
+        if run and Run.is_run(run):
             self.select_run(run)
         self.pretrained_edit.setText(str(state.get("pretrained") or ""))
         (self.from_pretrained if state.get("source") == "pretrained" else

@@ -31,6 +31,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from diffstudio.engine.runs import Run
 from diffstudio.errors import ConfigError
 from diffstudio.gui.forms import ParamForm
 from diffstudio.gui.images import ImageView, grid_rgb8
@@ -404,13 +405,11 @@ class TrainView(QWidget):
         stopped = self._last_status == "stopped"
         self.job, self._last_status = None, None
         if stopped and self.resume_dir is None and finished_dir \
-                and Path(finished_dir, "config.json").exists():
+                and Run.is_run(finished_dir):
             # A stopped run: pressing Train again continues it rather than starting over.
             self.resume_dir = finished_dir
             try:
-                from diffstudio.engine.runs import Run
-
-                self.resume_config = Run(finished_dir).read_config().get("train")
+                self.resume_config = Run(finished_dir).config().train
             except Exception:  # an unreadable config: the next Train starts a new run
                 self.resume_dir = self.resume_config = None
             if self.resume_dir:
