@@ -95,6 +95,9 @@ def cmd_train(argv: list[str], registry: PluginRegistry) -> int:
         print("\ninterrupted: the last checkpoint is kept; continue with "
               f"'diffstudio train --resume {request.run_dir}'", file=sys.stderr)
         return 130
+    if result.total_steps == 0:
+        print(f"nothing to train: the network is exact; ready to sample: {result.run.path}")
+        return 0
     loss = result.last_loss if result.last_loss is not None else float("nan")
     print(f"{result.status} at step {result.step}/{result.total_steps}, loss {loss:.4f}; "
           f"run: {result.run.path}")

@@ -331,6 +331,9 @@ class Trainer:
                 f"class-conditional training needs labels; dataset {config.dataset!r} has none"
             )
 
+        if not any(p.requires_grad for p in network.parameters()):
+            return self._exact_network_run(network, dataset)
+
         accelerator = self._accelerator()
         self.is_main = accelerator.is_main_process
         device = accelerator.device
@@ -497,6 +500,33 @@ class Trainer:
                              last_loss, trained_seconds + time.perf_counter() - session_start)
         self._emit(TrainEvent("done", step, total_steps, loss=last_loss, message=status))
         return TrainResult(status, step, total_steps, last_loss, run)
+
+    def _exact_network_run(self, network: torch.nn.Module, dataset: Dataset) -> TrainResult:
+        """A network with nothing to train (an exact score such as ``analytic-mixture``): an
+        optimizer would fail on an empty parameter list, so the run is written ready to sample
+        (its network at step 0), and the user is told so."""
+        run = self.run
+        native = getattr(network, "prediction_type", None)
+        if native and native != self.config.prediction_type:
+            self.config = dataclasses.replace(self.config, prediction_type=native)
+        config = self.config
+        message = (
+            f"network {config.network!r} has no trainable parameters (it is exact): there is "
+            f"nothing to train. The run {run.path} holds it ready to sample: 'diffstudio "
+            f"sample {run.path} --sampler annealed-langevin' (or any sampler)"
+        )
+        if self.resume and run.latest_checkpoint() is not None:
+            self._emit(TrainEvent("done", 0, 0, message=message))
+            return TrainResult("completed", 0, 0, None, run)
+        run.path.mkdir(parents=True, exist_ok=True)
+        run.write_config(self._run_config(dataset, 0))
+        path = run.save_checkpoint(0, network, network, {}, {"param_groups": [], "scalars": {}},
+                                   {"loss": None, "trained_seconds": 0.0, "exact": True},
+                                   keep=config.keep_checkpoints)
+        self._emit(TrainEvent("start", 0, 0, message=message))
+        self._emit(TrainEvent("checkpoint", 0, 0, path=str(path)))
+        self._emit(TrainEvent("done", 0, 0, message="completed"))
+        return TrainResult("completed", 0, 0, None, run)
 
     def _stop_requested(self) -> bool:
         return self.should_stop is not None and bool(self.should_stop())

@@ -30,6 +30,7 @@ class GaussianMixtureScore(nn.Module):
     """Exact noise-scaled score of a Gaussian mixture. x: (B, D); returns (B, D)."""
 
     conditions_on_marginal = True
+    prediction_type = "score"  # what it returns; a run of it records this, whatever was asked
 
     def __init__(
         self, weights: Sequence[float], means: Sequence[Sequence[float]], std: float = 1.0
