@@ -141,23 +141,33 @@ class DiffusionModel:
         self,
         x: torch.Tensor,
         label: float | int | torch.Tensor,
-        marginal: tuple[float, float] | None = None,
+        marginal: tuple[float, float] | tuple[torch.Tensor, torch.Tensor] | None = None,
+        class_labels: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """One raw network call (counted). ``label`` is the conditioning value (for DDPM the
-        timestep). Returns the network's output tensor."""
-        labels = torch.as_tensor(label, device=x.device)
-        if labels.dim() == 0:
-            labels = labels.expand(x.shape[0])
-        if labels.is_floating_point() and bool((labels == labels.round()).all()):
-            labels = labels.long()  # DDPM networks were trained on integer timesteps
+        """One raw network call (counted), the one way every caller -- samplers and training
+        alike -- calls a network. ``label`` is the conditioning value (for DDPM the timestep):
+        a number for the whole batch (samplers) or a (B,) tensor used as given (training);
+        ``marginal`` (m, s) as numbers or (B,) tensors, passed to networks that condition on
+        it; ``class_labels`` (B,) overrides the model's own (training's label dropout).
+        Returns the network's output tensor."""
+        if isinstance(label, torch.Tensor) and label.dim() == 1:
+            labels = label  # a batch of labels, already of the network's dtype: no sync
+        else:
+            labels = torch.as_tensor(label, device=x.device)
+            if labels.dim() == 0:
+                labels = labels.expand(x.shape[0])
+            if labels.is_floating_point() and bool((labels == labels.round()).all()):
+                labels = labels.long()  # DDPM networks were trained on integer timesteps
         kwargs: dict[str, Any] = {}
-        if self.class_labels is not None:
-            kwargs["class_labels"] = self.class_labels.to(x.device)
+        chosen = class_labels if class_labels is not None else self.class_labels
+        if chosen is not None:
+            kwargs["class_labels"] = chosen.to(x.device)
         if marginal is not None and getattr(self.network, "conditions_on_marginal", False):
-            m, s = marginal
-            kwargs["marginal"] = (
-                torch.full((x.shape[0],), m, dtype=x.dtype, device=x.device),
-                torch.full((x.shape[0],), s, dtype=x.dtype, device=x.device),
+            kwargs["marginal"] = tuple(
+                value.to(dtype=x.dtype, device=x.device).reshape(-1)
+                if isinstance(value, torch.Tensor)
+                else torch.full((x.shape[0],), value, dtype=x.dtype, device=x.device)
+                for value in marginal
             )
         out = self.network(x, labels, **kwargs)
         self.network_evaluations += self.evaluations_per_call

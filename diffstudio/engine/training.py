@@ -390,6 +390,10 @@ class Trainer:
         labels = dataset.labels.to(device) if conditional and dataset.labels is not None else None
         null_label = dataset.num_classes or 0
         perturbation = _Perturbation(process, device)
+        # Training calls the network exactly as samplers do (DiffusionModel.network_output):
+        # class labels, and the marginal (m, s) for networks that condition on it.
+        trained = DiffusionModel(network, process, prediction_type=config.prediction_type,
+                                 x0_clip=dataset.x0_clip)
         expand = (-1,) + (1,) * (data.dim() - 1)
         learned_variance = None  # decided from the network's first output
 
@@ -405,10 +409,14 @@ class Trainer:
         network.train()
         try:
             while step < total_steps:
-                if self.should_pause is not None:
+                if self.should_pause is not None and self.should_pause():
+                    # Paused time counts neither in images/s nor in the time trained.
+                    paused_at = time.perf_counter()
                     while self.should_pause() and not self._stop_requested():
                         time.sleep(0.05)
-                    window_start = time.perf_counter()
+                    paused = time.perf_counter() - paused_at
+                    window_start += paused
+                    session_start += paused
                 if self._stop_requested():
                     status = "stopped"
                     break
@@ -429,9 +437,8 @@ class Trainer:
                     kwargs["class_labels"] = torch.where(
                         drop < config.label_dropout, null_label, labels[index]
                     )
-                with accelerator.autocast():
-                    output = network(x_t, net_labels, **kwargs)
-                output = (output.sample if hasattr(output, "sample") else output).float()
+                with accelerator.autocast():  # the one network call path, as in sampling
+                    output = trained.network_output(x_t, net_labels, (m, s), **kwargs).float()
                 channels = x0.shape[1]
                 if learned_variance is None:
                     learned_variance = output.shape[1] == 2 * channels
@@ -481,15 +488,16 @@ class Trainer:
                     loss_sum.zero_()
                     loss_count, window_start, window_step = 0, now, step
                 if config.preview_every and step % config.preview_every == 0:
+                    began = time.perf_counter()
                     self._preview(ema_network, schedule, dataset, step, total_steps, device)
-                    window_start = time.perf_counter()
+                    window_start += time.perf_counter() - began  # not in images/s
                 if step % config.checkpoint_every == 0 or step == total_steps:
                     if loss_count:  # never save weights that have already diverged
                         _raise_if_diverged(float(loss_sum) / loss_count, step)
+                    began = time.perf_counter()
                     self._checkpoint(accelerator, raw_network, ema_network, optimizer, generator,
-                                     step, last_loss, trained_seconds + time.perf_counter()
-                                     - session_start)
-                    window_start = time.perf_counter()
+                                     step, last_loss, trained_seconds + began - session_start)
+                    window_start += time.perf_counter() - began  # not in images/s
         finally:
             network.eval()
         if status == "stopped" and step > start_step:
