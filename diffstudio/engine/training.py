@@ -22,7 +22,7 @@ import math
 import platform
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -34,116 +34,16 @@ from diffstudio.engine.datasets import Dataset
 from diffstudio.engine.model import DiffusionModel
 from diffstudio.engine.objectives import vlb_terms
 from diffstudio.engine.parameterization import (
-    PREDICTION_TYPES,
     frame_target,
     frame_to_eps_and_x0,
 )
 from diffstudio.engine.processes import DiffusionProcess, ScheduleProcess, as_process
 from diffstudio.engine.runs import Run, optimizer_state_from_tensors, optimizer_state_tensors
+from diffstudio.engine.train_config import TrainConfig
 from diffstudio.errors import ConfigError, RunError, TrainingError
 from diffstudio.plugin_manager import PluginRegistry, load_plugins
 
 __all__ = ["TrainConfig", "TrainEvent", "TrainResult", "Trainer", "lr_at"]
-
-
-@dataclass
-class TrainConfig:
-    """Everything that defines a training run; saved as the run's config.json."""
-
-    dataset: str = "digits"
-    dataset_params: dict[str, Any] = field(default_factory=dict)
-    network: str = "unet"
-    network_params: dict[str, Any] = field(default_factory=dict)
-    schedule: str = "linear"
-    schedule_params: dict[str, Any] = field(default_factory=dict)
-    num_timesteps: int = 1000
-    prediction_type: str = "epsilon"
-    steps: int = 3000
-    epochs: int = 0  # > 0 overrides steps: epochs * ceil(N / batch_size)
-    batch_size: int = 128
-    learning_rate: float = 1e-3
-    weight_decay: float = 0.0
-    warmup_steps: int = 500
-    lr_schedule: str = "cosine"  # "constant", "linear" or "cosine" decay after warm-up
-    ema_decay: float = 0.999
-    grad_clip: float = 1.0  # 0 disables clipping
-    label_dropout: float = 0.1  # class-conditional networks only (classifier-free guidance)
-    hybrid_lambda: float = 0.001  # weight of L_vlb in L_hybrid (learned-variance networks)
-    mixed_precision: str = "auto"  # "auto" (bf16 on CUDA), "no", "bf16", "fp16"
-    device: str = "auto"  # "auto", "cpu", "cuda", "mps"
-    seed: int = 0
-    log_every: int = 10
-    checkpoint_every: int = 500
-    keep_checkpoints: int = 2
-    preview_every: int = 500  # 0 = no previews
-    preview_samples: int = 16
-    preview_steps: int = 25  # DDIM steps for previews
-
-    def validate(self) -> TrainConfig:
-        """Raise :class:`ConfigError` on the first value that cannot work."""
-        positive = ("num_timesteps", "batch_size", "log_every", "preview_samples", "preview_steps")
-        for name in positive:
-            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
-                raise ConfigError(f"{name} must be a positive integer, got {getattr(self, name)!r}")
-        for name in ("steps", "epochs", "warmup_steps", "checkpoint_every", "preview_every",
-                     "keep_checkpoints", "seed"):
-            if not isinstance(getattr(self, name), int) or getattr(self, name) < 0:
-                raise ConfigError(f"{name} must be an integer >= 0, got {getattr(self, name)!r}")
-        if self.steps == 0 and self.epochs == 0:
-            raise ConfigError("set steps or epochs to more than 0")
-        if not (self.learning_rate > 0 and math.isfinite(self.learning_rate)):
-            raise ConfigError(f"learning_rate must be > 0, got {self.learning_rate}")
-        if not 0.0 <= self.ema_decay < 1.0:
-            raise ConfigError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
-        if not 0.0 <= self.label_dropout < 1.0:
-            raise ConfigError(f"label_dropout must be in [0, 1), got {self.label_dropout}")
-        if not 0.0 <= self.hybrid_lambda < 1.0:
-            raise ConfigError(f"hybrid_lambda must be in [0, 1), got {self.hybrid_lambda}")
-        if self.grad_clip < 0 or self.weight_decay < 0:
-            raise ConfigError("grad_clip and weight_decay must be >= 0")
-        if self.prediction_type not in PREDICTION_TYPES:
-            raise ConfigError(
-                f"prediction_type must be one of {PREDICTION_TYPES}, got {self.prediction_type!r}"
-            )
-        choices = {
-            "lr_schedule": ("constant", "linear", "cosine"),
-            "mixed_precision": ("auto", "no", "bf16", "fp16"),
-            "device": ("auto", "cpu", "cuda", "mps"),
-        }
-        for name, allowed in choices.items():
-            if getattr(self, name) not in allowed:
-                raise ConfigError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
-        return self
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
-        known = {f.name: f for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - set(known))
-        if unknown:
-            raise ConfigError(
-                f"unknown training setting(s) {', '.join(unknown)}; known: {', '.join(known)}"
-            )
-        converted: dict[str, Any] = {}
-        for name, value in values.items():
-            default = known[name].default
-            if isinstance(default, bool) or default is dataclasses.MISSING:
-                converted[name] = value
-            elif isinstance(default, int) and not isinstance(value, bool):
-                try:
-                    converted[name] = int(value)
-                except (TypeError, ValueError) as exc:
-                    raise ConfigError(f"{name} must be an integer, got {value!r}") from exc
-            elif isinstance(default, float):
-                try:
-                    converted[name] = float(value)
-                except (TypeError, ValueError) as exc:
-                    raise ConfigError(f"{name} must be a number, got {value!r}") from exc
-            else:
-                converted[name] = value
-        return cls(**converted).validate()
 
 
 @dataclass
