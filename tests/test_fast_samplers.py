@@ -254,7 +254,8 @@ def test_registered_as_builtin_samplers() -> None:
         contribution, sampler = get_sampler(registry, sampler_id)
         assert sampler is function
         defaults = contribution.validate({})
-        assert defaults == {"steps": 20, "order": 2, "spacing": "linspace", "clip_x0": True}
+        assert defaults == {"steps": 20, "order": 2, "spacing": "linspace", "clip_x0": True,
+                            "lower_order_final": True}
         result = generate(model, sampler_id, {"steps": 10}, sample_shape=(2,), num_samples=3,
                           registry=registry)
         assert result.samples.shape == (3, 2) and result.network_evaluations == 10
