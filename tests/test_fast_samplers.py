@@ -31,7 +31,9 @@ from diffstudio.engine.schedules.cosine import cosine_schedule
 from diffstudio.engine.schedules.linear import linear_schedule
 from diffstudio.errors import ConfigError
 from diffstudio.testing import GaussianEpsNetwork, SamplerConformance, gaussian_model
+from diffstudio_builtins.samplers import diffstudio_samplers
 
+BUILTINS = {contribution.id: contribution for contribution in diffstudio_samplers()}
 TOLERANCE = 1e-5  # max abs difference per unit of the sample's scale
 TOLERANCE_F64 = 1e-10
 _errors: dict[str, float] = {}
@@ -58,12 +60,14 @@ def one_thread():
 
 class TestDPMSolverConformance(SamplerConformance):
     sampler = staticmethod(dpm_solver_sample)
+    contribution = BUILTINS["dpm-solver-pp"]
     params = {"order": 2}
     deterministic = True
 
 
 class TestDPMSolverThirdOrderConformance(SamplerConformance):
     sampler = staticmethod(dpm_solver_sample)
+    contribution = BUILTINS["dpm-solver-pp"]
     params = {"order": 3, "spacing": "trailing", "clip_x0": False}
     deterministic = True
     model_cases = ("points",)
@@ -71,6 +75,7 @@ class TestDPMSolverThirdOrderConformance(SamplerConformance):
 
 class TestUniPCConformance(SamplerConformance):
     sampler = staticmethod(unipc_sample)
+    contribution = BUILTINS["unipc"]
     params = {"order": 2}
     deterministic = True
 

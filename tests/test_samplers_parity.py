@@ -495,7 +495,7 @@ def test_ddim_maps_noise_to_gaussian_data_std(std: float) -> None:
         model, x_t, generator=None, callback=None, should_stop=None, steps=500, eta=0.0,
         clip_x0=False,
     )
-    # The map is linear, out = c x_T, with the closed-form c of the discrete scheme (eq. 31) ...
+    # The map is linear, out = c x_T, with the closed-form c of the discrete scheme (DDIM eq. 12)
     gain = _ddim_gain(model, 500)
     assert torch.allclose(out, gain * x_t, rtol=1e-9, atol=1e-12)
     # ... which rises towards the probability-flow ODE's s / std(x_T) as the steps grow: each

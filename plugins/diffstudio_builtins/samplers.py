@@ -51,7 +51,7 @@ def diffstudio_samplers() -> list[Contribution]:
             kind="sampler",
             id="ddim",
             display_name="DDIM",
-            description="Song et al. 2021, eq. 31: deterministic at eta = 0, few steps.",
+            description="Song et al. 2021, eq. 12: deterministic at eta = 0, few steps.",
             factory="diffstudio.engine.samplers.ddim:ddim_sample",
             params=(
                 Param("steps", "int", 50, minimum=1, maximum=100000, help="network evaluations"),
@@ -105,7 +105,7 @@ def diffstudio_samplers() -> list[Contribution]:
             kind="sampler",
             id="reverse-sde",
             display_name="Reverse SDE (Euler-Maruyama)",
-            description="Euler-Maruyama on the reverse-time SDE (Song et al. 2021, eq. 35).",
+            description="Euler-Maruyama on the reverse-time SDE (Song et al. 2021, eq. 6).",
             factory="diffstudio.engine.samplers.reverse_sde:reverse_sde_sample",
             params=(_SDE_STEPS, _T_MIN, _DENOISE),
         ),
