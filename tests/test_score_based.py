@@ -11,7 +11,6 @@ import torch
 from diffstudio.engine.model import DiffusionModel
 from diffstudio.engine.networks.analytic import GaussianMixtureScore, build_analytic_mixture
 from diffstudio.engine.objectives import vlb_terms
-from diffstudio.engine.processes import VESDE, VPSDE, NCSNLevels, ScheduleProcess, SubVPSDE
 from diffstudio.engine.samplers.annealed_langevin import annealed_langevin_sample
 from diffstudio.engine.samplers.ddim import ddim_sample
 from diffstudio.engine.samplers.ddpm import ddpm_sample
@@ -22,6 +21,7 @@ from diffstudio.engine.samplers.probability_flow import (
     probability_flow_sample,
 )
 from diffstudio.engine.samplers.reverse_sde import reverse_sde_sample
+from diffstudio.engine.schedules import VESDE, VPSDE, NCSNLevels, ScheduleProcess, SubVPSDE
 from diffstudio.engine.schedules.linear import linear_schedule
 
 RUN = {"callback": None, "should_stop": None}

@@ -38,8 +38,9 @@ from diffstudio.engine.parameterization import (
     frame_target,
     frame_to_eps_and_x0,
 )
-from diffstudio.engine.processes import DiffusionProcess, ScheduleProcess, as_process
+from diffstudio.engine.processes import DiffusionProcess
 from diffstudio.engine.runs import Run, optimizer_state_from_tensors, optimizer_state_tensors
+from diffstudio.engine.schedules.ddpm import ScheduleProcess
 from diffstudio.errors import ConfigError, RunError, TrainingError
 from diffstudio.plugin_manager import PluginRegistry, load_plugins
 
@@ -314,10 +315,9 @@ class Trainer:
         dataset = build_dataset(self.registry, config.dataset, config.dataset_params)
         if len(dataset) == 0:
             raise TrainingError(f"dataset {config.dataset!r} is empty")
-        schedule = build_schedule(
+        process = build_schedule(
             self.registry, config.schedule, config.schedule_params, config.num_timesteps
         )
-        process = as_process(schedule)
         network = build_network(
             self.registry,
             config.network,
@@ -478,7 +478,7 @@ class Trainer:
                     loss_sum.zero_()
                     loss_count, window_start, window_step = 0, now, step
                 if config.preview_every and step % config.preview_every == 0:
-                    self._preview(ema_network, schedule, dataset, step, total_steps, device)
+                    self._preview(ema_network, process, dataset, step, total_steps, device)
                     window_start = time.perf_counter()
                 if step % config.checkpoint_every == 0 or step == total_steps:
                     if loss_count:  # never save weights that have already diverged
@@ -556,7 +556,7 @@ class Trainer:
     def _preview(
         self,
         ema_network: torch.nn.Module,
-        schedule: Any,
+        process: DiffusionProcess,
         dataset: Dataset,
         step: int,
         total_steps: int,
@@ -568,7 +568,7 @@ class Trainer:
 
         config = self.config
         model = DiffusionModel(
-            ema_network, schedule, prediction_type=config.prediction_type, x0_clip=dataset.x0_clip
+            ema_network, process, prediction_type=config.prediction_type, x0_clip=dataset.x0_clip
         )
         conditional = config.network_params.get("class_conditional")
         if conditional and dataset.num_classes:

@@ -18,8 +18,8 @@ import math
 import torch
 
 from diffstudio.engine.model import DiffusionModel
-from diffstudio.engine.processes import NCSNLevels
 from diffstudio.engine.samplers import SamplerCallback, SamplerStep, StopCheck, check_stop, randn
+from diffstudio.engine.schedules.ncsn import NCSNLevels
 from diffstudio.errors import ConfigError
 
 
