@@ -28,10 +28,10 @@ from diffstudio.engine.networks.pretrained import (
     build_pretrained_network,
     load_pretrained,
 )
-from diffstudio.engine.processes import VESDE
 from diffstudio.engine.runs import file_sha256
 from diffstudio.engine.samplers.ddim import ddim_sample
 from diffstudio.engine.samplers.predictor_corrector import predictor_corrector_sample
+from diffstudio.engine.schedules.ve_sde import VESDE
 from diffstudio.errors import ConfigError, DiffstudioError, RunError
 
 

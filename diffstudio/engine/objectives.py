@@ -1,16 +1,20 @@
 """Training objectives, one function each, for every kind of process.
 
-* :func:`denoising_loss`: x_t = m x_0 + s eps at a training time, and the network regresses its
+* :func:`simple_loss`: x_t = m x_0 + s eps at a training time, and the network regresses its
   target in that frame (``parameterization.frame_target``):
-  - DDPM with eps prediction: L_simple = || eps - eps_theta(x_t, t) ||^2 (seed 002 eq. 24);
+  - DDPM with eps prediction: L_simple = || eps - eps_theta(x_t, t) ||^2 (Ho et al., arXiv
+    2006.11239, eq. 14);
   - NCSN (``score`` prediction over geometric sigmas): (1/L) sum_i sigma_i^2 l(theta; sigma_i)
-    with l of eq. 32, i.e. lambda(sigma) = sigma^2 (eq. 33), which is || s_theta sigma + z ||^2;
-  - score SDEs: eq. 36 at t ~ U[t_min, 1] with lambda(t) = s(t)^2 (the "usual weighting").
-  Constant factors (the 1/2 of eq. 32) are dropped; they change no minimiser.
-* :func:`vlb_terms`: the variational bound L_vlb (eq. 16) of a learned-variance network
-  (Improved DDPM, eqs. 20, 25): KL(q(x_{t-1} | x_t, x_0) || p_theta(x_{t-1} | x_t)) for t > 0 and
-  the discretised Gaussian decoder -log p_theta(x_0 | x_1) at t = 0, in bits per dimension, with
-  the mean's gradient stopped so that L_vlb trains only the variance (Nichol & Dhariwal 2021).
+    with lambda(sigma) = sigma^2 (Song & Ermon, arXiv 1907.05600, eqs. 5-6), which is
+    || s_theta sigma + z ||^2;
+  - score SDEs: eq. 7 of Song et al. (arXiv 2011.13456) at t ~ U[t_min, 1] with
+    lambda(t) = s(t)^2 (the "usual weighting").
+  Constant factors (the 1/2 of NCSN's loss) are dropped; they change no minimiser.
+* :func:`vlb_terms`: the variational bound L_vlb of a learned-variance network (Nichol &
+  Dhariwal, arXiv 2102.09672, eqs. 4-6 and 15): KL(q(x_{t-1} | x_t, x_0) || p_theta(x_{t-1} |
+  x_t)) for t > 0 and the discretised Gaussian decoder -log p_theta(x_0 | x_1) at t = 0, in bits
+  per dimension, with the mean's gradient stopped so that L_vlb trains only the variance.
+* :func:`hybrid_loss`: L_hybrid = L_simple + lambda L_vlb (their eq. 16, lambda = 0.001).
 """
 
 from __future__ import annotations
@@ -18,15 +22,58 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 
+from diffstudio.engine.parameterization import frame_target, frame_to_eps_and_x0
 from diffstudio.engine.schedules import NoiseSchedule
 
 __all__ = [
     "discretized_gaussian_log_likelihood",
+    "hybrid_loss",
     "learned_log_variance",
     "normal_kl",
+    "simple_loss",
     "vlb_terms",
 ]
+
+
+def simple_loss(
+    prediction_type: str,
+    output: torch.Tensor,
+    x0: torch.Tensor,
+    eps: torch.Tensor,
+    m: torch.Tensor | float,
+    s: torch.Tensor | float,
+) -> torch.Tensor:
+    """L_simple in any parameterisation: the mean squared error between the network ``output``
+    at x_t = m x_0 + s eps and its target there (eps, x_0, v or -eps). A scalar.
+
+    output, x0, eps: (B, C, ...); m, s: numbers or (B, 1, ...) tensors broadcasting to x0.
+    """
+    return F.mse_loss(output, frame_target(prediction_type, x0, eps, m, s))
+
+
+def hybrid_loss(
+    schedule: NoiseSchedule,
+    prediction_type: str,
+    output: torch.Tensor,
+    x0: torch.Tensor,
+    eps: torch.Tensor,
+    x_t: torch.Tensor,
+    t: torch.Tensor,
+    m: torch.Tensor | float,
+    s: torch.Tensor | float,
+    hybrid_lambda: float = 0.001,
+) -> torch.Tensor:
+    """L_hybrid = L_simple + lambda T mean_t L_t of a learned-variance network (2C channels:
+    the mean part, then v). The VLB sees the mean with its gradient stopped, so it trains
+    only the variance; T scales the per-timestep mean to the sum over t that L_vlb is."""
+    channels = x0.shape[1]
+    mean_part, v = output[:, :channels], output[:, channels:]
+    loss = simple_loss(prediction_type, mean_part, x0, eps, m, s)
+    eps_pred, _ = frame_to_eps_and_x0(prediction_type, mean_part.detach(), x_t, m, s)
+    vlb = vlb_terms(schedule, x0, x_t, t, eps_pred, v)
+    return loss + hybrid_lambda * schedule.num_timesteps * vlb.mean()
 
 
 def normal_kl(

@@ -1,10 +1,12 @@
-"""Training a diffusion model (DDPM, seed 002 §4.1, Algorithm 1) with Hugging Face Accelerate.
+"""Training a diffusion model (Ho et al., arXiv 2006.11239, Algorithm 1) with Accelerate.
 
-Each step: x_0 from the data, t ~ Uniform{0..T-1}, eps ~ N(0, I),
-x_t = sqrt(alpha_bar_t) x_0 + sqrt(1 - alpha_bar_t) eps (eq. 6), and a gradient step on
-L_simple = || target - f_theta(x_t, t) ||^2 (eq. 24), where the target is eps, x_0 or v by the
-network's parameterisation. AdamW, linear warm-up then linear or cosine decay, gradient clipping,
-an EMA copy of the weights, bf16 autocast on CUDA, everything seeded.
+Each step: x_0 from the data, t ~ Uniform{0..T-1} (or U[t_min, 1] for score SDEs),
+eps ~ N(0, I), x_t = m_t x_0 + s_t eps (for DDPM m = sqrt(alpha_bar_t), s = sqrt(1 -
+alpha_bar_t), their eq. 4), and a gradient step on L_simple (their eq. 14; the objectives are in
+:mod:`diffstudio.engine.objectives`), where the target is eps, x_0, v or the score by the
+network's parameterisation; L_hybrid for learned-variance networks. AdamW, linear warm-up then
+linear or cosine decay, gradient clipping, an EMA copy of the weights, bf16 autocast on CUDA,
+everything seeded. The state a session keeps between steps is in :mod:`training_state`.
 
 The same code runs on CPU, one GPU, or several with ``accelerate launch``; only the main process
 writes. Progress goes to a callback as :class:`TrainEvent` objects; ``should_stop`` is polled
@@ -27,19 +29,22 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 
 from diffstudio.engine.components import build_dataset, build_network, build_schedule
 from diffstudio.engine.datasets import Dataset
 from diffstudio.engine.model import DiffusionModel
-from diffstudio.engine.objectives import vlb_terms
-from diffstudio.engine.parameterization import (
-    frame_target,
-    frame_to_eps_and_x0,
-)
-from diffstudio.engine.processes import DiffusionProcess, ScheduleProcess, as_process
+from diffstudio.engine.objectives import hybrid_loss, simple_loss
+from diffstudio.engine.processes import DiffusionProcess
 from diffstudio.engine.runs import Run, optimizer_state_from_tensors, optimizer_state_tensors
+from diffstudio.engine.schedules.ddpm import ScheduleProcess
 from diffstudio.engine.train_config import TrainConfig
+from diffstudio.engine.training_state import (
+    LossWindow,
+    Session,
+    TrainClock,
+    ema_update,
+    lr_at,
+)
 from diffstudio.errors import ConfigError, RunError, TrainingError
 from diffstudio.plugin_manager import PluginRegistry, load_plugins
 
@@ -78,58 +83,25 @@ class TrainResult:
     run: Run
 
 
-def lr_at(step: int, config: TrainConfig, total_steps: int) -> float:
-    """Learning rate at ``step`` (0-based): linear warm-up, then constant/linear/cosine decay."""
-    base = config.learning_rate
-    if config.warmup_steps and step < config.warmup_steps:
-        return base * (step + 1) / config.warmup_steps
-    if config.lr_schedule == "constant":
-        return base
-    span = max(total_steps - config.warmup_steps, 1)
-    progress = min(max(step - config.warmup_steps, 0) / span, 1.0)
-    if config.lr_schedule == "linear":
-        return base * (1.0 - progress)
-    return base * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
-class _Perturbation:
-    """Draws training times for a process: a grid index for discrete processes (DDPM timesteps,
-    NCSN levels), t ~ U[t_min, 1] for SDEs. Returns (t, m, s, network labels), each (B,)."""
-
-    def __init__(self, process: DiffusionProcess, device: torch.device) -> None:
-        self.process, self.device = process, device
-        if process.discrete_training:
-            m, s = process.marginal(process.grid)
-            labels = process.label(process.grid)
-            self.m, self.s = m.float().to(device), s.float().to(device)
-            integral = bool((labels == labels.round()).all())
-            self.labels = (labels.long() if integral else labels.float()).to(device)
-
-    def draw(
-        self, batch: int, generator: torch.Generator
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        process = self.process
-        if process.discrete_training:
-            index = torch.randint(len(self.m), (batch,), generator=generator).to(self.device)
-            return index, self.m[index], self.s[index], self.labels[index]
-        u = torch.rand(batch, generator=generator, dtype=torch.float64)
-        t = process.t_min + (1.0 - process.t_min) * u
-        m, s = process.marginal(t)
-        return (t.float().to(self.device), m.float().to(self.device), s.float().to(self.device),
-                process.label(t).float().to(self.device))
 
 
-def _raise_if_diverged(mean_loss: float, step: int) -> None:
-    if not math.isfinite(mean_loss):
-        raise TrainingError(
-            f"the loss became {mean_loss} at step {step}; training stopped and the last good "
-            "checkpoint is kept. Lower the learning rate or enable gradient clipping, then resume"
-        )
 
 
-def _ema_update(ema: list[torch.Tensor], params: list[torch.Tensor], decay: float) -> None:
-    # ema <- decay * ema + (1 - decay) * param, in one fused call per tensor list.
-    torch._foreach_lerp_(ema, params, 1.0 - decay)
+
+
+@dataclass
+class _Built:
+    dataset: Dataset
+    process: DiffusionProcess
+    network: torch.nn.Module
+
+
+
+
+
+
 
 
 class Trainer:
@@ -168,8 +140,9 @@ class Trainer:
         from accelerate import Accelerator
 
         config = self.config
-        if config.device == "cuda" and not torch.cuda.is_available():
-            raise ConfigError("device 'cuda' was asked for but no CUDA GPU is available here")
+        if config.device.startswith("cuda") and not torch.cuda.is_available():
+            raise ConfigError(f"device {config.device!r} was asked for but no CUDA GPU is "
+                              "available here; use --device cpu (or auto)")
         if config.device == "mps" and not torch.backends.mps.is_available():
             raise ConfigError("device 'mps' was asked for but Apple MPS is not available here")
         cpu = config.device == "cpu"
@@ -194,220 +167,224 @@ class Trainer:
         return completed
 
     def train(self) -> TrainResult:
+        """Train (or continue) the run; blocking. Returns how it ended."""
         self.config = TrainConfig.from_dict(self._with_defaults(self.config.to_dict()))
-        config = self.config
+        saved, start_checkpoint = self._target()
+        built = self._build()
+        if not any(p.requires_grad for p in built.network.parameters()):
+            return self._exact_network_run(built.network, built.dataset)
+        session = self._prepare(built)
+        if start_checkpoint is not None:
+            self._restore(session, start_checkpoint, saved)
+        elif self.resume and self.is_main:  # a run killed before its first checkpoint
+            self.run.clean_partial()
+            self.run.truncate_metrics(0)
+        if self.is_main:
+            self.run.path.mkdir(parents=True, exist_ok=True)
+            self.run.write_config(self._run_config(session.dataset, session.total_steps))
+        return self._loop(session)
+
+    # -- the steps of train() -----------------------------------------------------------------
+    def _target(self) -> tuple[dict[str, Any], Path | None]:
+        """(the run's saved config or {}, the checkpoint to continue from or None)."""
         run = self.run
         if self.resume:
             saved = run.read_config()
             if isinstance(saved.get("train"), dict):  # runs written before params were completed
                 saved["train"] = self._with_defaults(saved["train"])
-            start_checkpoint = run.latest_checkpoint()
-        else:
-            if run.exists():
-                raise RunError(
-                    f"{run.path} already holds a run; resume it with --resume or choose "
-                    "another output folder"
-                )
-            start_checkpoint = None
+            return saved, run.latest_checkpoint()
+        if run.exists():
+            raise RunError(
+                f"{run.path} already holds a run; resume it with --resume or choose "
+                "another output folder"
+            )
+        return {}, None
 
+    def _build(self) -> _Built:
+        """The dataset, process and network the config names (seeded initialisation)."""
+        config = self.config
         torch.manual_seed(config.seed)  # network initialisation (and dropout) are seeded
         dataset = build_dataset(self.registry, config.dataset, config.dataset_params)
         if len(dataset) == 0:
             raise TrainingError(f"dataset {config.dataset!r} is empty")
-        schedule = build_schedule(
+        process = build_schedule(
             self.registry, config.schedule, config.schedule_params, config.num_timesteps
         )
-        process = as_process(schedule)
         network = build_network(
-            self.registry,
-            config.network,
-            config.network_params,
-            dataset.sample_shape,
+            self.registry, config.network, config.network_params, dataset.sample_shape,
             dataset.num_classes,
         )
-        conditional = bool(config.network_params.get("class_conditional"))
-        if conditional and dataset.labels is None:
+        if config.network_params.get("class_conditional") and dataset.labels is None:
             raise ConfigError(
                 f"class-conditional training needs labels; dataset {config.dataset!r} has none"
             )
+        return _Built(dataset, process, network)
 
-        if not any(p.requires_grad for p in network.parameters()):
-            return self._exact_network_run(network, dataset)
-
+    def _prepare(self, built: _Built) -> Session:
+        """Optimizer, EMA copy, data on the device, the one network-call path."""
+        config = self.config
         accelerator = self._accelerator()
         self.is_main = accelerator.is_main_process
         device = accelerator.device
+        dataset, process, network = built.dataset, built.process, built.network
         steps_per_epoch = math.ceil(len(dataset) / config.batch_size)
         total_steps = config.epochs * steps_per_epoch if config.epochs else config.steps
-
         optimizer = torch.optim.AdamW(
             network.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
         )
         ema_network = copy.deepcopy(network).requires_grad_(False)
         generator = torch.Generator().manual_seed(config.seed + accelerator.process_index)
-        start_step, trained_seconds = 0, 0.0
+        session = Session(
+            dataset=dataset, process=process, accelerator=accelerator, device=device,
+            network=network, raw_network=network, ema_network=ema_network, optimizer=optimizer,
+            generator=generator, total_steps=total_steps,
+        )
+        return session
 
-        if start_checkpoint is not None:
-            from diffstudio.engine.runs import load_network_weights
+    def _restore(self, session: Session, checkpoint: Path, saved: dict[str, Any]) -> None:
+        """Weights, optimizer moments and RNG states of ``checkpoint``: the run continues
+        exactly where it stopped."""
+        from diffstudio.engine.runs import load_network_weights
 
-            if saved.get("train") != config.to_dict():
-                # Only the length of the run may change on resume.
-                differing = sorted(
-                    k for k, v in config.to_dict().items()
-                    if saved.get("train", {}).get(k) != v and k not in ("steps", "epochs")
+        config, run = self.config, self.run
+        if saved.get("train") != config.to_dict():
+            # Only the length of the run may change on resume.
+            differing = sorted(
+                k for k, v in config.to_dict().items()
+                if saved.get("train", {}).get(k) != v and k not in ("steps", "epochs")
+            )
+            if differing:
+                raise RunError(
+                    f"resuming {run.path} with different settings ({', '.join(differing)}); "
+                    "only steps/epochs may change. Start a new run for other settings."
                 )
-                if differing:
-                    raise RunError(
-                        f"resuming {run.path} with different settings ({', '.join(differing)}); "
-                        "only steps/epochs may change. Start a new run for other settings."
-                    )
-            load_network_weights(network, start_checkpoint / "network")
-            load_network_weights(ema_network, start_checkpoint / "network_ema")
-            tensors, metadata, state = Run.read_training_state(start_checkpoint)
-            optimizer.load_state_dict(optimizer_state_from_tensors(tensors, metadata))
-            generator.set_state(tensors["rng.generator"])
-            if "rng.torch" in tensors:
-                torch.set_rng_state(tensors["rng.torch"])
-            start_step = int(state["step"])
-            trained_seconds = float(state.get("trained_seconds", 0.0))
-            if self.is_main:
-                run.clean_partial()
-                run.truncate_metrics(start_step)
-        elif self.resume and self.is_main:  # a run killed before its first checkpoint
-            run.clean_partial()
-            run.truncate_metrics(0)
-
+        load_network_weights(session.network, Run.weights_dir(checkpoint, ema=False))
+        load_network_weights(session.ema_network, Run.weights_dir(checkpoint, ema=True))
+        tensors, metadata, state = Run.read_training_state(checkpoint)
+        session.optimizer.load_state_dict(optimizer_state_from_tensors(tensors, metadata))
+        session.generator.set_state(tensors["rng.generator"])
+        if "rng.torch" in tensors:
+            torch.set_rng_state(tensors["rng.torch"])
+        session.start_step = int(state["step"])
+        session.trained_seconds = float(state.get("trained_seconds", 0.0))
         if self.is_main:
-            run.path.mkdir(parents=True, exist_ok=True)
-            run.write_config(self._run_config(dataset, total_steps))
+            run.clean_partial()
+            run.truncate_metrics(session.start_step)
 
-        network, optimizer = accelerator.prepare(network, optimizer)
-        raw_network = accelerator.unwrap_model(network)
-        ema_network.to(device)
-        params = [p for p in raw_network.parameters()]
-        ema_params = [p for p in ema_network.parameters()]
-        data = dataset.data.to(device)
-        labels = dataset.labels.to(device) if conditional and dataset.labels is not None else None
-        null_label = dataset.num_classes or 0
-        perturbation = _Perturbation(process, device)
-        # Training calls the network exactly as samplers do (DiffusionModel.network_output):
-        # class labels, and the marginal (m, s) for networks that condition on it.
-        trained = DiffusionModel(network, process, prediction_type=config.prediction_type,
-                                 x0_clip=dataset.x0_clip)
-        expand = (-1,) + (1,) * (data.dim() - 1)
-        learned_variance = None  # decided from the network's first output
-
+    def _loop(self, session: Session) -> TrainResult:
+        """Steps until the total, a stop or a divergence; logs, previews and checkpoints."""
+        config = self.config
+        accelerator, device = session.accelerator, session.device
+        session.network, session.optimizer = accelerator.prepare(session.network,
+                                                                 session.optimizer)
+        session.raw_network = accelerator.unwrap_model(session.network)
+        session.ema_network.to(device)
+        session.attach(config)
+        total_steps, start_step = session.total_steps, session.start_step
+        dataset = session.dataset
         self._emit(TrainEvent(
             "start", start_step, total_steps,
             message=f"{len(dataset)} samples of shape {dataset.sample_shape} on {device}",
         ))
         status, last_loss = "completed", None
-        loss_sum = torch.zeros((), device=device)
-        loss_count, window_start, window_step = 0, time.perf_counter(), start_step
-        session_start = time.perf_counter()
+        losses = LossWindow(device)
+        clock = TrainClock(start_step, session.trained_seconds)
         step = start_step
-        network.train()
+        session.network.train()
         try:
             while step < total_steps:
                 if self.should_pause is not None and self.should_pause():
-                    # Paused time counts neither in images/s nor in the time trained.
-                    paused_at = time.perf_counter()
+                    began = time.perf_counter()
                     while self.should_pause() and not self._stop_requested():
                         time.sleep(0.05)
-                    paused = time.perf_counter() - paused_at
-                    window_start += paused
-                    session_start += paused
+                    clock.pause(time.perf_counter() - began)
                 if self._stop_requested():
                     status = "stopped"
                     break
                 lr = lr_at(step, config, total_steps)
-                for group in optimizer.param_groups:
-                    group["lr"] = lr
-
-                index = torch.randint(len(dataset), (config.batch_size,), generator=generator)
-                t, m, s, net_labels = perturbation.draw(config.batch_size, generator)
-                noise = torch.randn((config.batch_size, *dataset.sample_shape), generator=generator)
-                index, noise = index.to(device), noise.to(device)
-                x0 = data[index]
-                m, s = m.view(expand), s.view(expand)
-                x_t = m * x0 + s * noise  # eq. 6 (m = sqrt(alpha_bar), s = sqrt(1 - alpha_bar))
-                kwargs = {}
-                if labels is not None:
-                    drop = torch.rand(config.batch_size, generator=generator).to(device)
-                    kwargs["class_labels"] = torch.where(
-                        drop < config.label_dropout, null_label, labels[index]
-                    )
-                with accelerator.autocast():  # the one network call path, as in sampling
-                    output = trained.network_output(x_t, net_labels, (m, s), **kwargs).float()
-                channels = x0.shape[1]
-                if learned_variance is None:
-                    learned_variance = output.shape[1] == 2 * channels
-                    if learned_variance and not isinstance(process, ScheduleProcess):
-                        raise ConfigError(
-                            "learned variance (L_hybrid) needs a DDPM schedule; "
-                            f"{config.schedule!r} is a {process.kind} process"
-                        )
-                target = frame_target(config.prediction_type, x0, noise, m, s)
-                loss = F.mse_loss(output[:, :channels], target)  # eqs. 24, 33, 36
-                if learned_variance:  # L_hybrid = L_simple + lambda L_vlb (eq. 25)
-                    eps_pred, _ = frame_to_eps_and_x0(
-                        config.prediction_type, output[:, :channels].detach(), x_t, m, s
-                    )
-                    vlb = vlb_terms(process.schedule, x0, x_t, t, eps_pred,
-                                    output[:, channels:])
-                    loss = loss + config.hybrid_lambda * process.num_timesteps * vlb.mean()
-                accelerator.backward(loss)
-                if config.grad_clip > 0:
-                    # Unscale (fp16's GradScaler; a no-op otherwise), then clip the cached
-                    # parameter list: Accelerate's clip_grad_norm_ walks every module each step
-                    # (~1 % of a digits step on a CPU, measured with cProfile).
-                    accelerator.unscale_gradients()
-                    torch.nn.utils.clip_grad_norm_(params, config.grad_clip)
-                optimizer.step()
-                optimizer.zero_grad(set_to_none=True)
-                decay = min(config.ema_decay, (1 + step) / (10 + step))
-                _ema_update(ema_params, params, decay)
-                loss_sum += loss.detach()
-                loss_count += 1
+                losses.add(self._step(session, step, lr))
                 step += 1
-
                 if step % config.log_every == 0 or step == total_steps:
-                    mean_loss = float(loss_sum) / loss_count
-                    _raise_if_diverged(mean_loss, step)
-                    now = time.perf_counter()
-                    rate = (step - window_step) * config.batch_size / max(now - window_start, 1e-9)
-                    elapsed = trained_seconds + now - session_start
-                    if self.is_main:
-                        run.append_metrics([{
-                            "step": step, "loss": mean_loss, "lr": lr,
-                            "images_per_second": rate, "elapsed": elapsed,
-                        }])
-                    self._emit(TrainEvent("step", step, total_steps, loss=mean_loss, lr=lr,
-                                          images_per_second=rate, elapsed=elapsed))
-                    last_loss = mean_loss
-                    loss_sum.zero_()
-                    loss_count, window_start, window_step = 0, now, step
+                    last_loss = self._log(step, total_steps, lr, losses, clock)
                 if config.preview_every and step % config.preview_every == 0:
                     began = time.perf_counter()
-                    self._preview(ema_network, schedule, dataset, step, total_steps, device)
-                    window_start += time.perf_counter() - began  # not in images/s
+                    self._preview(session.ema_network, session.process, dataset, step,
+                                  total_steps, device)
+                    clock.exclude(time.perf_counter() - began)
                 if step % config.checkpoint_every == 0 or step == total_steps:
-                    if loss_count:  # never save weights that have already diverged
-                        _raise_if_diverged(float(loss_sum) / loss_count, step)
+                    losses.raise_if_diverged(step)  # never save weights that already diverged
                     began = time.perf_counter()
-                    self._checkpoint(accelerator, raw_network, ema_network, optimizer, generator,
-                                     step, last_loss, trained_seconds + began - session_start)
-                    window_start += time.perf_counter() - began  # not in images/s
+                    self._checkpoint(session, step, last_loss, clock.trained(began))
+                    clock.exclude(time.perf_counter() - began)
         finally:
-            network.eval()
+            session.network.eval()
         if status == "stopped" and step > start_step:
             # Keep everything trained so far: a stop is not a loss of work.
-            if loss_count:
-                _raise_if_diverged(float(loss_sum) / loss_count, step)
-            self._checkpoint(accelerator, raw_network, ema_network, optimizer, generator, step,
-                             last_loss, trained_seconds + time.perf_counter() - session_start)
+            losses.raise_if_diverged(step)
+            self._checkpoint(session, step, last_loss, clock.trained(time.perf_counter()))
         self._emit(TrainEvent("done", step, total_steps, loss=last_loss, message=status))
-        return TrainResult(status, step, total_steps, last_loss, run)
+        return TrainResult(status, step, total_steps, last_loss, self.run)
+
+    def _step(self, session: Session, step: int, lr: float) -> torch.Tensor:
+        """One optimizer step at learning rate ``lr``; returns the (detached) loss."""
+        config, accelerator = self.config, session.accelerator
+        for group in session.optimizer.param_groups:
+            group["lr"] = lr
+        generator, device = session.generator, session.device
+        batch = config.batch_size
+        index = torch.randint(len(session.dataset), (batch,), generator=generator)
+        t, m, s, net_labels = session.perturbation.draw(batch, generator)
+        noise = torch.randn((batch, *session.dataset.sample_shape), generator=generator)
+        index, noise = index.to(device), noise.to(device)
+        x0 = session.data[index]
+        m, s = m.view(session.expand), s.view(session.expand)
+        x_t = m * x0 + s * noise  # q(x_t | x_0) (Ho et al. eq. 4 for DDPM)
+        class_labels = None
+        if session.labels is not None:
+            drop = torch.rand(batch, generator=generator).to(device)
+            class_labels = torch.where(drop < config.label_dropout, session.null_label,
+                                       session.labels[index])
+        with accelerator.autocast():  # the one network call path, as in sampling
+            output = session.model.network_output(x_t, net_labels, (m, s),
+                                                  class_labels=class_labels).float()
+        if session.learned_variance is None:  # decided from the network's first output
+            session.learned_variance = output.shape[1] == 2 * x0.shape[1]
+            if session.learned_variance and not isinstance(session.process, ScheduleProcess):
+                raise ConfigError(
+                    "learned variance (L_hybrid) needs a DDPM schedule; "
+                    f"{config.schedule!r} is a {session.process.kind} process"
+                )
+        if session.learned_variance:
+            loss = hybrid_loss(session.process.schedule, config.prediction_type, output, x0,
+                               noise, x_t, t, m, s, config.hybrid_lambda)
+        else:
+            loss = simple_loss(config.prediction_type, output, x0, noise, m, s)
+        accelerator.backward(loss)
+        if config.grad_clip > 0:
+            # Unscale (fp16's GradScaler; a no-op otherwise), then clip the cached parameter
+            # list: Accelerate's clip_grad_norm_ walks every module each step (~1 % of a
+            # digits step on a CPU, measured with cProfile).
+            accelerator.unscale_gradients()
+            torch.nn.utils.clip_grad_norm_(session.params, config.grad_clip)
+        session.optimizer.step()
+        session.optimizer.zero_grad(set_to_none=True)
+        decay = min(config.ema_decay, (1 + step) / (10 + step))
+        ema_update(session.ema_params, session.params, decay)
+        return loss.detach()
+
+    def _log(self, step: int, total_steps: int, lr: float, losses: LossWindow,
+             clock: TrainClock) -> float:
+        """One point of the loss curve: metrics.jsonl and a "step" event, the same numbers."""
+        mean_loss = losses.take(step)
+        rate, elapsed = clock.lap(step, self.config.batch_size)
+        if self.is_main:
+            self.run.append_metrics([{
+                "step": step, "loss": mean_loss, "lr": lr, "images_per_second": rate,
+                "elapsed": elapsed,
+            }])
+        self._emit(TrainEvent("step", step, total_steps, loss=mean_loss, lr=lr,
+                              images_per_second=rate, elapsed=elapsed))
+        return mean_loss
 
     def _exact_network_run(self, network: torch.nn.Module, dataset: Dataset) -> TrainResult:
         """A network with nothing to train (an exact score such as ``analytic-mixture``): an
@@ -466,25 +443,16 @@ class Trainer:
             },
         }
 
-    def _checkpoint(
-        self,
-        accelerator: Any,
-        network: torch.nn.Module,
-        ema_network: torch.nn.Module,
-        optimizer: torch.optim.Optimizer,
-        generator: torch.Generator,
-        step: int,
-        last_loss: float | None,
-        trained_seconds: float,
-    ) -> None:
-        accelerator.wait_for_everyone()
+    def _checkpoint(self, session: Session, step: int, last_loss: float | None,
+                    trained_seconds: float) -> None:
+        session.accelerator.wait_for_everyone()
         if not self.is_main:
             return
-        tensors, metadata = optimizer_state_tensors(optimizer)
-        tensors["rng.generator"] = generator.get_state()
+        tensors, metadata = optimizer_state_tensors(session.optimizer)
+        tensors["rng.generator"] = session.generator.get_state()
         tensors["rng.torch"] = torch.get_rng_state()
         path = self.run.save_checkpoint(
-            step, network, ema_network, tensors, metadata,
+            step, session.raw_network, session.ema_network, tensors, metadata,
             {"loss": last_loss, "trained_seconds": trained_seconds},
             keep=self.config.keep_checkpoints,
         )
@@ -494,7 +462,7 @@ class Trainer:
     def _preview(
         self,
         ema_network: torch.nn.Module,
-        schedule: Any,
+        process: DiffusionProcess,
         dataset: Dataset,
         step: int,
         total_steps: int,
@@ -506,22 +474,27 @@ class Trainer:
 
         config = self.config
         model = DiffusionModel(
-            ema_network, schedule, prediction_type=config.prediction_type, x0_clip=dataset.x0_clip
+            ema_network, process, prediction_type=config.prediction_type, x0_clip=dataset.x0_clip
         )
         conditional = config.network_params.get("class_conditional")
         if conditional and dataset.num_classes:
             model.class_labels = torch.arange(config.preview_samples) % dataset.num_classes
-        generator = torch.Generator().manual_seed(config.seed)  # same noise at every preview
-        noise = torch.randn((config.preview_samples, *dataset.sample_shape), generator=generator)
+        from diffstudio.engine.samplers import per_sample_generators, randn_like_per_sample
+
+        # The same noise at every preview, drawn per sample as every sampler's noise is.
+        generators = per_sample_generators(range(config.seed, config.seed +
+                                                 config.preview_samples))
+        noise = randn_like_per_sample(
+            torch.empty((config.preview_samples, *dataset.sample_shape)), generators)
         images = ddim_sample(
-            model, noise.to(device), generator=generator, callback=None, should_stop=None,
+            model, noise.to(device), generator=generators, callback=None, should_stop=None,
             steps=min(config.preview_steps, model.num_timesteps),
         ).float().cpu()
         path = None
         if dataset.kind == "image":
             from diffstudio.engine.gallery import save_grid
 
-            path = self.run.path / "previews" / f"step-{step:08d}.png"
+            path = self.run.preview_path(step)
             save_grid(images, path, metadata={"step": step, "kind": "preview"})
         self._emit(TrainEvent("preview", step, total_steps, images=images,
                               path=str(path) if path else None))

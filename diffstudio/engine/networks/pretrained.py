@@ -50,9 +50,8 @@ from typing import Any
 import torch
 
 from diffstudio.engine.model import DiffusionModel
-from diffstudio.engine.processes import VESDE
 from diffstudio.engine.runs import file_sha256
-from diffstudio.engine.schedules import NoiseSchedule
+from diffstudio.engine.schedules import VESDE, NoiseSchedule
 from diffstudio.errors import ConfigError, RunError
 
 __all__ = ["PretrainedModel", "VEScoreUNet", "build_pretrained_network", "load_pretrained"]
