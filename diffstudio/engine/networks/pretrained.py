@@ -50,13 +50,12 @@ from typing import Any
 import torch
 
 from diffstudio.engine.model import DiffusionModel
-from diffstudio.engine.runs import file_sha256
+from diffstudio.engine.runs import WEIGHTS_NAME, file_sha256
 from diffstudio.engine.schedules import VESDE, NoiseSchedule
 from diffstudio.errors import ConfigError, RunError
 
 __all__ = ["PretrainedModel", "VEScoreUNet", "build_pretrained_network", "load_pretrained"]
 
-WEIGHTS_NAME = "diffusion_pytorch_model.safetensors"
 PICKLE_WEIGHTS_NAME = "diffusion_pytorch_model.bin"
 VE_SDE_SCHEDULERS = ("ScoreSdeVeScheduler",)
 _HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*/[A-Za-z0-9][A-Za-z0-9_.\-]*$")
@@ -94,15 +93,6 @@ class PretrainedModel:
     num_class_embeds: int | None = None
     notes: list[str] = field(default_factory=list)
     sampler_defaults: dict[str, dict[str, Any]] = field(default_factory=dict)
-
-    def require_model(self) -> DiffusionModel:
-        """The :class:`DiffusionModel`, or a :class:`ConfigError` if none could be built."""
-        if self.model is not None:
-            return self.model
-        raise ConfigError(
-            f"{self.source} ({self.scheduler_class}, family {self.family}) has no sampleable "
-            "model; diffstudio samples discrete VP schedulers and ScoreSdeVeScheduler models"
-        )
 
 
 class VEScoreUNet(torch.nn.Module):
