@@ -1,4 +1,4 @@
-"""Pretrained diffusers ``UNet2DModel`` checkpoints with their noise schedule (the seed's cases:
+"""Pretrained diffusers ``UNet2DModel`` checkpoints with their noise schedule (for example
 google/ddpm-cifar10-32, google/ddpm-celebahq-256, google/ncsnpp-celebahq-256).
 
 ``load_pretrained(source)`` accepts
@@ -29,7 +29,7 @@ Two families of scheduler configs:
   take the noise level sigma (not an integer timestep), return the score grad_x log p_sigma(x)
   (diffusers divides the raw output by sigma) and model data x in [0, 1] perturbed as
   x_t = x_0 + sigma(t) z, sigma(t) = sigma_min (sigma_max / sigma_min)^t (the VE SDE, Song et
-  al. 2021 eq. 9; seed 002 §4.4, eq. 34). :class:`VEScoreUNet` presents the network in
+  al. 2021, arXiv 2011.13456, eq. 9). :class:`VEScoreUNet` presents the network in
   diffstudio's [-1, 1] frame y = 2x - 1, where y_t = y_0 + 2 sigma(t) z: the process is
   ``VESDE(2 sigma_min, 2 sigma_max)`` ending at the config's ``sampling_eps``, with
   ``prediction_type="score"``. The result carries that :class:`DiffusionModel`, sampled by the
