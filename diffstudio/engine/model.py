@@ -143,22 +143,52 @@ class DiffusionModel:
         label: float | int | torch.Tensor,
         marginal: tuple[float, float] | None = None,
     ) -> torch.Tensor:
-        """One raw network call (counted). ``label`` is the conditioning value (for DDPM the
-        timestep). Returns the network's output tensor."""
+        """One raw network call (counted) at one time for the whole batch. ``label`` is the
+        conditioning value (for DDPM the timestep). Returns the network's output tensor."""
         labels = torch.as_tensor(label, device=x.device)
         if labels.dim() == 0:
             labels = labels.expand(x.shape[0])
         if labels.is_floating_point() and bool((labels == labels.round()).all()):
             labels = labels.long()  # DDPM networks were trained on integer timesteps
-        kwargs: dict[str, Any] = {}
-        if self.class_labels is not None:
-            kwargs["class_labels"] = self.class_labels.to(x.device)
-        if marginal is not None and getattr(self.network, "conditions_on_marginal", False):
+        marginals = None
+        if marginal is not None and self.conditions_on_marginal:
             m, s = marginal
-            kwargs["marginal"] = (
+            marginals = (
                 torch.full((x.shape[0],), m, dtype=x.dtype, device=x.device),
                 torch.full((x.shape[0],), s, dtype=x.dtype, device=x.device),
             )
+        return self.call_network(x, labels, marginal=marginals)
+
+    @property
+    def conditions_on_marginal(self) -> bool:
+        """Whether the network takes ``marginal=(m, s)`` (also through a DDP wrapper)."""
+        network = self.network
+        return bool(getattr(network, "conditions_on_marginal", False)
+                    or getattr(getattr(network, "module", None), "conditions_on_marginal", False))
+
+    def call_network(
+        self,
+        x: torch.Tensor,
+        labels: torch.Tensor,
+        *,
+        class_labels: torch.Tensor | None = None,
+        marginal: tuple[torch.Tensor, torch.Tensor] | None = None,
+    ) -> torch.Tensor:
+        """One raw network call (counted) with per-sample conditioning, as training makes it.
+
+        labels: (B,) network labels as the network takes them (integer DDPM timesteps, NCSN
+        noise levels, SDE times). class_labels: (B,) class ids, else the model's own
+        ``class_labels`` (if any). marginal: (m, s), each (B,), passed only to a network with
+        ``conditions_on_marginal``. Returns the output tensor (``.sample`` of diffusers'
+        outputs).
+        """
+        kwargs: dict[str, Any] = {}
+        if class_labels is None and self.class_labels is not None:
+            class_labels = self.class_labels.to(x.device)
+        if class_labels is not None:
+            kwargs["class_labels"] = class_labels
+        if marginal is not None and self.conditions_on_marginal:
+            kwargs["marginal"] = marginal
         out = self.network(x, labels, **kwargs)
         self.network_evaluations += self.evaluations_per_call
         return out.sample if hasattr(out, "sample") else out

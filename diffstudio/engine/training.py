@@ -1,17 +1,27 @@
-"""Training a diffusion model (DDPM, seed 002 §4.1, Algorithm 1) with Hugging Face Accelerate.
+"""Training a diffusion model with Hugging Face Accelerate: Algorithm 1 of Ho et al. (arXiv
+2006.11239), for every process and parameterisation.
 
-Each step: x_0 from the data, t ~ Uniform{0..T-1}, eps ~ N(0, I),
-x_t = sqrt(alpha_bar_t) x_0 + sqrt(1 - alpha_bar_t) eps (eq. 6), and a gradient step on
-L_simple = || target - f_theta(x_t, t) ||^2 (eq. 24), where the target is eps, x_0 or v by the
-network's parameterisation. AdamW, linear warm-up then linear or cosine decay, gradient clipping,
-an EMA copy of the weights, bf16 autocast on CUDA, everything seeded.
+Each step: x_0 from the data, a training time (a grid index t ~ U{0..T-1} for DDPM timesteps
+and NCSN noise levels, t ~ U[t_min, 1] for score SDEs), eps ~ N(0, I), x_t = m x_0 + s eps
+(eq. 4 for DDPM), one network call through :meth:`DiffusionModel.call_network` (the path
+sampling uses: class labels and, for networks that condition on it, the marginal (m, s) are
+passed the same way), and a gradient step on the objective of :mod:`diffstudio.engine.objectives`:
+L_simple (eq. 14) in the network's parameterisation, or L_hybrid = L_simple + lambda L_vlb for
+a learned-variance network (Nichol & Dhariwal, arXiv 2102.09672, eq. 16). AdamW, linear warm-up
+then linear or cosine decay, gradient clipping, an EMA copy of the weights, bf16 autocast on
+CUDA, everything seeded; class labels are dropped to the null class with ``label_dropout`` for
+classifier-free guidance (Ho & Salimans, arXiv 2207.12598, Algorithm 1).
+
+:meth:`Trainer.run` is a generator of :class:`TrainEvent`: a consumer drives training by
+pulling. It yields a cheap ``"tick"`` before every step, so a consumer can pause (stop pulling:
+the time suspended at a yield counts neither in images/s nor in the elapsed training time) or
+quit (``close()``: the progress so far is written as a checkpoint first) between any two steps.
+:meth:`Trainer.train` drives it with the callback / ``should_stop`` / ``should_pause`` hooks.
 
 The same code runs on CPU, one GPU, or several with ``accelerate launch``; only the main process
-writes. Progress goes to a callback as :class:`TrainEvent` objects; ``should_stop`` is polled
-every step and a stop saves a checkpoint first, so nothing is lost.
-
-Batches are drawn with replacement from the in-memory dataset with a seeded generator (an
-"epoch" is ceil(N / batch) steps), which makes a resumed run continue exactly where it stopped.
+writes. Batches are drawn with replacement from the in-memory dataset with a seeded generator
+(an "epoch" is ceil(N / batch) steps), which makes a resumed run continue exactly where it
+stopped.
 """
 
 from __future__ import annotations
@@ -21,25 +31,20 @@ import dataclasses
 import math
 import platform
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 
 from diffstudio.engine.components import build_dataset, build_network, build_schedule
 from diffstudio.engine.datasets import Dataset
 from diffstudio.engine.model import DiffusionModel
-from diffstudio.engine.objectives import vlb_terms
-from diffstudio.engine.parameterization import (
-    PREDICTION_TYPES,
-    frame_target,
-    frame_to_eps_and_x0,
-)
+from diffstudio.engine.objectives import hybrid_loss, simple_loss
 from diffstudio.engine.processes import DiffusionProcess, ScheduleProcess, as_process
 from diffstudio.engine.runs import Run, optimizer_state_from_tensors, optimizer_state_tensors
+from diffstudio.engine.train_config import TrainConfig
 from diffstudio.errors import ConfigError, RunError, TrainingError
 from diffstudio.plugin_manager import PluginRegistry, load_plugins
 
@@ -47,114 +52,21 @@ __all__ = ["TrainConfig", "TrainEvent", "TrainResult", "Trainer", "lr_at"]
 
 
 @dataclass
-class TrainConfig:
-    """Everything that defines a training run; saved as the run's config.json."""
-
-    dataset: str = "digits"
-    dataset_params: dict[str, Any] = field(default_factory=dict)
-    network: str = "unet"
-    network_params: dict[str, Any] = field(default_factory=dict)
-    schedule: str = "linear"
-    schedule_params: dict[str, Any] = field(default_factory=dict)
-    num_timesteps: int = 1000
-    prediction_type: str = "epsilon"
-    steps: int = 3000
-    epochs: int = 0  # > 0 overrides steps: epochs * ceil(N / batch_size)
-    batch_size: int = 128
-    learning_rate: float = 1e-3
-    weight_decay: float = 0.0
-    warmup_steps: int = 500
-    lr_schedule: str = "cosine"  # "constant", "linear" or "cosine" decay after warm-up
-    ema_decay: float = 0.999
-    grad_clip: float = 1.0  # 0 disables clipping
-    label_dropout: float = 0.1  # class-conditional networks only (classifier-free guidance)
-    hybrid_lambda: float = 0.001  # weight of L_vlb in L_hybrid (learned-variance networks)
-    mixed_precision: str = "auto"  # "auto" (bf16 on CUDA), "no", "bf16", "fp16"
-    device: str = "auto"  # "auto", "cpu", "cuda", "mps"
-    seed: int = 0
-    log_every: int = 10
-    checkpoint_every: int = 500
-    keep_checkpoints: int = 2
-    preview_every: int = 500  # 0 = no previews
-    preview_samples: int = 16
-    preview_steps: int = 25  # DDIM steps for previews
-
-    def validate(self) -> TrainConfig:
-        """Raise :class:`ConfigError` on the first value that cannot work."""
-        positive = ("num_timesteps", "batch_size", "log_every", "preview_samples", "preview_steps")
-        for name in positive:
-            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
-                raise ConfigError(f"{name} must be a positive integer, got {getattr(self, name)!r}")
-        for name in ("steps", "epochs", "warmup_steps", "checkpoint_every", "preview_every",
-                     "keep_checkpoints", "seed"):
-            if not isinstance(getattr(self, name), int) or getattr(self, name) < 0:
-                raise ConfigError(f"{name} must be an integer >= 0, got {getattr(self, name)!r}")
-        if self.steps == 0 and self.epochs == 0:
-            raise ConfigError("set steps or epochs to more than 0")
-        if not (self.learning_rate > 0 and math.isfinite(self.learning_rate)):
-            raise ConfigError(f"learning_rate must be > 0, got {self.learning_rate}")
-        if not 0.0 <= self.ema_decay < 1.0:
-            raise ConfigError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
-        if not 0.0 <= self.label_dropout < 1.0:
-            raise ConfigError(f"label_dropout must be in [0, 1), got {self.label_dropout}")
-        if not 0.0 <= self.hybrid_lambda < 1.0:
-            raise ConfigError(f"hybrid_lambda must be in [0, 1), got {self.hybrid_lambda}")
-        if self.grad_clip < 0 or self.weight_decay < 0:
-            raise ConfigError("grad_clip and weight_decay must be >= 0")
-        if self.prediction_type not in PREDICTION_TYPES:
-            raise ConfigError(
-                f"prediction_type must be one of {PREDICTION_TYPES}, got {self.prediction_type!r}"
-            )
-        choices = {
-            "lr_schedule": ("constant", "linear", "cosine"),
-            "mixed_precision": ("auto", "no", "bf16", "fp16"),
-            "device": ("auto", "cpu", "cuda", "mps"),
-        }
-        for name, allowed in choices.items():
-            if getattr(self, name) not in allowed:
-                raise ConfigError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
-        return self
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
-        known = {f.name: f for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - set(known))
-        if unknown:
-            raise ConfigError(
-                f"unknown training setting(s) {', '.join(unknown)}; known: {', '.join(known)}"
-            )
-        converted: dict[str, Any] = {}
-        for name, value in values.items():
-            default = known[name].default
-            if isinstance(default, bool) or default is dataclasses.MISSING:
-                converted[name] = value
-            elif isinstance(default, int) and not isinstance(value, bool):
-                try:
-                    converted[name] = int(value)
-                except (TypeError, ValueError) as exc:
-                    raise ConfigError(f"{name} must be an integer, got {value!r}") from exc
-            elif isinstance(default, float):
-                try:
-                    converted[name] = float(value)
-                except (TypeError, ValueError) as exc:
-                    raise ConfigError(f"{name} must be a number, got {value!r}") from exc
-            else:
-                converted[name] = value
-        return cls(**converted).validate()
-
-
-@dataclass
 class TrainEvent:
     """What the trainer reports. ``kind`` is one of:
 
-    * ``"start"``: step (the first step to run), total_steps, message (device, dataset size)
-    * ``"step"``: step, loss (mean since the last event), lr, images_per_second, elapsed
+    * ``"start"``: step (the first step to run), total_steps, message (dataset size, device)
+    * ``"tick"``: before every step: step (steps done), total_steps, elapsed, eta, and the
+      images_per_second of the last logged window (None before the first). Cheap: a consumer
+      pauses or quits here between any two steps.
+    * ``"step"`` (every ``log_every`` steps and the last): step, loss (mean since the last
+      one), lr, images_per_second (of the steps since the last one, previews, checkpoints and
+      time suspended at a yield left out; the value written to metrics.jsonl), elapsed
+      (seconds of training of the whole run, resumed sessions included, suspensions left out),
+      eta (seconds to the last step at this session's pace, previews and checkpoints included)
     * ``"preview"``: step, images (N, *sample_shape) from the EMA weights, path of the grid
     * ``"checkpoint"``: step, path
-    * ``"done"``: step, message ("completed" or "stopped")
+    * ``"done"``: step, loss (the last logged), message ("completed" or "stopped")
     """
 
     kind: str
@@ -167,6 +79,7 @@ class TrainEvent:
     images: torch.Tensor | None = None
     path: str | None = None
     message: str = ""
+    eta: float | None = None
 
 
 @dataclass
@@ -232,11 +145,114 @@ def _ema_update(ema: list[torch.Tensor], params: list[torch.Tensor], decay: floa
     torch._foreach_lerp_(ema, params, 1.0 - decay)
 
 
-class Trainer:
-    """Trains one run. Construct, then call :meth:`train` (blocking; run it in a worker).
+def _raise_if_diverged(mean_loss: float, step: int) -> None:
+    if not math.isfinite(mean_loss):
+        raise TrainingError(
+            f"the loss became {mean_loss} at step {step}; training stopped and the last good "
+            "checkpoint is kept. Lower the learning rate or enable gradient clipping, then resume"
+        )
 
-    ``callback`` receives :class:`TrainEvent`; ``should_stop`` is polled once per step;
-    ``should_pause``, when given, holds the loop between steps while it returns True.
+
+def _ema_update(ema: list[torch.Tensor], params: list[torch.Tensor], decay: float) -> None:
+    # ema <- decay * ema + (1 - decay) * param, in one fused call per tensor list.
+    torch._foreach_lerp_(ema, params, 1.0 - decay)
+
+
+class _Clock:
+    """Seconds of training in one session: wall time less the time spent suspended at a yield
+    (a consumer that paused or is slow), which counts nowhere. The images/s window also leaves
+    out previews and checkpoints (they train nothing); the elapsed time and the ETA include
+    them (they are part of the run)."""
+
+    __slots__ = ("before", "start", "start_step", "suspended", "window_excluded",
+                 "window_start", "window_step")
+
+    def __init__(self, step: int, trained_seconds: float) -> None:
+        now = time.perf_counter()
+        self.before, self.start, self.start_step = trained_seconds, now, step
+        self.suspended = 0.0
+        self.window_start, self.window_step, self.window_excluded = now, step, 0.0
+
+    def suspend(self, seconds: float) -> None:
+        self.suspended += seconds
+        self.window_excluded += seconds
+
+    def exclude_from_rate(self, seconds: float) -> None:
+        self.window_excluded += seconds
+
+    def session_seconds(self, now: float) -> float:
+        return now - self.start - self.suspended
+
+    def elapsed(self, now: float) -> float:
+        return self.before + self.session_seconds(now)
+
+    def rate(self, step: int, batch_size: int, now: float) -> float:
+        seconds = now - self.window_start - self.window_excluded
+        return (step - self.window_step) * batch_size / max(seconds, 1e-9)
+
+    def restart_window(self, step: int, now: float) -> None:
+        self.window_start, self.window_step, self.window_excluded = now, step, 0.0
+
+    def eta(self, step: int, total_steps: int, now: float) -> float | None:
+        done = step - self.start_step
+        if done <= 0:
+            return None
+        return max(0.0, self.session_seconds(now) / done * (total_steps - step))
+
+
+@dataclass
+class _Components:
+    """What a run is built from, before any training state."""
+
+    dataset: Dataset
+    schedule: Any
+    process: DiffusionProcess
+    network: torch.nn.Module
+    saved: dict[str, Any] | None  # the resumed run's config.json
+    start_checkpoint: Path | None
+
+
+@dataclass(slots=True)
+class _Session:
+    """Everything one training session holds; the step methods read and advance it."""
+
+    components: _Components
+    accelerator: Any
+    device: torch.device
+    network: torch.nn.Module  # as prepared by Accelerate (maybe wrapped)
+    raw_network: torch.nn.Module
+    ema_network: torch.nn.Module
+    model: DiffusionModel  # the network as sampling calls it
+    optimizer: torch.optim.Optimizer
+    generator: torch.Generator
+    params: list[torch.Tensor]
+    ema_params: list[torch.Tensor]
+    data: torch.Tensor
+    labels: torch.Tensor | None
+    null_label: int
+    perturbation: _Perturbation
+    expand: tuple[int, ...]
+    total_steps: int
+    start_step: int
+    trained_seconds: float
+    step: int = 0
+    lr: float = 0.0
+    loss_sum: torch.Tensor | None = None
+    loss_count: int = 0
+    last_loss: float | None = None
+    rate: float | None = None
+    saved_step: int = -1  # step of the newest checkpoint written
+    learned_variance: bool | None = None  # decided from the network's first output
+    clock: _Clock | None = None
+
+
+class Trainer:
+    """Trains one run. Construct, then drive :meth:`run` (a generator of :class:`TrainEvent`)
+    or call :meth:`train` (blocking; run it in a worker).
+
+    ``callback`` receives every :class:`TrainEvent` (ticks included) from :meth:`train`;
+    ``should_stop`` is polled once per step; ``should_pause``, when given, holds the loop
+    between steps while it returns True. :meth:`run` uses none of them.
     """
 
     def __init__(
@@ -251,19 +267,134 @@ class Trainer:
         should_pause: Callable[[], bool] | None = None,
     ) -> None:
         self.config = config.validate()
-        self.run = Run(run_dir)
+        self.run_folder = Run(run_dir)
         self.resume = resume
         self.registry = registry or load_plugins()
         self.callback = callback
         self.should_stop = should_stop
         self.should_pause = should_pause
         self.is_main = True  # set from the accelerator when training starts
+        self.result: TrainResult | None = None  # set when run() finishes
+        self._stop = False
 
-    # ------------------------------------------------------------------------------------
-    def _emit(self, event: TrainEvent) -> None:
-        if self.callback is not None and self.is_main:
-            self.callback(event)
+    # -- driving ----------------------------------------------------------------------------
+    def train(self) -> TrainResult:
+        """Run to the end (or a stop) and return the result: every event goes to
+        ``callback`` (main process only), ``should_pause`` and ``should_stop`` are honoured at
+        each tick. An exception in the callback closes the run (its progress is saved)."""
+        events = self.run()
+        callback, should_pause = self.callback, self.should_pause
+        try:
+            for event in events:
+                if event.kind == "tick":
+                    if should_pause is not None:
+                        while should_pause() and not self._stop_requested():
+                            time.sleep(0.05)
+                    if self._stop_requested():
+                        self.request_stop()
+                if callback is not None and self.is_main:
+                    callback(event)
+        except BaseException:
+            events.close()
+            raise
+        assert self.result is not None
+        return self.result
 
+    def request_stop(self) -> None:
+        """Stop before the next step: :meth:`run` then writes a checkpoint (yielding its
+        event) and ends with ``done`` "stopped". To quit without more events, close the
+        generator instead."""
+        self._stop = True
+
+    def run(self) -> Iterator[TrainEvent]:
+        """Train, yielding every event (see :class:`TrainEvent`); returns (and stores in
+        ``self.result``) the :class:`TrainResult`.
+
+        Not pulling pauses training; the time suspended at a yield is left out of images/s
+        and of the elapsed training time. ``close()`` at any yield writes a checkpoint of the
+        steps trained since the last one (as a stop does), then ends; an exception in a step
+        writes nothing (the last good checkpoint is kept).
+        """
+        self._stop, self.result = False, None
+        components = self._build()
+        if not any(p.requires_grad for p in components.network.parameters()):
+            return (yield from self._exact_network_run(components))
+        session = self._prepare(components)
+        config = self.config
+        total_steps = session.total_steps
+        clock = session.clock = _Clock(session.start_step, session.trained_seconds)
+        yield from self._suspended(clock, TrainEvent(
+            "start", session.start_step, total_steps,
+            message=f"{len(components.dataset)} samples of shape "
+                    f"{components.dataset.sample_shape} on {session.device}",
+        ))
+        status = "completed"
+        session.network.train()
+        try:
+            while session.step < total_steps:
+                now = time.perf_counter()
+                yield TrainEvent("tick", session.step, total_steps, elapsed=clock.elapsed(now),
+                                 images_per_second=session.rate,
+                                 eta=clock.eta(session.step, total_steps, now))
+                clock.suspend(time.perf_counter() - now)
+                if self._stop:
+                    status = "stopped"
+                    break
+                self._step(session)
+                step = session.step
+                if step % config.log_every == 0 or step == total_steps:
+                    yield from self._suspended(clock, self._log(session))
+                if config.preview_every and step % config.preview_every == 0 and self.is_main:
+                    yield from self._suspended(clock, self._timed(session, self._preview))
+                if step % config.checkpoint_every == 0 or step == total_steps:
+                    event = self._timed(session, self._checkpoint)
+                    if event is not None:
+                        yield from self._suspended(clock, event)
+            session.network.eval()
+            if status == "stopped" and session.step > session.saved_step:
+                # Keep everything trained so far: a stop is not a loss of work.
+                event = self._checkpoint(session)
+                if event is not None:
+                    yield from self._suspended(clock, event)
+            self.result = TrainResult(status, session.step, total_steps, session.last_loss,
+                                      self.run_folder)
+            yield from self._suspended(clock, TrainEvent(
+                "done", session.step, total_steps, loss=session.last_loss, message=status))
+        except GeneratorExit:
+            # Closed at a yield: the consumer quit. Keep the steps trained since the last
+            # checkpoint, as a stop does.
+            session.network.eval()
+            if session.step > session.saved_step:
+                self._checkpoint(session)
+            if self.result is None:  # (closed after "done", it stays completed)
+                self.result = TrainResult("stopped", session.step, total_steps,
+                                          session.last_loss, self.run_folder)
+            raise
+        finally:
+            session.network.eval()
+        return self.result
+
+    @staticmethod
+    def _suspended(clock: _Clock, event: TrainEvent) -> Iterator[TrainEvent]:
+        """Yield ``event``; the time until the consumer pulls again counts nowhere."""
+        before = time.perf_counter()
+        yield event
+        clock.suspend(time.perf_counter() - before)
+
+    @staticmethod
+    def _timed(session: _Session, action: Callable[[_Session], Any]) -> Any:
+        """``action(session)``, its time left out of the images/s window."""
+        before = time.perf_counter()
+        try:
+            return action(session)
+        finally:
+            assert session.clock is not None
+            session.clock.exclude_from_rate(time.perf_counter() - before)
+
+    def _stop_requested(self) -> bool:
+        return self.should_stop is not None and bool(self.should_stop())
+
+    # -- prepare / restore ------------------------------------------------------------------
     def _accelerator(self) -> Any:
         from accelerate import Accelerator
 
@@ -293,23 +424,22 @@ class Trainer:
                 pass  # reported, with the fix, when the component is built
         return completed
 
-    def train(self) -> TrainResult:
+    def _build(self) -> _Components:
+        """Complete the config, check the run folder, and build dataset, schedule, network."""
         self.config = TrainConfig.from_dict(self._with_defaults(self.config.to_dict()))
         config = self.config
-        run = self.run
+        run = self.run_folder
+        saved, start_checkpoint = None, None
         if self.resume:
             saved = run.read_config()
             if isinstance(saved.get("train"), dict):  # runs written before params were completed
                 saved["train"] = self._with_defaults(saved["train"])
             start_checkpoint = run.latest_checkpoint()
-        else:
-            if run.exists():
-                raise RunError(
-                    f"{run.path} already holds a run; resume it with --resume or choose "
-                    "another output folder"
-                )
-            start_checkpoint = None
-
+        elif run.exists():
+            raise RunError(
+                f"{run.path} already holds a run; resume it with --resume or choose "
+                "another output folder"
+            )
         torch.manual_seed(config.seed)  # network initialisation (and dropout) are seeded
         dataset = build_dataset(self.registry, config.dataset, config.dataset_params)
         if len(dataset) == 0:
@@ -317,12 +447,8 @@ class Trainer:
         schedule = build_schedule(
             self.registry, config.schedule, config.schedule_params, config.num_timesteps
         )
-        process = as_process(schedule)
         network = build_network(
-            self.registry,
-            config.network,
-            config.network_params,
-            dataset.sample_shape,
+            self.registry, config.network, config.network_params, dataset.sample_shape,
             dataset.num_classes,
         )
         conditional = bool(config.network_params.get("class_conditional"))
@@ -330,182 +456,237 @@ class Trainer:
             raise ConfigError(
                 f"class-conditional training needs labels; dataset {config.dataset!r} has none"
             )
+        return _Components(dataset, schedule, as_process(schedule), network, saved,
+                           start_checkpoint)
 
-        if not any(p.requires_grad for p in network.parameters()):
-            return self._exact_network_run(network, dataset)
-
+    def _prepare(self, components: _Components) -> _Session:
+        """The accelerator, optimizer, EMA copy and generator; the resumed state; the run's
+        config written; everything on the device."""
+        config = self.config
+        dataset, network = components.dataset, components.network
         accelerator = self._accelerator()
         self.is_main = accelerator.is_main_process
         device = accelerator.device
         steps_per_epoch = math.ceil(len(dataset) / config.batch_size)
         total_steps = config.epochs * steps_per_epoch if config.epochs else config.steps
-
         optimizer = torch.optim.AdamW(
             network.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
         )
         ema_network = copy.deepcopy(network).requires_grad_(False)
         generator = torch.Generator().manual_seed(config.seed + accelerator.process_index)
-        start_step, trained_seconds = 0, 0.0
-
-        if start_checkpoint is not None:
-            from diffstudio.engine.runs import load_network_weights
-
-            if saved.get("train") != config.to_dict():
-                # Only the length of the run may change on resume.
-                differing = sorted(
-                    k for k, v in config.to_dict().items()
-                    if saved.get("train", {}).get(k) != v and k not in ("steps", "epochs")
-                )
-                if differing:
-                    raise RunError(
-                        f"resuming {run.path} with different settings ({', '.join(differing)}); "
-                        "only steps/epochs may change. Start a new run for other settings."
-                    )
-            load_network_weights(network, start_checkpoint / "network")
-            load_network_weights(ema_network, start_checkpoint / "network_ema")
-            tensors, metadata, state = Run.read_training_state(start_checkpoint)
-            optimizer.load_state_dict(optimizer_state_from_tensors(tensors, metadata))
-            generator.set_state(tensors["rng.generator"])
-            if "rng.torch" in tensors:
-                torch.set_rng_state(tensors["rng.torch"])
-            start_step = int(state["step"])
-            trained_seconds = float(state.get("trained_seconds", 0.0))
-            if self.is_main:
-                run.clean_partial()
-                run.truncate_metrics(start_step)
-        elif self.resume and self.is_main:  # a run killed before its first checkpoint
-            run.clean_partial()
-            run.truncate_metrics(0)
-
+        start_step, trained_seconds = self._restore(components, network, ema_network,
+                                                    optimizer, generator)
         if self.is_main:
-            run.path.mkdir(parents=True, exist_ok=True)
-            run.write_config(self._run_config(dataset, total_steps))
+            self.run_folder.path.mkdir(parents=True, exist_ok=True)
+            self.run_folder.write_config(self._run_config(dataset, total_steps))
 
-        network, optimizer = accelerator.prepare(network, optimizer)
-        raw_network = accelerator.unwrap_model(network)
+        prepared, optimizer = accelerator.prepare(network, optimizer)
+        raw_network = accelerator.unwrap_model(prepared)
         ema_network.to(device)
-        params = [p for p in raw_network.parameters()]
-        ema_params = [p for p in ema_network.parameters()]
-        data = dataset.data.to(device)
+        conditional = bool(config.network_params.get("class_conditional"))
         labels = dataset.labels.to(device) if conditional and dataset.labels is not None else None
-        null_label = dataset.num_classes or 0
-        perturbation = _Perturbation(process, device)
-        expand = (-1,) + (1,) * (data.dim() - 1)
-        learned_variance = None  # decided from the network's first output
+        data = dataset.data.to(device)
+        model = DiffusionModel(prepared, components.schedule,
+                               prediction_type=config.prediction_type, x0_clip=dataset.x0_clip)
+        return _Session(
+            components=components, accelerator=accelerator, device=device, network=prepared,
+            raw_network=raw_network, ema_network=ema_network, model=model, optimizer=optimizer,
+            generator=generator, params=list(raw_network.parameters()),
+            ema_params=list(ema_network.parameters()), data=data, labels=labels,
+            null_label=dataset.num_classes or 0,
+            perturbation=_Perturbation(components.process, device),
+            expand=(-1,) + (1,) * (data.dim() - 1), total_steps=total_steps,
+            start_step=start_step, trained_seconds=trained_seconds, step=start_step,
+            loss_sum=torch.zeros((), device=device), saved_step=start_step,
+        )
 
-        self._emit(TrainEvent(
-            "start", start_step, total_steps,
-            message=f"{len(dataset)} samples of shape {dataset.sample_shape} on {device}",
-        ))
-        status, last_loss = "completed", None
-        loss_sum = torch.zeros((), device=device)
-        loss_count, window_start, window_step = 0, time.perf_counter(), start_step
-        session_start = time.perf_counter()
-        step = start_step
-        network.train()
-        try:
-            while step < total_steps:
-                if self.should_pause is not None:
-                    while self.should_pause() and not self._stop_requested():
-                        time.sleep(0.05)
-                    window_start = time.perf_counter()
-                if self._stop_requested():
-                    status = "stopped"
-                    break
-                lr = lr_at(step, config, total_steps)
-                for group in optimizer.param_groups:
-                    group["lr"] = lr
+    def _restore(
+        self,
+        components: _Components,
+        network: torch.nn.Module,
+        ema_network: torch.nn.Module,
+        optimizer: torch.optim.Optimizer,
+        generator: torch.Generator,
+    ) -> tuple[int, float]:
+        """Load the resumed checkpoint (weights, EMA, optimizer, generators); returns
+        (start step, seconds trained before). A new run starts at (0, 0.0)."""
+        run, config = self.run_folder, self.config
+        saved, start_checkpoint = components.saved, components.start_checkpoint
+        if start_checkpoint is None:
+            if self.resume and self.is_main:  # a run killed before its first checkpoint
+                run.clean_partial()
+                run.truncate_metrics(0)
+            return 0, 0.0
+        from diffstudio.engine.runs import load_network_weights
 
-                index = torch.randint(len(dataset), (config.batch_size,), generator=generator)
-                t, m, s, net_labels = perturbation.draw(config.batch_size, generator)
-                noise = torch.randn((config.batch_size, *dataset.sample_shape), generator=generator)
-                index, noise = index.to(device), noise.to(device)
-                x0 = data[index]
-                m, s = m.view(expand), s.view(expand)
-                x_t = m * x0 + s * noise  # eq. 6 (m = sqrt(alpha_bar), s = sqrt(1 - alpha_bar))
-                kwargs = {}
-                if labels is not None:
-                    drop = torch.rand(config.batch_size, generator=generator).to(device)
-                    kwargs["class_labels"] = torch.where(
-                        drop < config.label_dropout, null_label, labels[index]
-                    )
-                with accelerator.autocast():
-                    output = network(x_t, net_labels, **kwargs)
-                output = (output.sample if hasattr(output, "sample") else output).float()
-                channels = x0.shape[1]
-                if learned_variance is None:
-                    learned_variance = output.shape[1] == 2 * channels
-                    if learned_variance and not isinstance(process, ScheduleProcess):
-                        raise ConfigError(
-                            "learned variance (L_hybrid) needs a DDPM schedule; "
-                            f"{config.schedule!r} is a {process.kind} process"
-                        )
-                target = frame_target(config.prediction_type, x0, noise, m, s)
-                loss = F.mse_loss(output[:, :channels], target)  # eqs. 24, 33, 36
-                if learned_variance:  # L_hybrid = L_simple + lambda L_vlb (eq. 25)
-                    eps_pred, _ = frame_to_eps_and_x0(
-                        config.prediction_type, output[:, :channels].detach(), x_t, m, s
-                    )
-                    vlb = vlb_terms(process.schedule, x0, x_t, t, eps_pred,
-                                    output[:, channels:])
-                    loss = loss + config.hybrid_lambda * process.num_timesteps * vlb.mean()
-                accelerator.backward(loss)
-                if config.grad_clip > 0:
-                    # Unscale (fp16's GradScaler; a no-op otherwise), then clip the cached
-                    # parameter list: Accelerate's clip_grad_norm_ walks every module each step
-                    # (~1 % of a digits step on a CPU, measured with cProfile).
-                    accelerator.unscale_gradients()
-                    torch.nn.utils.clip_grad_norm_(params, config.grad_clip)
-                optimizer.step()
-                optimizer.zero_grad(set_to_none=True)
-                decay = min(config.ema_decay, (1 + step) / (10 + step))
-                _ema_update(ema_params, params, decay)
-                loss_sum += loss.detach()
-                loss_count += 1
-                step += 1
+        saved_train = (saved or {}).get("train", {})
+        if saved_train != config.to_dict():
+            # Only the length of the run may change on resume.
+            differing = sorted(
+                k for k, v in config.to_dict().items()
+                if saved_train.get(k) != v and k not in ("steps", "epochs")
+            )
+            if differing:
+                raise RunError(
+                    f"resuming {run.path} with different settings ({', '.join(differing)}); "
+                    "only steps/epochs may change. Start a new run for other settings."
+                )
+        load_network_weights(network, start_checkpoint / "network")
+        load_network_weights(ema_network, start_checkpoint / "network_ema")
+        tensors, metadata, state = Run.read_training_state(start_checkpoint)
+        optimizer.load_state_dict(optimizer_state_from_tensors(tensors, metadata))
+        generator.set_state(tensors["rng.generator"])
+        if "rng.torch" in tensors:
+            torch.set_rng_state(tensors["rng.torch"])
+        start_step = int(state["step"])
+        if self.is_main:
+            run.clean_partial()
+            run.truncate_metrics(start_step)
+        return start_step, float(state.get("trained_seconds", 0.0))
 
-                if step % config.log_every == 0 or step == total_steps:
-                    mean_loss = float(loss_sum) / loss_count
-                    _raise_if_diverged(mean_loss, step)
-                    now = time.perf_counter()
-                    rate = (step - window_step) * config.batch_size / max(now - window_start, 1e-9)
-                    elapsed = trained_seconds + now - session_start
-                    if self.is_main:
-                        run.append_metrics([{
-                            "step": step, "loss": mean_loss, "lr": lr,
-                            "images_per_second": rate, "elapsed": elapsed,
-                        }])
-                    self._emit(TrainEvent("step", step, total_steps, loss=mean_loss, lr=lr,
-                                          images_per_second=rate, elapsed=elapsed))
-                    last_loss = mean_loss
-                    loss_sum.zero_()
-                    loss_count, window_start, window_step = 0, now, step
-                if config.preview_every and step % config.preview_every == 0:
-                    self._preview(ema_network, schedule, dataset, step, total_steps, device)
-                    window_start = time.perf_counter()
-                if step % config.checkpoint_every == 0 or step == total_steps:
-                    if loss_count:  # never save weights that have already diverged
-                        _raise_if_diverged(float(loss_sum) / loss_count, step)
-                    self._checkpoint(accelerator, raw_network, ema_network, optimizer, generator,
-                                     step, last_loss, trained_seconds + time.perf_counter()
-                                     - session_start)
-                    window_start = time.perf_counter()
-        finally:
-            network.eval()
-        if status == "stopped" and step > start_step:
-            # Keep everything trained so far: a stop is not a loss of work.
-            if loss_count:
-                _raise_if_diverged(float(loss_sum) / loss_count, step)
-            self._checkpoint(accelerator, raw_network, ema_network, optimizer, generator, step,
-                             last_loss, trained_seconds + time.perf_counter() - session_start)
-        self._emit(TrainEvent("done", step, total_steps, loss=last_loss, message=status))
-        return TrainResult(status, step, total_steps, last_loss, run)
+    # -- one step ---------------------------------------------------------------------------
+    def _step(self, session: _Session) -> None:
+        """One optimizer step on a fresh batch (Algorithm 1 of Ho et al., generalised)."""
+        config = self.config
+        step, batch, device = session.step, config.batch_size, session.device
+        generator = session.generator
+        lr = session.lr = lr_at(step, config, session.total_steps)
+        optimizer = session.optimizer
+        for group in optimizer.param_groups:
+            group["lr"] = lr
 
-    def _exact_network_run(self, network: torch.nn.Module, dataset: Dataset) -> TrainResult:
-        """A network with nothing to train (an exact score such as ``analytic-mixture``): an
-        optimizer would fail on an empty parameter list, so the run is written ready to sample
-        (its network at step 0), and the user is told so."""
-        run = self.run
+        index = torch.randint(len(session.data), (batch,), generator=generator)
+        t, m, s, net_labels = session.perturbation.draw(batch, generator)
+        noise = torch.randn((batch, *session.data.shape[1:]), generator=generator)
+        index, noise = index.to(device), noise.to(device)
+        x0 = session.data[index]
+        m_b, s_b = m.view(session.expand), s.view(session.expand)
+        x_t = m_b * x0 + s_b * noise  # m = sqrt(alpha_bar), s = sqrt(1 - alpha_bar) for DDPM
+        class_labels = None
+        if session.labels is not None:
+            drop = torch.rand(batch, generator=generator).to(device)
+            class_labels = torch.where(drop < config.label_dropout, session.null_label,
+                                       session.labels[index])
+        with session.accelerator.autocast():
+            output = session.model.call_network(x_t, net_labels, class_labels=class_labels,
+                                                marginal=(m, s))
+        output = output.float()
+        if session.learned_variance is None:
+            session.learned_variance = self._learned_variance(session, output, x0)
+        if session.learned_variance:
+            loss = hybrid_loss(config.prediction_type, output, session.components.schedule,
+                               x0, x_t, noise, t, m_b, s_b, config.hybrid_lambda)
+        else:
+            loss = simple_loss(config.prediction_type, output, x0, noise, m_b, s_b)
+
+        accelerator = session.accelerator
+        accelerator.backward(loss)
+        if config.grad_clip > 0:
+            # Unscale (fp16's GradScaler; a no-op otherwise), then clip the cached parameter
+            # list: Accelerate's clip_grad_norm_ walks every module each step (~1 % of a
+            # digits step on a CPU, measured with cProfile).
+            accelerator.unscale_gradients()
+            torch.nn.utils.clip_grad_norm_(session.params, config.grad_clip)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        _ema_update(session.ema_params, session.params,
+                    min(config.ema_decay, (1 + step) / (10 + step)))
+        session.loss_sum += loss.detach()
+        session.loss_count += 1
+        session.step = step + 1
+
+    def _learned_variance(self, session: _Session, output: torch.Tensor,
+                          x0: torch.Tensor) -> bool:
+        """Whether the network predicts a variance too (2C output channels: L_hybrid)."""
+        learned = output.shape[1] == 2 * x0.shape[1]
+        process = session.components.process
+        if learned and not isinstance(process, ScheduleProcess):
+            raise ConfigError(
+                "learned variance (L_hybrid) needs a DDPM schedule; "
+                f"{self.config.schedule!r} is a {process.kind} process: choose a DDPM schedule "
+                "(linear, cosine) or a network without learned_variance"
+            )
+        return learned
+
+    # -- log / preview / checkpoint ---------------------------------------------------------
+    def _log(self, session: _Session) -> TrainEvent:
+        """The mean loss since the last log, images/s and timing: written to metrics.jsonl
+        and returned as the "step" event (the same numbers)."""
+        step = session.step
+        mean_loss = float(session.loss_sum) / session.loss_count  # waits for the device
+        _raise_if_diverged(mean_loss, step)
+        clock = session.clock
+        assert clock is not None
+        now = time.perf_counter()
+        rate = clock.rate(step, self.config.batch_size, now)
+        elapsed = clock.elapsed(now)
+        eta = clock.eta(step, session.total_steps, now)
+        if self.is_main:
+            self.run_folder.append_metrics([{
+                "step": step, "loss": mean_loss, "lr": session.lr,
+                "images_per_second": rate, "elapsed": elapsed,
+            }])
+        session.last_loss, session.rate = mean_loss, rate
+        session.loss_sum.zero_()
+        session.loss_count = 0
+        clock.restart_window(step, now)
+        return TrainEvent("step", step, session.total_steps, loss=mean_loss, lr=session.lr,
+                          images_per_second=rate, elapsed=elapsed, eta=eta)
+
+    def _checkpoint(self, session: _Session) -> TrainEvent | None:
+        """Save weights, EMA, optimizer and generators at the current step (main process);
+        returns the "checkpoint" event, or None on other processes."""
+        if session.loss_count:  # never save weights that have already diverged
+            _raise_if_diverged(float(session.loss_sum) / session.loss_count, session.step)
+        session.accelerator.wait_for_everyone()
+        session.saved_step = session.step
+        if not self.is_main:
+            return None
+        assert session.clock is not None
+        tensors, metadata = optimizer_state_tensors(session.optimizer)
+        tensors["rng.generator"] = session.generator.get_state()
+        tensors["rng.torch"] = torch.get_rng_state()
+        path = self.run_folder.save_checkpoint(
+            session.step, session.raw_network, session.ema_network, tensors, metadata,
+            {"loss": session.last_loss,
+             "trained_seconds": session.clock.elapsed(time.perf_counter())},
+            keep=self.config.keep_checkpoints,
+        )
+        return TrainEvent("checkpoint", session.step, session.total_steps, path=str(path))
+
+    @torch.no_grad()
+    def _preview(self, session: _Session) -> TrainEvent:
+        """DDIM samples from the EMA weights, the same noise at every preview."""
+        from diffstudio.engine.samplers.ddim import ddim_sample
+
+        config, dataset = self.config, session.components.dataset
+        model = DiffusionModel(session.ema_network, session.components.schedule,
+                               prediction_type=config.prediction_type, x0_clip=dataset.x0_clip)
+        conditional = config.network_params.get("class_conditional")
+        if conditional and dataset.num_classes:
+            model.class_labels = torch.arange(config.preview_samples) % dataset.num_classes
+        generator = torch.Generator().manual_seed(config.seed)
+        noise = torch.randn((config.preview_samples, *dataset.sample_shape), generator=generator)
+        images = ddim_sample(
+            model, noise.to(session.device), generator=generator, callback=None,
+            should_stop=None, steps=min(config.preview_steps, model.num_timesteps),
+        ).float().cpu()
+        path = None
+        if dataset.kind == "image":
+            from diffstudio.engine.gallery import save_grid
+
+            path = self.run_folder.path / "previews" / f"step-{session.step:08d}.png"
+            save_grid(images, path, metadata={"step": session.step, "kind": "preview"})
+        return TrainEvent("preview", session.step, session.total_steps, images=images,
+                          path=str(path) if path else None)
+
+    # -- a network with nothing to train ----------------------------------------------------
+    def _exact_network_run(self, components: _Components) -> Iterator[TrainEvent]:
+        """A network with no trainable parameters (an exact score such as
+        ``analytic-mixture``): an optimizer would fail on an empty parameter list, so the run
+        is written ready to sample (its network at step 0, in the prediction type the network
+        returns), and the user is told so."""
+        run, network, dataset = self.run_folder, components.network, components.dataset
         native = getattr(network, "prediction_type", None)
         if native and native != self.config.prediction_type:
             self.config = dataclasses.replace(self.config, prediction_type=native)
@@ -515,21 +696,19 @@ class Trainer:
             f"nothing to train. The run {run.path} holds it ready to sample: 'diffstudio "
             f"sample {run.path} --sampler annealed-langevin' (or any sampler)"
         )
+        self.result = TrainResult("completed", 0, 0, None, run)
         if self.resume and run.latest_checkpoint() is not None:
-            self._emit(TrainEvent("done", 0, 0, message=message))
-            return TrainResult("completed", 0, 0, None, run)
+            yield TrainEvent("done", 0, 0, message=message)
+            return self.result
         run.path.mkdir(parents=True, exist_ok=True)
         run.write_config(self._run_config(dataset, 0))
         path = run.save_checkpoint(0, network, network, {}, {"param_groups": [], "scalars": {}},
                                    {"loss": None, "trained_seconds": 0.0, "exact": True},
                                    keep=config.keep_checkpoints)
-        self._emit(TrainEvent("start", 0, 0, message=message))
-        self._emit(TrainEvent("checkpoint", 0, 0, path=str(path)))
-        self._emit(TrainEvent("done", 0, 0, message="completed"))
-        return TrainResult("completed", 0, 0, None, run)
-
-    def _stop_requested(self) -> bool:
-        return self.should_stop is not None and bool(self.should_stop())
+        yield TrainEvent("start", 0, 0, message=message)
+        yield TrainEvent("checkpoint", 0, 0, path=str(path))
+        yield TrainEvent("done", 0, 0, message="completed")
+        return self.result
 
     def _run_config(self, dataset: Dataset, total_steps: int) -> dict[str, Any]:
         import diffusers
@@ -557,63 +736,3 @@ class Trainer:
                 "python": platform.python_version(),
             },
         }
-
-    def _checkpoint(
-        self,
-        accelerator: Any,
-        network: torch.nn.Module,
-        ema_network: torch.nn.Module,
-        optimizer: torch.optim.Optimizer,
-        generator: torch.Generator,
-        step: int,
-        last_loss: float | None,
-        trained_seconds: float,
-    ) -> None:
-        accelerator.wait_for_everyone()
-        if not self.is_main:
-            return
-        tensors, metadata = optimizer_state_tensors(optimizer)
-        tensors["rng.generator"] = generator.get_state()
-        tensors["rng.torch"] = torch.get_rng_state()
-        path = self.run.save_checkpoint(
-            step, network, ema_network, tensors, metadata,
-            {"loss": last_loss, "trained_seconds": trained_seconds},
-            keep=self.config.keep_checkpoints,
-        )
-        self._emit(TrainEvent("checkpoint", step, 0, path=str(path)))
-
-    @torch.no_grad()
-    def _preview(
-        self,
-        ema_network: torch.nn.Module,
-        schedule: Any,
-        dataset: Dataset,
-        step: int,
-        total_steps: int,
-        device: torch.device,
-    ) -> None:
-        if not self.is_main:
-            return
-        from diffstudio.engine.samplers.ddim import ddim_sample
-
-        config = self.config
-        model = DiffusionModel(
-            ema_network, schedule, prediction_type=config.prediction_type, x0_clip=dataset.x0_clip
-        )
-        conditional = config.network_params.get("class_conditional")
-        if conditional and dataset.num_classes:
-            model.class_labels = torch.arange(config.preview_samples) % dataset.num_classes
-        generator = torch.Generator().manual_seed(config.seed)  # same noise at every preview
-        noise = torch.randn((config.preview_samples, *dataset.sample_shape), generator=generator)
-        images = ddim_sample(
-            model, noise.to(device), generator=generator, callback=None, should_stop=None,
-            steps=min(config.preview_steps, model.num_timesteps),
-        ).float().cpu()
-        path = None
-        if dataset.kind == "image":
-            from diffstudio.engine.gallery import save_grid
-
-            path = self.run.path / "previews" / f"step-{step:08d}.png"
-            save_grid(images, path, metadata={"step": step, "kind": "preview"})
-        self._emit(TrainEvent("preview", step, total_steps, images=images,
-                              path=str(path) if path else None))
