@@ -115,8 +115,9 @@ class _Perturbation:
             m, s = process.marginal(process.grid)
             labels = process.label(process.grid)
             self.m, self.s = m.float().to(device), s.float().to(device)
-            integral = bool((labels == labels.round()).all())
-            self.labels = (labels.long() if integral else labels.float()).to(device)
+            # DDPM timesteps are integers, up to the round-off of the grid's t * T - 1.
+            integral = bool(((labels - labels.round()).abs() < 1e-6).all())
+            self.labels = (labels.round().long() if integral else labels.float()).to(device)
 
     def draw(
         self, batch: int, generator: torch.Generator
