@@ -85,8 +85,12 @@ def diffstudio_samplers() -> list[Contribution]:
     """Samplers this plugin contributes (``kind="sampler"``).
 
     The factory is a function with the shared signature
-    ``sample(model, x, *, generator, callback, should_stop, **params) -> Tensor``; see
-    :mod:`diffstudio.engine.samplers`.
+    ``sample(model, x, *, generator, callback, should_stop, **params) -> Tensor`` where x is the
+    initial noise (B, *sample_shape) and ``generator`` is a sequence of B ``torch.Generator``,
+    one per row of x (``diffstudio.engine.samplers.Generators``): draw row i's noise from
+    ``generator[i]`` only, with ``randn_like_per_sample(x, generator)``. The factory's keyword
+    parameters are exactly the declared ``params``, with the same defaults. See
+    :mod:`diffstudio.engine.samplers` and test with :class:`diffstudio.testing.SamplerConformance`.
 
     Example::
 

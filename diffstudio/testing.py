@@ -12,6 +12,16 @@ it, and give it the sampler function and the keyword parameters to call it with:
         params = {"eta": 0.0}
         deterministic = True
 
+Set ``contribution`` to the plugin's :class:`~diffstudio.specs.Contribution` (what its
+``diffstudio_samplers`` hook returns) and the kit also checks that the function's signature and
+the declared parameter schema agree, and calls the sampler with the validated parameters, as
+the app does (``sampler`` may then be left out: it is loaded from the contribution)::
+
+    from my_package.plugin import diffstudio_samplers
+
+    class TestMySampler(SamplerConformance):
+        contribution = diffstudio_samplers()[0]
+
 Every test runs on two models (``model_cases``): ``"points"``, an exact analytic eps-network
 for Gaussian data N(0, 0.5^2 I) on 2-D points (B, 2) with a 100-step linear schedule, and
 ``"image"``, a randomly initialised tiny U-Net (preset ``digits-8``) on (1, 8, 8) images.
@@ -22,10 +32,20 @@ The sampler must follow the shared signature of :mod:`diffstudio.engine.samplers
 
     sampler(model, x, *, generator, callback, should_stop, **params) -> x_0
 
+where ``generator`` is a sequence of one ``torch.Generator`` per row of ``x``. The kit calls it
+through :func:`diffstudio.engine.sampling.call_sampler` and
+:func:`~diffstudio.engine.sampling.sample_batch`, the functions ``generate`` uses, so a sampler
+sees exactly the argument types it will see in the studio.
+
 What is checked:
 
+* it accepts the per-sample generators (a sampler that calls
+  ``torch.randn(shape, generator=generator)`` fails here, with the fix in the message);
+* sample i does not depend on the batch it is in: seeds [0, 1, 2, 3] in one batch and seed 2
+  alone give the same sample 2 (set ``batch_independent = False``, with the reason in the
+  class docstring, for a sampler that by design couples a batch);
 * the output has the shape and dtype of the input noise, which is left unmodified;
-* a fixed generator gives identical output, whatever the global RNG state (all noise must come
+* fixed generators give identical output, whatever the global RNG state (all noise must come
   from ``generator``); a deterministic sampler (``deterministic = True``) ignores the seed, a
   stochastic one does not;
 * the callback is called once per step (as many times as the ``num_steps`` it reports), with
@@ -34,10 +54,15 @@ What is checked:
   :class:`diffstudio.errors.Cancelled` and makes no further callback;
 * finite output at 1, 2 and 10 steps (the step count is passed as ``steps_param``, ``"steps"``
   by default; set it to ``None`` for a sampler without one);
-* the model's ``network_evaluations`` counter increases.
+* the model's ``network_evaluations`` counter increases;
+* with ``contribution`` set, :meth:`SamplerConformance.check_signature_matches_schema`: every
+  declared ``Param`` is a keyword of the function with the same default, and every keyword of
+  the function besides the shared ones is declared (:func:`signature_schema_mismatches` gives
+  the list of disagreements without raising).
 
-Class attributes to set: ``sampler`` (wrap plain functions in ``staticmethod``), ``params``,
-and optionally ``deterministic``, ``steps_param``, ``default_steps``, ``model_cases``.
+Class attributes to set: ``sampler`` (wrap plain functions in ``staticmethod``) or
+``contribution``, ``params``, and optionally ``deterministic``, ``batch_independent``,
+``steps_param``, ``default_steps``, ``model_cases``.
 
 The module imports torch and diffstudio's engine but neither pytest nor diffusers at import
 time: the test parametrisation goes through the class's ``pytest_generate_tests`` hook, and
@@ -47,20 +72,28 @@ useful on its own, as a network with a known exact answer.
 
 from __future__ import annotations
 
+import inspect
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
 from diffstudio.engine.model import DiffusionModel
-from diffstudio.engine.samplers import SamplerStep
+from diffstudio.engine.samplers import SamplerStep, per_sample_generators
+from diffstudio.engine.sampling import call_sampler, sample_batch
 from diffstudio.engine.schedules import NoiseSchedule
 from diffstudio.engine.schedules.linear import linear_schedule
 from diffstudio.errors import Cancelled
+from diffstudio.specs import Contribution, Param
 
-__all__ = ["GaussianEpsNetwork", "SamplerConformance", "gaussian_model"]
+__all__ = [
+    "GaussianEpsNetwork",
+    "SamplerConformance",
+    "gaussian_model",
+    "signature_schema_mismatches",
+]
 
 
 class GaussianEpsNetwork(nn.Module):
@@ -119,18 +152,103 @@ def _tiny_unet(sample_shape: tuple[int, ...] = (1, 8, 8)) -> nn.Module:
     return _UNETS[sample_shape]
 
 
+#: The keywords every sampler takes besides its own parameters.
+SHARED_ARGUMENTS = ("model", "x", "generator", "callback", "should_stop")
+
+
+def _same_default(a: Any, b: Any) -> bool:
+    if isinstance(a, bool) or isinstance(b, bool):  # True == 1 in Python; not as a default
+        return type(a) is type(b) and a == b
+    return bool(a == b)
+
+
+def signature_schema_mismatches(
+    function: Callable[..., Any], params: Sequence[Param]
+) -> list[str]:
+    """How a sampler function's signature and its declared parameter schema disagree ([] when
+    they agree): the shared arguments missing, a declared parameter that is not a keyword of the
+    function, a default that differs, a keyword of the function that is not declared (the app
+    could never set it). Each entry says the fix."""
+    name = getattr(function, "__qualname__", repr(function))
+    try:
+        signature = inspect.signature(function)
+    except (TypeError, ValueError) as exc:
+        return [f"cannot read the signature of {name}: {exc}"]
+    parameters = signature.parameters
+    problems = []
+    positional = [p.name for p in parameters.values()][:2]
+    if positional != ["model", "x"]:
+        problems.append(
+            f"{name} must start with (model, x, ...), got ({', '.join(positional)}, ...)"
+        )
+    keyword_kinds = (inspect.Parameter.KEYWORD_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    for shared in SHARED_ARGUMENTS[2:]:
+        if shared not in parameters or parameters[shared].kind not in keyword_kinds:
+            problems.append(f"{name} has no keyword argument {shared!r}; add `{shared}` after `*`")
+    takes_any = any(p.kind == inspect.Parameter.VAR_KEYWORD for p in parameters.values())
+    own = {
+        p.name: p for p in parameters.values()
+        if p.name not in SHARED_ARGUMENTS and p.kind in keyword_kinds
+    }
+    declared = {param.name for param in params}
+    for param in params:
+        if param.name not in own:
+            if not takes_any:
+                problems.append(
+                    f"Param {param.name!r} is declared but {name} has no such keyword; add "
+                    f"`{param.name}={param.default!r}` to its signature or drop the Param"
+                )
+            continue
+        default = own[param.name].default
+        if default is inspect.Parameter.empty:
+            problems.append(
+                f"{name}'s {param.name!r} has no default; give it the declared default "
+                f"{param.default!r}"
+            )
+        elif not _same_default(default, param.default):
+            problems.append(
+                f"{name}'s {param.name!r} defaults to {default!r} but the schema declares "
+                f"{param.default!r}; make them one value (direct calls and the app must agree)"
+            )
+    for keyword, parameter in own.items():
+        if keyword not in declared:
+            default = parameter.default
+            shown = "..." if default is inspect.Parameter.empty else repr(default)
+            problems.append(
+                f"{name}'s keyword {keyword!r} is not in the schema, so the app can never set "
+                f"it; declare Param({keyword!r}, ..., {shown}) or remove the keyword"
+            )
+    return problems
+
+
+#: What a sampler that fails when given per-sample generators is told.
+_CONTRACT = (
+    "a sampler's `generator` is a sequence of one torch.Generator per row of x, as "
+    "diffstudio.engine.sampling.generate passes it (generator[i] seeded with sample i's seed); "
+    "draw noise with diffstudio.engine.samplers.randn_like_per_sample(x, generator), never "
+    "torch.randn(shape, generator=generator)"
+)
+
+
 class SamplerConformance:
     """Base class of the sampler conformance tests; not collected itself (no ``Test`` prefix).
 
-    Subclass it as ``Test<Something>`` and set :attr:`sampler` and :attr:`params`.
+    Subclass it as ``Test<Something>`` and set :attr:`sampler` (or :attr:`contribution`) and
+    :attr:`params`.
     """
 
-    #: The sampler function under test (wrap it in ``staticmethod``).
+    #: The sampler function under test (wrap it in ``staticmethod``); loaded from
+    #: :attr:`contribution` when left None.
     sampler: ClassVar[Callable[..., torch.Tensor] | None] = None
+    #: The plugin's declaration of the sampler: enables the signature/schema check, and the
+    #: parameters are then validated against it before each call, as the app does.
+    contribution: ClassVar[Contribution | None] = None
     #: Extra keyword arguments for every call (besides generator, callback, should_stop).
     params: ClassVar[dict[str, Any]] = {}
     #: True when the output must not depend on the generator (DDIM with eta = 0).
     deterministic: ClassVar[bool] = False
+    #: False for a sampler that by design makes a sample depend on its batch (say why).
+    batch_independent: ClassVar[bool] = True
     #: Name of the keyword giving the number of steps; None if the sampler has none.
     steps_param: ClassVar[str | None] = "steps"
     #: Steps used by the tests that do not vary it.
@@ -166,28 +284,80 @@ class SamplerConformance:
         generator = torch.Generator().manual_seed(seed)
         return torch.randn((self.batch_size, *shape), generator=generator)
 
+    @classmethod
+    def sampler_function(cls) -> Callable[..., torch.Tensor]:
+        """:attr:`sampler`, or the function :attr:`contribution` names."""
+        if cls.sampler is not None:
+            return cls.sampler
+        if cls.contribution is not None:
+            return cls.contribution.load()
+        raise TypeError(f"{cls.__name__} must set `sampler` or `contribution`")
+
+    def sampler_params(self, steps: int | None = None) -> dict[str, Any]:
+        """:attr:`params` with the step count; validated by :attr:`contribution` when set, so
+        the sampler gets every declared parameter, coerced, as from ``generate``."""
+        kwargs = dict(self.params)
+        if self.steps_param is not None:
+            kwargs[self.steps_param] = self.default_steps if steps is None else steps
+        if self.contribution is not None:
+            return self.contribution.validate(kwargs)
+        return kwargs
+
+    def _ids(self) -> tuple[str, str]:
+        contribution = self.contribution
+        if contribution is not None:
+            return contribution.id, contribution.plugin
+        return getattr(self.sampler_function(), "__qualname__", "sampler"), type(self).__name__
+
     def call_sampler(
         self,
         model: DiffusionModel,
         x: torch.Tensor,
         *,
-        seed: int | None = 0,
+        seed: int = 0,
         steps: int | None = None,
         callback: Callable[[SamplerStep], None] | None = None,
         should_stop: Callable[[], bool] | None = None,
         clone: bool = True,
     ) -> torch.Tensor:
-        """Run the sampler once with :attr:`params` (and the step count, if it has one)."""
-        sampler = type(self).sampler
-        if sampler is None:
-            raise TypeError(f"{type(self).__name__} must set `sampler`")
-        kwargs = dict(self.params)
-        if self.steps_param is not None:
-            kwargs[self.steps_param] = self.default_steps if steps is None else steps
-        generator = torch.Generator().manual_seed(seed) if seed is not None else None
-        return sampler(
-            model, x.clone() if clone else x, generator=generator, callback=callback,
-            should_stop=should_stop, **kwargs,
+        """Run the sampler once on ``x`` as the app does: generator = one torch.Generator per
+        row, seeded seed, seed + 1, ..., through :func:`diffstudio.engine.sampling.call_sampler`."""
+        sampler_id, plugin = self._ids()
+        return call_sampler(
+            self.sampler_function(), model, x.clone() if clone else x,
+            per_sample_generators(range(seed, seed + x.shape[0])),
+            params=self.sampler_params(steps), callback=callback, should_stop=should_stop,
+            sampler_id=sampler_id, plugin=plugin,
+        )
+
+    def sample_seeds(self, case: str, seeds: Sequence[int]) -> torch.Tensor:
+        """Samples for ``seeds`` in one batch, drawn exactly as ``generate`` draws a batch
+        (initial noise and sampler noise from each seed's own generator)."""
+        model, shape = self.build_model(case)
+        sampler_id, plugin = self._ids()
+        return sample_batch(
+            model, self.sampler_function(), list(seeds), shape, params=self.sampler_params(),
+            sampler_id=sampler_id, plugin=plugin,
+        )
+
+    @classmethod
+    def check_signature_matches_schema(
+        cls,
+        sampler: Callable[..., Any] | None = None,
+        contribution: Contribution | None = None,
+    ) -> None:
+        """Raise AssertionError listing every disagreement between the sampler's signature and
+        the contribution's ``params`` (names and defaults); see
+        :func:`signature_schema_mismatches`. Defaults to the class's own sampler and
+        contribution."""
+        contribution = contribution if contribution is not None else cls.contribution
+        if contribution is None:
+            raise TypeError(f"{cls.__name__} must set `contribution` to check the schema")
+        function = sampler if sampler is not None else (cls.sampler or contribution.load())
+        problems = signature_schema_mismatches(function, contribution.params)
+        assert not problems, (
+            f"sampler {contribution.id!r}: signature and schema disagree:\n  "
+            + "\n  ".join(problems)
         )
 
     def _run(self, case: str, **kwargs: Any) -> tuple[DiffusionModel, torch.Tensor, torch.Tensor]:
@@ -196,6 +366,40 @@ class SamplerConformance:
         return model, x, self.call_sampler(model, x, **kwargs)
 
     # --- tests -------------------------------------------------------------------------------
+
+    def test_accepts_per_sample_generators(self, case: str) -> None:
+        model, shape = self.build_model(case)
+        x = self.initial_noise(shape)
+        try:
+            self.call_sampler(model, x)
+        except Exception as exc:
+            raise AssertionError(
+                f"the sampler failed when called as diffstudio calls it, with generator = a "
+                f"list of {x.shape[0]} torch.Generators: {exc}\nThe contract: {_CONTRACT}"
+            ) from exc
+
+    def test_sample_does_not_depend_on_its_batch(self, case: str) -> None:
+        if not self.batch_independent:
+            import pytest
+
+            pytest.skip("batch_independent = False: this sampler couples the samples of a batch")
+        together = self.sample_seeds(case, [0, 1, 2, 3])
+        alone = self.sample_seeds(case, [2])
+        scale = max(1.0, float(alone.abs().max()))
+        difference = float((together[2] - alone[0]).abs().max()) / scale
+        assert difference <= 1e-4, (
+            f"sample 2 differs by {difference:.3g} (relative) between a batch of seeds "
+            "[0, 1, 2, 3] and seed 2 alone, so a sample cannot be regenerated from its seed: "
+            "row i must depend on x[i] and generator[i] only (no statistics across the batch); "
+            + _CONTRACT
+        )
+
+    def test_signature_matches_schema(self) -> None:
+        if self.contribution is None:
+            import pytest
+
+            pytest.skip("set `contribution` to check the signature against the schema")
+        self.check_signature_matches_schema()
 
     def test_output_shape_and_dtype(self, case: str) -> None:
         _, x, out = self._run(case)

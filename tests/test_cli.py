@@ -89,7 +89,7 @@ def test_resume_continues_the_step_count(trained_run, tmp_path, capsys):
         (["train", "--out", "{tmp}/r", "--dataset", "nope"], "no dataset 'nope'; available:"),
         (["train", "--out", "{tmp}/r", "--dataset", "digits", "--network.preset", "huge"],
          "must be one of"),
-        (["train", "--out", "{tmp}/r", "--batch-size", "0"], "batch_size must be"),
+        (["train", "--out", "{tmp}/r", "--batch-size", "0"], "'batch_size' must be"),
         (["train", "--out", "{tmp}/r", "--dataset", "image-folder", "--dataset.root",
           "{tmp}/missing"], "missing"),
         (["sample", "{tmp}/not-a-run"], "is not a diffstudio run"),

@@ -61,11 +61,18 @@ def test_pip_installed_sampler_gets_cli_options_from_its_schema(example_site):
 # its source tree so this runs without installing it).
 sys.path.insert(0, str(EXAMPLE / "src"))
 from diffstudio_example_sampler.heun import heun_sample  # noqa: E402
+from diffstudio_example_sampler.plugin import diffstudio_samplers  # noqa: E402
 
 from diffstudio.testing import SamplerConformance  # noqa: E402
 
 
 class TestExampleHeunConformance(SamplerConformance):
-    sampler = staticmethod(heun_sample)
+    """As the README tells plugin authors: the kit loads the sampler from the contribution and
+    also checks its signature against the declared schema."""
+
+    contribution = diffstudio_samplers()[0]
     params = {}
     deterministic = True
+
+    def test_loads_the_sampler_from_the_contribution(self) -> None:
+        assert self.sampler_function() is heun_sample

@@ -31,7 +31,9 @@ from diffstudio.engine.schedules.cosine import cosine_schedule
 from diffstudio.engine.schedules.linear import linear_schedule
 from diffstudio.errors import ConfigError
 from diffstudio.testing import GaussianEpsNetwork, SamplerConformance, gaussian_model
+from diffstudio_builtins.samplers import diffstudio_samplers
 
+BUILTINS = {contribution.id: contribution for contribution in diffstudio_samplers()}
 TOLERANCE = 1e-5  # max abs difference per unit of the sample's scale
 TOLERANCE_F64 = 1e-10
 _errors: dict[str, float] = {}
@@ -58,12 +60,14 @@ def one_thread():
 
 class TestDPMSolverConformance(SamplerConformance):
     sampler = staticmethod(dpm_solver_sample)
+    contribution = BUILTINS["dpm-solver-pp"]
     params = {"order": 2}
     deterministic = True
 
 
 class TestDPMSolverThirdOrderConformance(SamplerConformance):
     sampler = staticmethod(dpm_solver_sample)
+    contribution = BUILTINS["dpm-solver-pp"]
     params = {"order": 3, "spacing": "trailing", "clip_x0": False}
     deterministic = True
     model_cases = ("points",)
@@ -71,6 +75,7 @@ class TestDPMSolverThirdOrderConformance(SamplerConformance):
 
 class TestUniPCConformance(SamplerConformance):
     sampler = staticmethod(unipc_sample)
+    contribution = BUILTINS["unipc"]
     params = {"order": 2}
     deterministic = True
 
@@ -254,7 +259,8 @@ def test_registered_as_builtin_samplers() -> None:
         contribution, sampler = get_sampler(registry, sampler_id)
         assert sampler is function
         defaults = contribution.validate({})
-        assert defaults == {"steps": 20, "order": 2, "spacing": "linspace", "clip_x0": True}
+        assert defaults == {"steps": 20, "order": 2, "spacing": "linspace", "clip_x0": True,
+                            "lower_order_final": True}
         result = generate(model, sampler_id, {"steps": 10}, sample_shape=(2,), num_samples=3,
                           registry=registry)
         assert result.samples.shape == (3, 2) and result.network_evaluations == 10

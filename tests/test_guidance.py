@@ -13,6 +13,7 @@ from torch import nn
 from diffstudio.engine.guidance import GuidedNetwork, guided_model
 from diffstudio.engine.model import DiffusionModel
 from diffstudio.engine.networks.unet import build_unet
+from diffstudio.engine.samplers import per_sample_generators
 from diffstudio.engine.samplers.ddim import ddim_sample
 from diffstudio.engine.samplers.ddpm import ddpm_sample
 from diffstudio.engine.samplers.dpm_solver import dpm_solver_sample
@@ -54,8 +55,8 @@ def _model(network: nn.Module, labels: torch.Tensor | None = None) -> DiffusionM
 
 
 def _sample(sampler, model: DiffusionModel, x: torch.Tensor, **params) -> torch.Tensor:
-    return sampler(model, x.clone(), generator=torch.Generator().manual_seed(5), callback=None,
-                   should_stop=None, **params)
+    return sampler(model, x.clone(), generator=per_sample_generators(range(5, 5 + x.shape[0])),
+                   callback=None, should_stop=None, **params)
 
 
 # --- the wrapper -----------------------------------------------------------------------------

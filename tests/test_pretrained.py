@@ -292,9 +292,10 @@ def test_predictor_corrector_matches_diffusers_score_sde_ve_loop_in_float64(
     steps (step_correct, step_pred: the ScoreSdeVePipeline loop) in the x frame, float64.
 
     The two loops draw their noise differently, so both are fed the same noise tensors (the
-    samplers' ``randn`` and diffusers' ``randn_tensor`` monkeypatched to read one list). Their
-    time grids differ too (diffusers evaluates the network on linspace(1, eps, N) but takes its
-    predictor steps between levels of a separate grid), so diffusers' loop is given our grid:
+    sampler's ``randn_like_per_sample`` and diffusers' ``randn_tensor`` monkeypatched to read
+    one list). Their time grids differ too (diffusers evaluates the network on
+    linspace(1, eps, N) but takes its predictor steps between levels of a separate grid), so
+    diffusers' loop is given our grid:
     ``timesteps`` and ``discrete_sigmas`` set to linspace(1, t_min, steps + 1) and its sigmas;
     its formulas are untouched. diffusers starts at x = (y + 1) / 2 for our start y (its own
     start sigma_max z is centred at 0 instead of 1/2, a shift far below sigma_max). With the
@@ -315,7 +316,7 @@ def test_predictor_corrector_matches_diffusers_score_sde_ve_loop_in_float64(
 
     def ours(network) -> torch.Tensor:
         queue = iter(noises)
-        monkeypatch.setattr(pc, "randn", lambda like, generator: next(queue))
+        monkeypatch.setattr(pc, "randn_like_per_sample", lambda like, generator: next(queue))
         sampler_model = DiffusionModel(network, model.process, prediction_type="score")
         return predictor_corrector_sample(
             sampler_model, z, generator=None, callback=None, should_stop=None, steps=steps,

@@ -3,9 +3,10 @@ Gaussian data.
 
 Network: a randomly initialised tiny U-Net (``digits-8`` on (1, 8, 8), seeded, eval mode). The
 diffusers loops get the same initial noise, the same betas (``trained_betas``, ``leading``
-spacing, ``steps_offset=0``, ``set_alpha_to_one=True``) and a generator seeded like ours: both
-sides draw one ``randn`` shaped like the sample per noisy step, in step order, so the added noise
-is identical as well.
+spacing, ``steps_offset=0``, ``set_alpha_to_one=True``) and per-sample generators seeded like
+ours (one per row, which diffusers' ``randn_tensor`` also accepts): both sides draw each row's
+noise from its own generator per noisy step, in step order, so the added noise is identical as
+well.
 
 Three views of "the same sampler", because fp32 is not enough for one end-to-end comparison:
 diffusers computes its coefficients in float32 (``1 - alpha_prod_t / alpha_prod_t_prev`` near
@@ -15,7 +16,7 @@ batch sizes), so last-bit differences grow to ~1e-3 over 50 steps.
 
 * ``float64`` end to end: network and sample in float64, diffusers' ``alphas_cumprod`` replaced
   by our float64 alpha_bar (diffusers builds it from float32 betas), each side with its own
-  generator seeded alike; the trajectories agree to ~1e-14. This pins down every formula, the
+  generators seeded alike; the trajectories agree to ~1e-14. This pins down every formula, the
   timesteps, the noise order and the clipping.
 * ``float32`` per step: our fp32 run is recorded (state, x0_pred and network output at each step)
   and diffusers' ``step``, evaluated in float64 with the same noise, is applied to each recorded
@@ -41,7 +42,12 @@ from diffusers.schedulers import scheduling_ddim, scheduling_ddpm
 
 from diffstudio.engine.model import DiffusionModel
 from diffstudio.engine.networks.unet import build_unet
-from diffstudio.engine.samplers import SamplerStep, timestep_sequence
+from diffstudio.engine.samplers import (
+    SamplerStep,
+    per_sample_generators,
+    randn_like_per_sample,
+    timestep_sequence,
+)
 from diffstudio.engine.samplers.ddim import ddim_invert, ddim_sample
 from diffstudio.engine.samplers.ddpm import ddpm_sample
 from diffstudio.engine.schedules import NoiseSchedule
@@ -91,8 +97,10 @@ class Recorder(torch.nn.Module):
         return out
 
 
-def _generator() -> torch.Generator:
-    return torch.Generator().manual_seed(SEED)
+def _generators(batch: int) -> list[torch.Generator]:
+    """The samplers' per-sample generators (diffusers' ``randn_tensor`` takes such a list too,
+    drawing row i from generator i)."""
+    return per_sample_generators(range(SEED, SEED + batch))
 
 
 def _reference(cls, schedule: NoiseSchedule, dtype: torch.dtype, **config):
@@ -137,10 +145,11 @@ def _compare_end_to_end(
     name, sampler, model, reference, network, x, steps, tolerance, **kwargs
 ) -> None:
     ours = sampler(
-        model, x.clone(), generator=_generator(), callback=None, should_stop=None, steps=steps,
+        model, x.clone(), generator=_generators(x.shape[0]), callback=None, should_stop=None,
+        steps=steps,
         **kwargs,
     )
-    step_kwargs = {"generator": _generator()}
+    step_kwargs = {"generator": _generators(x.shape[0])}
     if "eta" in kwargs:
         step_kwargs["eta"] = kwargs["eta"]
     theirs = _diffusers_loop(reference, network, x, steps, **step_kwargs)
@@ -152,11 +161,13 @@ def _compare_end_to_end(
 def _fp32_noise():
     """Make diffusers' schedulers draw the noise our fp32 sampler draws (from a generator seeded
     with SEED, in float32, in call order), cast to whatever dtype they ask for."""
-    draws = _generator()
+    draws: list[torch.Generator] = []
 
     def randn_tensor(shape, generator=None, device=None, dtype=None, layout=None):
         del generator, layout
-        noise = torch.randn(tuple(shape), generator=draws, dtype=torch.float32)
+        if not draws:
+            draws.extend(_generators(shape[0]))
+        noise = randn_like_per_sample(torch.empty(tuple(shape), dtype=torch.float32), draws)
         return noise.to(device=device, dtype=dtype)
 
     with (
@@ -172,7 +183,8 @@ def _compare_per_step(name, sampler, model, schedule, cls, config, x, steps, **k
     model.network = recorder
     states: list[SamplerStep] = []
     final = sampler(
-        model, x.clone(), generator=_generator(), callback=states.append, should_stop=None,
+        model, x.clone(), generator=_generators(x.shape[0]), callback=states.append,
+        should_stop=None,
         steps=steps, **kwargs,
     )
     exact = _reference(cls, schedule, torch.float64, **config)
@@ -300,16 +312,17 @@ def test_ddim_variance_noise_path_matches(unet64, noise) -> None:
     model = DiffusionModel(unet64, schedule, x0_clip=1.0)
     steps, eta, x = 10, 0.7, noise.double()
     ours = ddim_sample(
-        model, x.clone(), generator=_generator(), callback=None, should_stop=None, steps=steps,
+        model, x.clone(), generator=_generators(x.shape[0]), callback=None, should_stop=None,
+        steps=steps,
         eta=eta, clip_x0=False,
     )
     reference = _reference(DDIMScheduler, schedule, torch.float64, **_ddim_config(False))
     reference.set_timesteps(steps)
-    draws = _generator()
+    draws = _generators(x.shape[0])
     with torch.no_grad():
         for t in reference.timesteps:
             output = unet64(x, t.expand(x.shape[0])).sample
-            z = torch.randn(x.shape, generator=draws, dtype=x.dtype)
+            z = randn_like_per_sample(x, draws)
             x = reference.step(output, t, x, eta=eta, variance_noise=z).prev_sample
     assert _record("ddim variance_noise float64", _scaled_error(ours, x)) < TOLERANCE_F64
 
@@ -380,7 +393,8 @@ def test_ddpm_float32_end_to_end_smooth_network(variance: str, variance_type: st
     model = DiffusionModel(network, schedule, x0_clip=1.0)
     x = torch.randn(4, 1, 8, 8, generator=torch.Generator().manual_seed(2))
     ours = ddpm_sample(
-        model, x.clone(), generator=_generator(), callback=None, should_stop=None, steps=100,
+        model, x.clone(), generator=_generators(x.shape[0]), callback=None, should_stop=None,
+        steps=100,
         variance=variance,
     )
     config = {"variance_type": variance_type, "clip_sample": True}
@@ -481,7 +495,7 @@ def test_ddim_maps_noise_to_gaussian_data_std(std: float) -> None:
         model, x_t, generator=None, callback=None, should_stop=None, steps=500, eta=0.0,
         clip_x0=False,
     )
-    # The map is linear, out = c x_T, with the closed-form c of the discrete scheme (eq. 31) ...
+    # The map is linear, out = c x_T, with the closed-form c of the discrete scheme (DDIM eq. 12)
     gain = _ddim_gain(model, 500)
     assert torch.allclose(out, gain * x_t, rtol=1e-9, atol=1e-12)
     # ... which rises towards the probability-flow ODE's s / std(x_T) as the steps grow: each
@@ -499,7 +513,8 @@ def test_ddpm_samples_gaussian_data_std() -> None:
     model = gaussian_model(linear_schedule(num_timesteps=1000), std=0.5, mean=1.0)
     x_t = torch.randn(4000, 2, generator=torch.Generator().manual_seed(6), dtype=torch.float64)
     out = ddpm_sample(
-        model, x_t, generator=torch.Generator().manual_seed(7), callback=None, should_stop=None,
+        model, x_t, generator=per_sample_generators(range(7, 7 + x_t.shape[0])), callback=None,
+        should_stop=None,
         steps=1000, variance="small", clip_x0=False,
     )
     assert float(out.mean()) == pytest.approx(1.0, abs=0.03)

@@ -12,6 +12,7 @@ from diffstudio.engine.model import DiffusionModel
 from diffstudio.engine.networks.analytic import GaussianMixtureScore, build_analytic_mixture
 from diffstudio.engine.objectives import vlb_terms
 from diffstudio.engine.processes import VESDE, VPSDE, NCSNLevels, ScheduleProcess, SubVPSDE
+from diffstudio.engine.samplers import per_sample_generators
 from diffstudio.engine.samplers.annealed_langevin import annealed_langevin_sample
 from diffstudio.engine.samplers.ddim import ddim_sample
 from diffstudio.engine.samplers.ddpm import ddpm_sample
@@ -38,6 +39,11 @@ def noise(n: int, seed: int = 0) -> torch.Tensor:
     return torch.randn((n, 2), generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
 
 
+def generators(n: int, seed: int) -> list[torch.Generator]:
+    """One generator per sample, as samplers take them (seeds disjoint between seeds)."""
+    return per_sample_generators(range(seed * 100_000, seed * 100_000 + n))
+
+
 def assert_gaussian(samples: torch.Tensor, mean_tol: float = 0.05, cov_tol: float = 0.03):
     assert torch.isfinite(samples).all()
     mean = samples.mean(0)
@@ -57,13 +63,12 @@ def test_annealed_langevin_recovers_the_mixture_weights_and_plain_langevin_does_
     process = NCSNLevels(sigma_max=20.0, sigma_min=1.0, levels=10)
     model = DiffusionModel(network, process, prediction_type="score", x0_clip=None)
     x = noise(2000)
-    generator = torch.Generator().manual_seed(1)
-    annealed = annealed_langevin_sample(model, x, generator=generator, **RUN,
+    annealed = annealed_langevin_sample(model, x, generator=generators(2000, 1), **RUN,
                                         steps_per_level=100, step_lr=0.1, init="uniform",
                                         init_range=8.0)
     assert model.network_evaluations == 1000
     assert abs(mode_weight(annealed) - 0.8) <= 0.05
-    plain = langevin_sample(model, x, generator=torch.Generator().manual_seed(1), **RUN,
+    plain = langevin_sample(model, x, generator=generators(2000, 1), **RUN,
                             steps=1000, step_size=0.1, init="uniform", init_range=8.0)
     assert abs(mode_weight(plain) - 0.8) > 0.15, mode_weight(plain)  # stays near 0.5
     assert abs(mode_weight(plain) - 0.5) < 0.1
@@ -86,9 +91,8 @@ def test_mixture_score_is_the_gradient_of_its_log_density():
                          ids=["vp", "subvp", "ve"])
 def test_predictor_corrector_matches_the_gaussian(process):
     model = gaussian_score_model(process)
-    samples = predictor_corrector_sample(model, noise(4000), generator=torch.Generator()
-                                         .manual_seed(2), **RUN, steps=300, corrector_steps=1,
-                                         snr=0.16)
+    samples = predictor_corrector_sample(model, noise(4000), generator=generators(4000, 2), **RUN,
+                                         steps=300, corrector_steps=1, snr=0.16)
     assert model.network_evaluations == 300 * 2 + 1
     assert_gaussian(samples)
 
@@ -97,8 +101,8 @@ def test_predictor_corrector_matches_the_gaussian(process):
                          ids=["vp", "ve"])
 def test_reverse_sde_matches_the_gaussian(process):
     model = gaussian_score_model(process)
-    samples = reverse_sde_sample(model, noise(4000), generator=torch.Generator().manual_seed(3),
-                                 **RUN, steps=500)
+    samples = reverse_sde_sample(model, noise(4000), generator=generators(4000, 3), **RUN,
+                                 steps=500)
     assert_gaussian(samples)
 
 
@@ -139,8 +143,8 @@ def test_ddim_samples_a_score_sde_model_and_sde_samplers_sample_a_ddpm_model():
         linear_schedule(num_timesteps=1000), prediction_type="score", x0_clip=None,
     )
     assert isinstance(ddpm_like.process, ScheduleProcess)
-    assert_gaussian(predictor_corrector_sample(ddpm_like, noise(4000), generator=torch.Generator()
-                                               .manual_seed(4), **RUN, steps=300))
+    assert_gaussian(predictor_corrector_sample(ddpm_like, noise(4000),
+                                               generator=generators(4000, 4), **RUN, steps=300))
     assert_gaussian(probability_flow_sample(ddpm_like, noise(4000), generator=None, **RUN,
                                             steps=100))
 

@@ -141,54 +141,34 @@ class DiffusionModel:
         self,
         x: torch.Tensor,
         label: float | int | torch.Tensor,
-        marginal: tuple[float, float] | None = None,
-    ) -> torch.Tensor:
-        """One raw network call (counted) at one time for the whole batch. ``label`` is the
-        conditioning value (for DDPM the timestep). Returns the network's output tensor."""
-        labels = torch.as_tensor(label, device=x.device)
-        if labels.dim() == 0:
-            labels = labels.expand(x.shape[0])
-        if labels.is_floating_point() and bool(((labels - labels.round()).abs() < 1e-6).all()):
-            labels = labels.round().long()  # DDPM networks are trained on integer timesteps
-        marginals = None
-        if marginal is not None and self.conditions_on_marginal:
-            m, s = marginal
-            marginals = (
-                torch.full((x.shape[0],), m, dtype=x.dtype, device=x.device),
-                torch.full((x.shape[0],), s, dtype=x.dtype, device=x.device),
-            )
-        return self.call_network(x, labels, marginal=marginals)
-
-    @property
-    def conditions_on_marginal(self) -> bool:
-        """Whether the network takes ``marginal=(m, s)`` (also through a DDP wrapper)."""
-        network = self.network
-        return bool(getattr(network, "conditions_on_marginal", False)
-                    or getattr(getattr(network, "module", None), "conditions_on_marginal", False))
-
-    def call_network(
-        self,
-        x: torch.Tensor,
-        labels: torch.Tensor,
-        *,
+        marginal: tuple[float, float] | tuple[torch.Tensor, torch.Tensor] | None = None,
         class_labels: torch.Tensor | None = None,
-        marginal: tuple[torch.Tensor, torch.Tensor] | None = None,
     ) -> torch.Tensor:
-        """One raw network call (counted) with per-sample conditioning, as training makes it.
-
-        labels: (B,) network labels as the network takes them (integer DDPM timesteps, NCSN
-        noise levels, SDE times). class_labels: (B,) class ids, else the model's own
-        ``class_labels`` (if any). marginal: (m, s), each (B,), passed only to a network with
-        ``conditions_on_marginal``. Returns the output tensor (``.sample`` of diffusers'
-        outputs).
-        """
+        """One raw network call (counted), the one way every caller -- samplers and training
+        alike -- calls a network. ``label`` is the conditioning value (for DDPM the timestep):
+        a number for the whole batch (samplers) or a (B,) tensor used as given (training);
+        ``marginal`` (m, s) as numbers or (B,) tensors, passed to networks that condition on
+        it; ``class_labels`` (B,) overrides the model's own (training's label dropout).
+        Returns the network's output tensor."""
+        if isinstance(label, torch.Tensor) and label.dim() == 1:
+            labels = label  # a batch of labels, already of the network's dtype: no sync
+        else:
+            labels = torch.as_tensor(label, device=x.device)
+            if labels.dim() == 0:
+                labels = labels.expand(x.shape[0])
+            if labels.is_floating_point() and bool(((labels - labels.round()).abs() < 1e-6).all()):
+                labels = labels.round().long()  # DDPM networks are trained on integer timesteps
         kwargs: dict[str, Any] = {}
-        if class_labels is None and self.class_labels is not None:
-            class_labels = self.class_labels.to(x.device)
-        if class_labels is not None:
-            kwargs["class_labels"] = class_labels
-        if marginal is not None and self.conditions_on_marginal:
-            kwargs["marginal"] = marginal
+        chosen = class_labels if class_labels is not None else self.class_labels
+        if chosen is not None:
+            kwargs["class_labels"] = chosen.to(x.device)
+        if marginal is not None and getattr(self.network, "conditions_on_marginal", False):
+            kwargs["marginal"] = tuple(
+                value.to(dtype=x.dtype, device=x.device).reshape(-1)
+                if isinstance(value, torch.Tensor)
+                else torch.full((x.shape[0],), value, dtype=x.dtype, device=x.device)
+                for value in marginal
+            )
         out = self.network(x, labels, **kwargs)
         self.network_evaluations += self.evaluations_per_call
         return out.sample if hasattr(out, "sample") else out

@@ -22,17 +22,19 @@ from diffstudio.engine.components import build_network, build_schedule, get_samp
 from diffstudio.engine.model import DiffusionModel, network_device_dtype
 from diffstudio.engine.pngmeta import write_png
 from diffstudio.engine.runs import WEIGHTS_NAME, Run, file_sha256, load_network_weights
-from diffstudio.engine.samplers import SamplerStep
+from diffstudio.engine.samplers import Generators, SamplerStep, per_sample_generators
 from diffstudio.errors import ConfigError, DiffstudioError, PluginError, SamplingError
 from diffstudio.plugin_manager import PluginRegistry, load_plugins
 
 __all__ = [
     "LoadedModel",
     "SampleResult",
+    "call_sampler",
     "generate",
     "load_init_noise",
     "load_model",
     "resolve_device",
+    "sample_batch",
     "save_samples",
 ]
 
@@ -135,6 +137,86 @@ def load_init_noise(path: str | Path, sample_shape: tuple[int, ...]) -> torch.Te
     return torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))
 
 
+#: Appended to a sampler's TypeError that mentions ``generator``: the usual cause is treating
+#: the per-sample generators as one generator.
+_GENERATOR_HINT = (
+    "; `generator` is a sequence of one torch.Generator per sample (generator[i] draws the "
+    "noise of x[i]), not a single generator: draw noise with "
+    "diffstudio.engine.samplers.randn_like_per_sample(x, generator)"
+)
+
+
+def call_sampler(
+    sampler: Callable[..., Any],
+    model: DiffusionModel,
+    x: torch.Tensor,
+    generators: Generators,
+    *,
+    params: Mapping[str, Any],
+    callback: Callable[[SamplerStep], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    sampler_id: str = "sampler",
+    plugin: str = "",
+) -> torch.Tensor:
+    """Call a sampler the one way diffstudio does, and check what it returns.
+
+    ``sampler(model, x, generator=generators, callback=callback, should_stop=should_stop,
+    **params)`` with x: (B, *sample_shape) and ``generators`` one ``torch.Generator`` per row.
+    A failure that is not a :class:`DiffstudioError` becomes a :class:`PluginError` naming the
+    sampler and its plugin; a result of the wrong shape a :class:`SamplingError`. (Finiteness
+    is left to the caller.) Used by :func:`generate` and by the conformance kit.
+    """
+    where = f"sampler {sampler_id!r} (plugin {plugin or '?'})"
+    try:
+        result = sampler(
+            model, x, generator=generators, callback=callback, should_stop=should_stop, **params
+        )
+    except DiffstudioError:
+        raise
+    except Exception as exc:
+        hint = _GENERATOR_HINT if isinstance(exc, TypeError) and "generator" in str(exc) else ""
+        raise PluginError(f"{where} failed: {type(exc).__name__}: {exc}{hint}") from exc
+    if not isinstance(result, torch.Tensor) or tuple(result.shape) != tuple(x.shape):
+        raise SamplingError(
+            f"{where} returned {getattr(result, 'shape', type(result).__name__)}; expected "
+            f"{tuple(x.shape)}, the shape of its initial noise"
+        )
+    return result
+
+
+def sample_batch(
+    model: DiffusionModel,
+    sampler: Callable[..., Any],
+    seeds: list[int],
+    sample_shape: tuple[int, ...],
+    *,
+    params: Mapping[str, Any],
+    init_noise: torch.Tensor | None = None,
+    callback: Callable[[SamplerStep], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    sampler_id: str = "sampler",
+    plugin: str = "",
+) -> torch.Tensor:
+    """One batch of :func:`generate`: sample i from the generator seeded ``seeds[i]`` alone.
+
+    That generator first draws the sample's initial noise x_T (``torch.randn(sample_shape)``,
+    float32, CPU), unless ``init_noise`` (len(seeds), *sample_shape) is given, and is then
+    passed on to the sampler for the noise it adds. x goes to the network's device and dtype.
+    Returns the sampler's output, (len(seeds), *sample_shape), where it was computed.
+    """
+    generators = per_sample_generators(seeds)
+    if init_noise is not None:
+        x = init_noise.clone()
+    else:
+        x = torch.stack([torch.randn(sample_shape, generator=g) for g in generators])
+    device, dtype = network_device_dtype(model.network)
+    x = x.to(device=device, dtype=dtype)
+    return call_sampler(
+        sampler, model, x, generators, params=params, callback=callback,
+        should_stop=should_stop, sampler_id=sampler_id, plugin=plugin,
+    )
+
+
 @dataclass
 class SampleResult:
     """samples: (N, *sample_shape) float32 on the CPU; seeds: the seed of each sample."""
@@ -196,7 +278,6 @@ def generate(
         from diffstudio.engine.guidance import guided_model
 
         model = guided_model(model, class_label, guidance, num_classes)
-    device, dtype = network_device_dtype(model.network)
     seeds = [seed + i for i in range(num_samples)]
     outputs = []
     model.network_evaluations = 0
@@ -204,12 +285,6 @@ def generate(
     started = time.perf_counter()
     for batch_index, first in enumerate(range(0, num_samples, batch_size)):
         batch_seeds = seeds[first : first + batch_size]
-        generators = [torch.Generator().manual_seed(s) for s in batch_seeds]
-        if init_noise is not None:
-            x = init_noise[first : first + len(batch_seeds)].clone()
-        else:
-            x = torch.stack([torch.randn(sample_shape, generator=g) for g in generators])
-        x = x.to(device=device, dtype=dtype)
         if class_label is not None:
             model.class_labels = torch.full((len(batch_seeds),), class_label, dtype=torch.long)
         before = model.network_evaluations
@@ -217,24 +292,13 @@ def generate(
         if callback is not None:
             def step_callback(step: SamplerStep, _batch: int = batch_index) -> None:
                 callback(step, _batch)
-        try:
-            result = sampler(
-                model, x, generator=generators, callback=step_callback, should_stop=should_stop,
-                **values,
-            )
-        except DiffstudioError:
-            raise
-        except Exception as exc:
-            raise PluginError(
-                f"sampler {sampler_id!r} (plugin {contribution.plugin or '?'}) failed: "
-                f"{type(exc).__name__}: {exc}"
-            ) from exc
+        result = sample_batch(
+            model, sampler, batch_seeds, sample_shape, params=values,
+            init_noise=None if init_noise is None else init_noise[first : first + len(batch_seeds)],
+            callback=step_callback, should_stop=should_stop, sampler_id=sampler_id,
+            plugin=contribution.plugin,
+        )
         evaluations_per_batch = model.network_evaluations - before
-        if not isinstance(result, torch.Tensor) or tuple(result.shape) != tuple(x.shape):
-            raise SamplingError(
-                f"sampler {sampler_id!r} (plugin {contribution.plugin}) returned "
-                f"{getattr(result, 'shape', type(result).__name__)}; expected {tuple(x.shape)}"
-            )
         if not torch.isfinite(result).all():
             raise SamplingError(
                 f"sampler {sampler_id!r} produced NaN or infinite values; try more steps, "

@@ -3,7 +3,7 @@
 
 Each step: x_0 from the data, a training time (a grid index t ~ U{0..T-1} for DDPM timesteps
 and NCSN noise levels, t ~ U[t_min, 1] for score SDEs), eps ~ N(0, I), x_t = m x_0 + s eps
-(eq. 4 for DDPM), one network call through :meth:`DiffusionModel.call_network` (the path
+(eq. 4 for DDPM), one network call through :meth:`DiffusionModel.network_output` (the path
 sampling uses: class labels and, for networks that condition on it, the marginal (m, s) are
 passed the same way), and a gradient step on the objective of :mod:`diffstudio.engine.objectives`:
 L_simple (eq. 14) in the network's parameterisation, or L_hybrid = L_simple + lambda L_vlb for
@@ -569,8 +569,7 @@ class Trainer:
             class_labels = torch.where(drop < config.label_dropout, session.null_label,
                                        session.labels[index])
         with session.accelerator.autocast():
-            output = session.model.call_network(x_t, net_labels, class_labels=class_labels,
-                                                marginal=(m, s))
+            output = session.model.network_output(x_t, net_labels, (m, s), class_labels)
         output = output.float()
         if session.learned_variance is None:
             session.learned_variance = self._learned_variance(session, output, x0)

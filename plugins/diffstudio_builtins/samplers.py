@@ -1,5 +1,10 @@
-"""Built-in samplers: DDPM, DDIM (seed 002 §4.1, §4.2), annealed and plain Langevin (§4.3,
-App. A), reverse SDE, predictor-corrector and probability-flow ODE (§4.4)."""
+"""Built-in samplers: DDPM (Ho et al. 2020, arXiv:2006.11239), DDIM (Song et al. 2021,
+arXiv:2010.02502), annealed and plain Langevin (Song & Ermon 2019, arXiv:1907.05600), reverse
+SDE, predictor-corrector and probability-flow ODE (Song et al. 2021, arXiv:2011.13456),
+DPM-Solver++ (Lu et al. 2022, arXiv:2211.01095) and UniPC (Zhao et al. 2023, arXiv:2302.04867).
+
+Each schema lists exactly the keyword parameters of its function, with the same defaults
+(tests/test_sampler_conformance.py checks it)."""
 
 from __future__ import annotations
 
@@ -46,7 +51,7 @@ def diffstudio_samplers() -> list[Contribution]:
             kind="sampler",
             id="ddim",
             display_name="DDIM",
-            description="Song et al. 2021, eq. 31: deterministic at eta = 0, few steps.",
+            description="Song et al. 2021, eq. 12: deterministic at eta = 0, few steps.",
             factory="diffstudio.engine.samplers.ddim:ddim_sample",
             params=(
                 Param("steps", "int", 50, minimum=1, maximum=100000, help="network evaluations"),
@@ -83,7 +88,8 @@ def diffstudio_samplers() -> list[Contribution]:
             kind="sampler",
             id="langevin",
             display_name="Langevin (plain)",
-            description="Unadjusted Langevin dynamics at one noise level (eq. 43), for contrast.",
+            description="Unadjusted Langevin dynamics at one noise level (Song & Ermon 2019, "
+                        "eq. 4), for contrast.",
             factory="diffstudio.engine.samplers.langevin:langevin_sample",
             params=(
                 Param("steps", "int", 1000, minimum=1, maximum=1000000, help="Langevin steps"),
@@ -99,7 +105,7 @@ def diffstudio_samplers() -> list[Contribution]:
             kind="sampler",
             id="reverse-sde",
             display_name="Reverse SDE (Euler-Maruyama)",
-            description="Euler-Maruyama on the reverse-time SDE (Song et al. 2021, eq. 35).",
+            description="Euler-Maruyama on the reverse-time SDE (Song et al. 2021, eq. 6).",
             factory="diffstudio.engine.samplers.reverse_sde:reverse_sde_sample",
             params=(_SDE_STEPS, _T_MIN, _DENOISE),
         ),
@@ -156,6 +162,8 @@ def diffstudio_samplers() -> list[Contribution]:
                       help="timesteps visited, as diffusers' timestep_spacing (linspace starts "
                            "at T-1)"),
                 _CLIP,
+                Param("lower_order_final", "bool", True,
+                      help="first-order final steps below 15 steps, for stability"),
             ),
         ),
         Contribution(
@@ -174,6 +182,8 @@ def diffstudio_samplers() -> list[Contribution]:
                       help="timesteps visited, as diffusers' timestep_spacing (linspace starts "
                            "at T-1)"),
                 _CLIP,
+                Param("lower_order_final", "bool", True,
+                      help="lower the order over the last steps, for stability"),
             ),
         ),
     ]

@@ -1,10 +1,11 @@
-"""DDIM sampling (Song, Meng & Ermon 2021; seed 002 §4.2, eq. 31).
+"""DDIM sampling (Song, Meng & Ermon 2021, arXiv:2010.02502, eq. 12).
 
-On a sub-sequence of timesteps t -> prev (alpha_bar_{-1} = 1):
+On a sub-sequence of timesteps t -> prev (alpha_bar_{-1} = 1; the paper writes alpha for
+alpha_bar):
 
-    x0_pred = (x_t - sqrt(1 - alpha_bar_t) eps) / sqrt(alpha_bar_t)                  (eq. 29)
+    x0_pred = (x_t - sqrt(1 - alpha_bar_t) eps) / sqrt(alpha_bar_t)                    (eq. 9)
     sigma_t = eta sqrt((1 - alpha_bar_prev) / (1 - alpha_bar_t))
-                  sqrt(1 - alpha_bar_t / alpha_bar_prev)
+                  sqrt(1 - alpha_bar_t / alpha_bar_prev)                               (eq. 16)
     x_prev  = sqrt(alpha_bar_prev) x0_pred + sqrt(1 - alpha_bar_prev - sigma_t^2) eps + sigma_t z
 
 eta = 0 is the deterministic DDIM; eta = 1 is DDPM's ancestral sampler with beta_tilde.
@@ -21,8 +22,8 @@ uses float32 (its ``alphas_cumprod`` is a float32 cumprod of float32 betas); in 
 trajectories agree to ~1e-14 (tests/test_samplers_parity.py), in float32 ours is the closer to
 the exact step.
 
-Also here: deterministic inversion (the same update run from x_0 towards x_T), used for
-reconstruction and interpolation.
+Also here: deterministic inversion (the same update run from x_0 towards x_T, the encoding of
+§4.3), used for reconstruction and interpolation.
 """
 
 from __future__ import annotations
@@ -31,13 +32,14 @@ import torch
 
 from diffstudio.engine.model import DiffusionModel
 from diffstudio.engine.samplers import (
+    Generators,
     SamplerCallback,
     SamplerStep,
     StopCheck,
     check_stop,
-    randn,
-    timestep_sequence,
+    randn_like_per_sample,
 )
+from diffstudio.engine.samplers._common import timestep_sequence
 from diffstudio.errors import ConfigError
 
 
@@ -46,7 +48,7 @@ def ddim_sample(
     model: DiffusionModel,
     x: torch.Tensor,
     *,
-    generator: torch.Generator | None,
+    generator: Generators,
     callback: SamplerCallback | None,
     should_stop: StopCheck | None,
     steps: int = 50,
@@ -54,7 +56,12 @@ def ddim_sample(
     spacing: str = "uniform",
     clip_x0: bool = True,
 ) -> torch.Tensor:
-    """DDIM from x_T to x_0 in ``steps`` network evaluations. x: (B, *sample_shape)."""
+    """DDIM from x_T to x_0 in ``steps`` network evaluations. x: (B, *sample_shape), left
+    unmodified.
+
+    generator: one torch.Generator per row of x, drawn from only when eta > 0 (row i's noise
+    from generator[i]); with eta = 0 the sampler is deterministic and ignores it.
+    """
     timesteps = timestep_sequence(model.num_timesteps, steps, spacing)
     for index, t in enumerate(timesteps):
         check_stop(should_stop, index)
@@ -69,7 +76,7 @@ def ddim_sample(
         direction = max(1.0 - alpha_bar_prev - sigma**2, 0.0) ** 0.5 * prediction.eps
         x = alpha_bar_prev**0.5 * x0_pred + direction
         if eta > 0:
-            x = x + sigma * randn(x, generator)
+            x = x + sigma * randn_like_per_sample(x, generator)
     return x
 
 
@@ -84,7 +91,7 @@ def ddim_invert(
     callback: SamplerCallback | None = None,
     should_stop: StopCheck | None = None,
 ) -> torch.Tensor:
-    """Deterministic DDIM inversion: x_0 -> x_T by running eq. 31 (eta = 0) forwards in time.
+    """Deterministic DDIM inversion: x_0 -> x_T by running eq. 12 (eta = 0) forwards in time.
 
     A step from level ``prev`` to the noisier ``t`` needs eps at the unknown x_t; it is
     approximated by the network at the current x_prev, conditioned on

@@ -1,18 +1,19 @@
-"""DDPM ancestral sampling (Ho et al. 2020; seed 002 §4.1, Algorithm 2).
+"""DDPM ancestral sampling (Ho, Jain & Abbeel 2020, arXiv:2006.11239, Algorithm 2).
 
 For each t from the noisiest down (``prev`` the next timestep visited, alpha_bar_{-1} = 1):
 
-    x0_pred = (x_t - sqrt(1 - alpha_bar_t) eps_theta(x_t, t)) / sqrt(alpha_bar_t)     (eq. 29)
-    mu      = c_x0 x0_pred + c_xt x_t                                                (eq. 9)
+    x0_pred = (x_t - sqrt(1 - alpha_bar_t) eps_theta(x_t, t)) / sqrt(alpha_bar_t)   (eq. 4 for x_0)
+    mu      = c_x0 x0_pred + c_xt x_t                                  (eq. 7, the posterior mean)
     x_prev  = mu + sigma_t z,  z ~ N(0, I) for t > 0, z = 0 at t = 0
 
 with beta'_t = 1 - alpha_bar_t / alpha_bar_prev (= beta_t when every step is visited),
 c_x0 = sqrt(alpha_bar_prev) beta'_t / (1 - alpha_bar_t),
 c_xt = sqrt(1 - beta'_t) (1 - alpha_bar_prev) / (1 - alpha_bar_t), and
 sigma_t^2 = beta'_t ("large") or beta_tilde_t = (1 - alpha_bar_prev) / (1 - alpha_bar_t) beta'_t
-("small", eq. 10), or, for a learned-variance network (Improved DDPM), the interpolation of
-eq. 20 between them ("learned"; "auto" uses it whenever the network provides it, else
-"small"). Without clipping, eq. 9 through x0_pred equals Algorithm 2's eq. 23 exactly;
+("small", eq. 7; the two choices of §3.2), or, for a learned-variance network, the interpolation
+between them of Improved DDPM (Nichol & Dhariwal 2021, arXiv:2102.09672, eq. 15) ("learned";
+"auto" uses it whenever the network provides it, else "small"). Without clipping, eq. 7 through
+x0_pred equals Algorithm 2's mean (eq. 11) exactly;
 writing it through x0_pred lets x0_pred be clipped to the data range, as the DDPM
 reference code does. Matches diffusers' ``DDPMScheduler`` step for step (``fixed_small`` /
 ``fixed_large``, ``timestep_spacing="leading"``, the same noise drawn for every t > 0).
@@ -32,13 +33,14 @@ import torch
 
 from diffstudio.engine.model import DiffusionModel
 from diffstudio.engine.samplers import (
+    Generators,
     SamplerCallback,
     SamplerStep,
     StopCheck,
     check_stop,
-    randn,
-    timestep_sequence,
+    randn_like_per_sample,
 )
+from diffstudio.engine.samplers._common import timestep_sequence
 from diffstudio.errors import ConfigError
 
 
@@ -47,7 +49,7 @@ def ddpm_sample(
     model: DiffusionModel,
     x: torch.Tensor,
     *,
-    generator: torch.Generator | None,
+    generator: Generators,
     callback: SamplerCallback | None,
     should_stop: StopCheck | None,
     steps: int = 1000,
@@ -55,7 +57,10 @@ def ddpm_sample(
     clip_x0: bool = True,
     spacing: str = "uniform",
 ) -> torch.Tensor:
-    """Ancestral sampling from x_T to x_0. x: (B, *sample_shape) initial noise."""
+    """Ancestral sampling from x_T to x_0. x: (B, *sample_shape) initial noise, left unmodified.
+
+    generator: one torch.Generator per row of x; row i's noise comes from generator[i] only.
+    """
     if variance not in ("auto", "small", "large", "learned"):
         raise ConfigError(
             f"DDPM variance must be 'auto', 'small', 'large' or 'learned', got {variance!r}"
@@ -74,15 +79,16 @@ def ddpm_sample(
         coef_xt = (1.0 - beta) ** 0.5 * (1.0 - alpha_bar_prev) / (1.0 - alpha_bar)
         x_prev = coef_x0 * x0_pred + coef_xt * x
         if t > 0:
-            noise = randn(x, generator)
-            beta_tilde = max((1.0 - alpha_bar_prev) / (1.0 - alpha_bar) * beta, 1e-20)
             if variance == "learned" and prediction.variance is None:
                 raise ConfigError(
                     "variance 'learned' needs a learned-variance network; use 'auto', "
                     "'small' or 'large' for this one"
                 )
+            noise = randn_like_per_sample(x, generator)
+            beta_tilde = max((1.0 - alpha_bar_prev) / (1.0 - alpha_bar) * beta, 1e-20)
             if variance in ("auto", "learned") and prediction.variance is not None:
-                # eq. 20: log Sigma = v log beta + (1 - v) log beta_tilde, v = (out + 1) / 2
+                # Improved DDPM eq. 15: log Sigma = v log beta + (1 - v) log beta_tilde,
+                # v = (out + 1) / 2
                 fraction = (prediction.variance + 1.0) / 2.0
                 log_sigma2 = fraction * math.log(beta) + (1 - fraction) * math.log(beta_tilde)
                 x_prev = x_prev + torch.exp(0.5 * log_sigma2) * noise

@@ -1,5 +1,5 @@
 """DPM-Solver++ (Lu et al. 2022, "DPM-Solver++: Fast Solver for Guided Sampling of Diffusion
-Probabilistic Models", Algorithm 2: the multistep second-order solver "2M").
+Probabilistic Models", arXiv:2211.01095, Algorithm 2: the multistep second-order solver "2M").
 
 The probability-flow ODE written for the data prediction x0_theta, in the half-log-SNR
 lambda_t = log(alpha_t / sigma_t) (alpha_t = sqrt(alpha_bar_t), sigma_t = sqrt(1 - alpha_bar_t)),
@@ -41,67 +41,11 @@ from typing import Any
 import torch
 
 from diffstudio.engine.model import DiffusionModel
-from diffstudio.engine.samplers import SamplerCallback, SamplerStep, StopCheck, check_stop
+from diffstudio.engine.samplers import Generators, SamplerCallback, StopCheck
+from diffstudio.engine.samplers._common import SPACINGS, configure_scheduler, run_scheduler
 from diffstudio.errors import ConfigError
 
-__all__ = ["SPACINGS", "configure_scheduler", "dpm_solver_sample", "run_scheduler"]
-
-#: diffusers' ``timestep_spacing`` values: "linspace" is round(linspace(0, T - 1, steps + 1))
-#: without its 0 (the DPM-Solver default, always starting at T - 1); "leading" multiples of
-#: T // (steps + 1); "trailing" round(arange(T, 0, -T / steps)) - 1.
-SPACINGS = ("linspace", "leading", "trailing")
-
-
-def configure_scheduler(scheduler: Any, model: DiffusionModel, steps: int) -> Any:
-    """``set_timesteps(steps)`` on a diffusers multistep scheduler, check the timesteps, and
-    replace its sigmas by float64 values from ``model``'s alpha_bar.
-
-    Shared by dpm_solver.py and unipc.py (both schedulers read sigma_t = sqrt((1 - a) / a) from
-    ``scheduler.sigmas[i]``, with a final 0 for x_0). Raises :class:`ConfigError` when the
-    spacing repeats a timestep (too many steps for it).
-    """
-    num_timesteps = model.num_timesteps
-    if isinstance(steps, bool) or not isinstance(steps, int) or not 1 <= steps <= num_timesteps:
-        raise ConfigError(f"steps must be an integer between 1 and {num_timesteps}, got {steps!r}")
-    scheduler.set_timesteps(steps)
-    timesteps = [int(t) for t in scheduler.timesteps]
-    spacing = scheduler.config.timestep_spacing
-    if len(set(timesteps)) != len(timesteps) or not all(0 <= t < num_timesteps for t in timesteps):
-        raise ConfigError(
-            f"{steps} steps with spacing {spacing!r} repeat or leave the timesteps 0.."
-            f"{num_timesteps - 1} ({timesteps[:4]}...); use fewer steps (at most "
-            f"{num_timesteps - 1}) or spacing 'trailing'"
-        )
-    alpha_bars = torch.tensor([model.alpha_bar(t) for t in timesteps], dtype=torch.float64)
-    sigmas = ((1.0 - alpha_bars) / alpha_bars).sqrt()
-    if tuple(scheduler.sigmas.shape) != (len(timesteps) + 1,):
-        raise ConfigError(  # a diffusers version that stores sigmas differently
-            f"unexpected diffusers {type(scheduler).__name__}.sigmas shape "
-            f"{tuple(scheduler.sigmas.shape)}; expected ({len(timesteps) + 1},)"
-        )
-    scheduler.sigmas = torch.cat([sigmas, torch.zeros(1, dtype=torch.float64)])
-    return scheduler
-
-
-def run_scheduler(
-    scheduler: Any,
-    model: DiffusionModel,
-    x: torch.Tensor,
-    callback: SamplerCallback | None,
-    should_stop: StopCheck | None,
-    clip_x0: bool,
-) -> torch.Tensor:
-    """Drive a configured diffusers multistep scheduler with x0_pred from ``model``, one
-    callback per step, stopping between steps when asked (shared by DPM-Solver++ and UniPC)."""
-    num_steps = len(scheduler.timesteps)
-    for index, timestep in enumerate(scheduler.timesteps):
-        check_stop(should_stop, index)
-        t = int(timestep)
-        x0_pred = model.clip(model.predict(x, t).x0, clip_x0)
-        if callback is not None:
-            callback(SamplerStep(index, num_steps, t, x, x0_pred))
-        x = scheduler.step(x0_pred, timestep, x).prev_sample
-    return x
+__all__ = ["dpm_solver_sample"]
 
 
 def _check_choice(name: str, value: Any, choices: tuple[Any, ...]) -> None:
@@ -114,7 +58,7 @@ def dpm_solver_sample(
     model: DiffusionModel,
     x: torch.Tensor,
     *,
-    generator: torch.Generator | list[torch.Generator] | None,
+    generator: Generators,
     callback: SamplerCallback | None,
     should_stop: StopCheck | None,
     steps: int = 20,
@@ -126,8 +70,10 @@ def dpm_solver_sample(
     """DPM-Solver++ from x_T to x_0 in ``steps`` network evaluations.
 
     x: (B, *sample_shape) initial noise, left unmodified; returns x_0 of the same shape and
-    dtype. Deterministic: ``generator`` is accepted for the shared signature and unused.
-    order: 1 (DDIM), 2 (2M, the default) or 3 (3M). spacing: one of :data:`SPACINGS`.
+    dtype. Deterministic: ``generator`` (one torch.Generator per row of x) is accepted for the
+    shared signature and unused.
+    order: 1 (DDIM), 2 (2M, the default) or 3 (3M). spacing: ``"linspace"``, ``"leading"`` or
+    ``"trailing"`` (diffusers' names).
     clip_x0: clip x0_pred to the model's data range before each update.
     lower_order_final: first-order last steps below 15 steps (diffusers' default).
     """

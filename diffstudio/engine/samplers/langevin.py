@@ -1,4 +1,5 @@
-"""Plain (unadjusted) Langevin dynamics at one noise level (seed 002 App. A, eq. 43):
+"""Plain (unadjusted) Langevin dynamics at one noise level (Song & Ermon 2019, arXiv:1907.05600,
+§2.2, eq. 4):
 
     x <- x + eps / 2 * grad log p(x) + sqrt(eps) z,   z ~ N(0, I)
 
@@ -14,8 +15,15 @@ import math
 import torch
 
 from diffstudio.engine.model import DiffusionModel
-from diffstudio.engine.samplers import SamplerCallback, SamplerStep, StopCheck, check_stop, randn
-from diffstudio.engine.samplers.annealed_langevin import initial_state, noise_levels, ve_score
+from diffstudio.engine.samplers import (
+    Generators,
+    SamplerCallback,
+    SamplerStep,
+    StopCheck,
+    check_stop,
+    randn_like_per_sample,
+)
+from diffstudio.engine.samplers._common import initial_state, noise_levels, ve_score
 
 
 @torch.no_grad()
@@ -23,7 +31,7 @@ def langevin_sample(
     model: DiffusionModel,
     x: torch.Tensor,
     *,
-    generator: torch.Generator | None,
+    generator: Generators,
     callback: SamplerCallback | None,
     should_stop: StopCheck | None,
     steps: int = 1000,
@@ -32,7 +40,10 @@ def langevin_sample(
     init: str = "uniform",
     init_range: float = 1.0,
 ) -> torch.Tensor:
-    """eq. 43 for ``steps`` steps. x: (B, *shape) standard normal noise (used for init="prior")."""
+    """eq. 4 for ``steps`` steps. x: (B, *shape) standard normal noise (used for init="prior").
+
+    generator: one torch.Generator per row of x; row i's noise comes from generator[i] only.
+    """
     if sigma:
         level, t = sigma, model.process.t_of_sigma(sigma)
     else:
@@ -43,5 +54,5 @@ def langevin_sample(
         score, x0_pred = ve_score(model, x, t)
         if callback is not None:
             callback(SamplerStep(index, steps, level, x, x0_pred))
-        x = x + 0.5 * step_size * score + math.sqrt(step_size) * randn(x, generator)
+        x = x + 0.5 * step_size * score + math.sqrt(step_size) * randn_like_per_sample(x, generator)
     return x

@@ -1,4 +1,5 @@
-"""Predictor-corrector sampling (Song et al. 2021, Algorithm "PC sampling"; seed 002 §4.4.5).
+"""Predictor-corrector sampling (Song et al. 2021, arXiv:2011.13456, §4.2; Algorithms 2-3 for the
+VE and VP SDEs, their Langevin correctors Algorithms 4-5 in App. G).
 
 For t from 1 down to t_min, M corrector steps then one predictor step:
 
@@ -6,7 +7,7 @@ For t from 1 down to t_min, M corrector steps then one predictor step:
   x <- x + eps_i s_theta(x, t) + sqrt(2 eps_i) z, with alpha = 1 for VE and (1 - beta_i) for VP
   (in general the squared mean ratio of one discrete forward step);
 * predictor, ``reverse-diffusion``: the discretised forward step x_t = a x_{t'} + G z reversed,
-  x <- (2 - a) x + G^2 s_theta + G z (Song et al. 2021, App. E), or ``euler-maruyama`` (eq. 35).
+  x <- (2 - a) x + G^2 s_theta + G z (App. E), or ``euler-maruyama`` on the reverse SDE (eq. 6).
 
 As in the reference code, the corrector's step size uses the batch mean of the per-sample
 norms: per-sample norms make the step explode for low-dimensional data (a 2-D point near a
@@ -21,8 +22,15 @@ import math
 import torch
 
 from diffstudio.engine.model import DiffusionModel
-from diffstudio.engine.samplers import SamplerCallback, SamplerStep, StopCheck, check_stop, randn
-from diffstudio.engine.samplers.reverse_sde import sde_times
+from diffstudio.engine.samplers import (
+    Generators,
+    SamplerCallback,
+    SamplerStep,
+    StopCheck,
+    check_stop,
+    randn_like_per_sample,
+)
+from diffstudio.engine.samplers._common import sde_times
 from diffstudio.errors import ConfigError
 
 
@@ -36,7 +44,7 @@ def predictor_corrector_sample(
     model: DiffusionModel,
     x: torch.Tensor,
     *,
-    generator: torch.Generator | None,
+    generator: Generators,
     callback: SamplerCallback | None,
     should_stop: StopCheck | None,
     steps: int = 1000,
@@ -46,8 +54,12 @@ def predictor_corrector_sample(
     t_min: float = 0.0,
     denoise: bool = True,
 ) -> torch.Tensor:
-    """PC sampling. x: (B, *shape) standard normal noise. Network evaluations per step:
-    corrector_steps + 1."""
+    """PC sampling. x: (B, *shape) standard normal noise, left unmodified. Network evaluations
+    per step: corrector_steps + 1.
+
+    generator: one torch.Generator per row of x; row i's noise comes from generator[i] only (its
+    corrector step size still depends on the batch, see the module docstring).
+    """
     if predictor not in ("reverse-diffusion", "euler-maruyama"):
         raise ConfigError(
             f"predictor must be 'reverse-diffusion' or 'euler-maruyama', got {predictor!r}"
@@ -63,7 +75,7 @@ def predictor_corrector_sample(
         g2_step = max(float(s**2 - ratio**2 * s_next**2), 0.0)
         for _ in range(corrector_steps):  # Langevin corrector at time t
             score, _ = model.score(x, t)
-            noise = randn(x, generator)
+            noise = randn_like_per_sample(x, generator)
             step = 2 * ratio**2 * (snr * _mean_norm(noise) / max(_mean_norm(score), 1e-12)) ** 2
             x = x + step * score + math.sqrt(2 * step) * noise
         score, x0_pred = model.score(x, t)
@@ -78,7 +90,7 @@ def predictor_corrector_sample(
             g = process.diffusion(t)
             x_mean = x - (process.drift(x, t) - g**2 * score) * dt
             noise_scale = g * math.sqrt(dt)
-        x = x_mean if last else x_mean + noise_scale * randn(x, generator)
+        x = x_mean if last else x_mean + noise_scale * randn_like_per_sample(x, generator)
     if denoise:
         x = model.score(x, times[-1])[1]
     return x

@@ -1,4 +1,4 @@
-"""The probability-flow ODE (Song et al. 2021, eq. 13; seed 002 §4.4):
+"""The probability-flow ODE (Song et al. 2021, arXiv:2011.13456, eq. 13, §4.3):
 
     dx/dt = f(x, t) - 1/2 g(t)^2 grad log p_t(x)
 
@@ -15,8 +15,14 @@ from __future__ import annotations
 import torch
 
 from diffstudio.engine.model import DiffusionModel
-from diffstudio.engine.samplers import SamplerCallback, SamplerStep, StopCheck, check_stop
-from diffstudio.engine.samplers.reverse_sde import sde_times
+from diffstudio.engine.samplers import (
+    Generators,
+    SamplerCallback,
+    SamplerStep,
+    StopCheck,
+    check_stop,
+)
+from diffstudio.engine.samplers._common import sde_times
 from diffstudio.errors import ConfigError, SamplingError
 
 # Dormand-Prince 5(4) tableau.
@@ -105,7 +111,7 @@ def probability_flow_sample(
     model: DiffusionModel,
     x: torch.Tensor,
     *,
-    generator: torch.Generator | None,
+    generator: Generators,
     callback: SamplerCallback | None,
     should_stop: StopCheck | None,
     method: str = "heun",
@@ -116,9 +122,13 @@ def probability_flow_sample(
     denoise: bool = True,
 ) -> torch.Tensor:
     """Noise to data. x: (B, *shape) standard normal noise (scaled to the process's prior).
+    Deterministic: ``generator`` (one torch.Generator per row of x) is accepted for the shared
+    signature and unused.
 
     ``heun`` takes ``steps`` steps; ``rk45`` ignores ``steps`` and adapts to the tolerances
-    (its callback reports ``num_steps = 0``: the count is not known in advance).
+    (its callback reports ``num_steps = 0``: the count is not known in advance). rk45 solves the
+    batch as one system, its steps chosen from the error of the whole batch, so an rk45 sample
+    depends on the batch it was drawn in (it regenerates from the same seeds and batch size).
     """
     x = x * model.process.prior_std
     times = sde_times(model, steps, t_min)

@@ -1,4 +1,4 @@
-"""The reverse-time SDE solved with Euler-Maruyama (Song et al. 2021; seed 002 §4.4, eq. 35).
+"""The reverse-time SDE solved with Euler-Maruyama (Song et al. 2021, arXiv:2011.13456, eq. 6).
 
     dx = [f(x, t) - g(t)^2 grad log p_t(x)] dt + g(t) dw_bar,   t from 1 down to t_min
 
@@ -15,13 +15,15 @@ import math
 import torch
 
 from diffstudio.engine.model import DiffusionModel
-from diffstudio.engine.samplers import SamplerCallback, SamplerStep, StopCheck, check_stop, randn
-
-
-def sde_times(model: DiffusionModel, steps: int, t_min: float) -> list[float]:
-    """steps + 1 times from 1 down to t_min (the process's own when t_min is 0)."""
-    t_min = t_min or model.process.t_min
-    return torch.linspace(1.0, t_min, steps + 1, dtype=torch.float64).tolist()
+from diffstudio.engine.samplers import (
+    Generators,
+    SamplerCallback,
+    SamplerStep,
+    StopCheck,
+    check_stop,
+    randn_like_per_sample,
+)
+from diffstudio.engine.samplers._common import sde_times
 
 
 @torch.no_grad()
@@ -29,14 +31,17 @@ def reverse_sde_sample(
     model: DiffusionModel,
     x: torch.Tensor,
     *,
-    generator: torch.Generator | None,
+    generator: Generators,
     callback: SamplerCallback | None,
     should_stop: StopCheck | None,
     steps: int = 1000,
     t_min: float = 0.0,
     denoise: bool = True,
 ) -> torch.Tensor:
-    """Euler-Maruyama on eq. 35. x: (B, *shape) standard normal noise."""
+    """Euler-Maruyama on eq. 6. x: (B, *shape) standard normal noise, left unmodified.
+
+    generator: one torch.Generator per row of x; row i's noise comes from generator[i] only.
+    """
     process = model.process
     times = sde_times(model, steps, t_min)
     x = x * process.prior_std
@@ -49,7 +54,10 @@ def reverse_sde_sample(
             callback(SamplerStep(index, steps, t, x, x0_pred))
         g = process.diffusion(t)
         x_mean = x - (process.drift(x, t) - g**2 * score) * dt
-        x = x_mean + g * math.sqrt(dt) * randn(x, generator) if index + 1 < steps else x_mean
+        if index + 1 < steps:
+            x = x_mean + g * math.sqrt(dt) * randn_like_per_sample(x, generator)
+        else:
+            x = x_mean
     if denoise:
         x = model.score(x, times[-1])[1]
     return x

@@ -1,5 +1,6 @@
 """UniPC (Zhao et al. 2023, "UniPC: A Unified Predictor-Corrector Framework for Fast Sampling
-of Diffusion Models"), with the B(h) = e^h - 1 variant "bh2" and data prediction.
+of Diffusion Models", arXiv:2302.04867), with the B(h) = e^h - 1 variant "bh2" and data
+prediction.
 
 Like DPM-Solver++ it integrates the probability-flow ODE for x0_theta in the half-log-SNR
 lambda = log(alpha_t / sigma_t). Each step has two parts (§3, Algorithms 1-2):
@@ -18,7 +19,7 @@ This module drives diffusers' ``UniPCMultistepScheduler`` (``solver_type="bh2"``
 x0_pred from :meth:`DiffusionModel.predict` with ``prediction_type="sample"``, for the reasons
 given in dpm_solver.py (one conversion layer for every prediction type; ``clip_x0`` clips the
 x0_pred the solver integrates). Its ``sigmas`` are replaced by float64 values from this model's
-alpha_bar, as in dpm_solver.py (:func:`~diffstudio.engine.samplers.dpm_solver.configure_scheduler`).
+alpha_bar, as in dpm_solver.py (both through ``_common.configure_scheduler``).
 
 The :class:`SamplerStep` of step i reports the state the network saw (before UniC corrects it).
 """
@@ -28,8 +29,8 @@ from __future__ import annotations
 import torch
 
 from diffstudio.engine.model import DiffusionModel
-from diffstudio.engine.samplers import SamplerCallback, StopCheck
-from diffstudio.engine.samplers.dpm_solver import SPACINGS, configure_scheduler, run_scheduler
+from diffstudio.engine.samplers import Generators, SamplerCallback, StopCheck
+from diffstudio.engine.samplers._common import SPACINGS, configure_scheduler, run_scheduler
 from diffstudio.errors import ConfigError
 
 __all__ = ["unipc_sample"]
@@ -40,7 +41,7 @@ def unipc_sample(
     model: DiffusionModel,
     x: torch.Tensor,
     *,
-    generator: torch.Generator | list[torch.Generator] | None,
+    generator: Generators,
     callback: SamplerCallback | None,
     should_stop: StopCheck | None,
     steps: int = 20,
@@ -52,7 +53,8 @@ def unipc_sample(
     """UniPC (bh2) from x_T to x_0 in ``steps`` network evaluations.
 
     x: (B, *sample_shape) initial noise, left unmodified; returns x_0 of the same shape and
-    dtype. Deterministic: ``generator`` is accepted for the shared signature and unused.
+    dtype. Deterministic: ``generator`` (one torch.Generator per row of x) is accepted for the
+    shared signature and unused.
     order: the predictor's order, 1, 2 (the default) or 3 (the corrector adds one).
     spacing: one of ``"linspace"``, ``"leading"``, ``"trailing"`` (diffusers' names).
     clip_x0: clip x0_pred to the model's data range before each update.
