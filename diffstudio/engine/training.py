@@ -31,7 +31,7 @@ import dataclasses
 import math
 import platform
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -307,7 +307,7 @@ class Trainer:
         generator instead."""
         self._stop = True
 
-    def run(self) -> Iterator[TrainEvent]:
+    def run(self) -> Generator[TrainEvent, None, TrainResult]:
         """Train, yielding every event (see :class:`TrainEvent`); returns (and stores in
         ``self.result``) the :class:`TrainResult`.
 
@@ -321,46 +321,17 @@ class Trainer:
         if not any(p.requires_grad for p in components.network.parameters()):
             return (yield from self._exact_network_run(components))
         session = self._prepare(components)
-        config = self.config
-        total_steps = session.total_steps
         clock = session.clock = _Clock(session.start_step, session.trained_seconds)
         yield from self._suspended(clock, TrainEvent(
-            "start", session.start_step, total_steps,
+            "start", session.start_step, session.total_steps,
             message=f"{len(components.dataset)} samples of shape "
                     f"{components.dataset.sample_shape} on {session.device}",
         ))
-        status = "completed"
         session.network.train()
         try:
-            while session.step < total_steps:
-                now = time.perf_counter()
-                yield TrainEvent("tick", session.step, total_steps, elapsed=clock.elapsed(now),
-                                 images_per_second=session.rate,
-                                 eta=clock.eta(session.step, total_steps, now))
-                clock.suspend(time.perf_counter() - now)
-                if self._stop:
-                    status = "stopped"
-                    break
-                self._step(session)
-                step = session.step
-                if step % config.log_every == 0 or step == total_steps:
-                    yield from self._suspended(clock, self._log(session))
-                if config.preview_every and step % config.preview_every == 0 and self.is_main:
-                    yield from self._suspended(clock, self._timed(session, self._preview))
-                if step % config.checkpoint_every == 0 or step == total_steps:
-                    event = self._timed(session, self._checkpoint)
-                    if event is not None:
-                        yield from self._suspended(clock, event)
+            status = yield from self._steps(session)
             session.network.eval()
-            if status == "stopped" and session.step > session.saved_step:
-                # Keep everything trained so far: a stop is not a loss of work.
-                event = self._checkpoint(session)
-                if event is not None:
-                    yield from self._suspended(clock, event)
-            self.result = TrainResult(status, session.step, total_steps, session.last_loss,
-                                      self.run_folder)
-            yield from self._suspended(clock, TrainEvent(
-                "done", session.step, total_steps, loss=session.last_loss, message=status))
+            yield from self._finish(session, status)
         except GeneratorExit:
             # Closed at a yield: the consumer quit. Keep the steps trained since the last
             # checkpoint, as a stop does.
@@ -368,12 +339,56 @@ class Trainer:
             if session.step > session.saved_step:
                 self._checkpoint(session)
             if self.result is None:  # (closed after "done", it stays completed)
-                self.result = TrainResult("stopped", session.step, total_steps,
+                self.result = TrainResult("stopped", session.step, session.total_steps,
                                           session.last_loss, self.run_folder)
             raise
         finally:
             session.network.eval()
         return self.result
+
+    def _steps(self, session: _Session) -> Generator[TrainEvent, None, str]:
+        """The training loop: a tick, a step, then what is due at that step. Returns
+        "completed", or "stopped" on :meth:`request_stop`."""
+        clock, total_steps = session.clock, session.total_steps
+        assert clock is not None
+        while session.step < total_steps:
+            now = time.perf_counter()
+            yield TrainEvent("tick", session.step, total_steps, elapsed=clock.elapsed(now),
+                             images_per_second=session.rate,
+                             eta=clock.eta(session.step, total_steps, now))
+            clock.suspend(time.perf_counter() - now)
+            if self._stop:
+                return "stopped"
+            self._step(session)
+            yield from self._due(session)
+        return "completed"
+
+    def _due(self, session: _Session) -> Iterator[TrainEvent]:
+        """The log, preview and checkpoint due after the step just taken."""
+        config, step, clock = self.config, session.step, session.clock
+        assert clock is not None
+        last = step == session.total_steps
+        if step % config.log_every == 0 or last:
+            yield from self._suspended(clock, self._log(session))
+        if config.preview_every and step % config.preview_every == 0 and self.is_main:
+            yield from self._suspended(clock, self._timed(session, self._preview))
+        if step % config.checkpoint_every == 0 or last:
+            event = self._timed(session, self._checkpoint)
+            if event is not None:
+                yield from self._suspended(clock, event)
+
+    def _finish(self, session: _Session, status: str) -> Iterator[TrainEvent]:
+        """A stop's checkpoint (a stop is not a loss of work), then "done"."""
+        clock = session.clock
+        assert clock is not None
+        if status == "stopped" and session.step > session.saved_step:
+            event = self._checkpoint(session)
+            if event is not None:
+                yield from self._suspended(clock, event)
+        self.result = TrainResult(status, session.step, session.total_steps, session.last_loss,
+                                  self.run_folder)
+        yield from self._suspended(clock, TrainEvent(
+            "done", session.step, session.total_steps, loss=session.last_loss, message=status))
 
     @staticmethod
     def _suspended(clock: _Clock, event: TrainEvent) -> Iterator[TrainEvent]:
@@ -681,7 +696,9 @@ class Trainer:
                           path=str(path) if path else None)
 
     # -- a network with nothing to train ----------------------------------------------------
-    def _exact_network_run(self, components: _Components) -> Iterator[TrainEvent]:
+    def _exact_network_run(
+        self, components: _Components
+    ) -> Generator[TrainEvent, None, TrainResult]:
         """A network with no trainable parameters (an exact score such as
         ``analytic-mixture``): an optimizer would fail on an empty parameter list, so the run
         is written ready to sample (its network at step 0, in the prediction type the network
