@@ -98,6 +98,23 @@ TRAIN_SETTINGS: tuple[Param, ...] = (
 _BY_NAME = {param.name: param for param in TRAIN_SETTINGS}
 
 
+def _valid_values(param: Param) -> str:
+    """What ``param`` accepts, in words: "an integer from 1 to 1000", "one of 'a', 'b'"."""
+    if param.type == "choice":
+        return "one of " + ", ".join(repr(choice) for choice in param.choices or ())
+    if param.type not in ("int", "float"):
+        return f"a {param.type}"
+    kind = "an integer" if param.type == "int" else "a number"
+    low, high = param.minimum, param.maximum
+    if param.type == "int":
+        low, high = (None if v is None else int(v) for v in (low, high))
+    if low is not None and high is not None:
+        return f"{kind} from {low} to {high}"
+    if low is not None:
+        return f"{kind} >= {low}"
+    return kind if high is None else f"{kind} <= {high}"
+
+
 def setting(name: str) -> Param:
     """The declaration of one training setting."""
     return _BY_NAME[name]
@@ -149,7 +166,9 @@ class TrainConfig:
             except ConfigError as exc:
                 flag = "--" + param.name.replace("_", "-")
                 text = str(exc).replace("parameter ", "training setting ", 1)
-                raise ConfigError(f"{text} ({flag} on the command line)") from exc
+                raise ConfigError(
+                    f"{text}; valid: {_valid_values(param)} ({flag} on the command line)"
+                ) from exc
         if self.steps == 0 and self.epochs == 0:
             raise ConfigError("set steps or epochs to more than 0")
         device = self.device.strip().lower()
