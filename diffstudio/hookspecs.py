@@ -14,8 +14,8 @@ plugins stays fast and a broken implementation does not stop the others loading.
 Built-in contributions come from the ``diffstudio_builtins`` package, registered through the same
 entry-point group.
 
-What each kind's factory must be is documented in :mod:`diffstudio.engine` (datasets, schedules,
-networks, samplers) and in ``docs/plugins.md``.
+What each kind's factory must be is documented with each hook below and in
+``docs/plugins.md``.
 """
 
 from __future__ import annotations
@@ -50,15 +50,39 @@ def diffstudio_datasets() -> list[Contribution]:
 def diffstudio_schedules() -> list[Contribution]:
     """Noise schedules this plugin contributes (``kind="schedule"``).
 
-    The factory is called as ``factory(num_timesteps=T, **params)`` and returns a
-    :class:`diffstudio.engine.schedules.NoiseSchedule`.
+    The factory is called as ``factory(num_timesteps=T, **params)`` (T is the run's number of
+    timesteps, an int >= 2, which a schedule with its own grid such as NCSN's levels may ignore;
+    params are the validated values of ``Contribution.params``) and must return a
+    :class:`diffstudio.engine.processes.DiffusionProcess`: the one contract the trainer, every
+    sampler and the GUI's forward-process explorer use. A process describes
+    x_t = m(t) x_0 + s(t) z for t in [0, 1]; a subclass defines ``log_mean(t)`` (log m),
+    ``std(t)`` (s), ``drift_rate(t)`` (d log m / dt), ``diffusion_squared(t)`` (g^2 of the
+    forward SDE), the ``grid`` property ((N,) ascending float64 times in [0, 1]) and sets
+    ``kind`` and ``name``; ``marginal``, ``q_sample``, ``alpha_bar``, ``snr``, ``sigma``,
+    ``drift``, ``diffusion``, ``prior_std`` and ``num_timesteps`` follow. A DDPM schedule given
+    as betas is wrapped as ``ScheduleProcess(NoiseSchedule(betas, name=...))`` (both in
+    :mod:`diffstudio.engine.schedules`); anything else is refused with a
+    :class:`diffstudio.errors.PluginError`.
 
     Example::
 
+        # my_pkg/plugin.py
         @hookimpl
         def diffstudio_schedules():
             return [Contribution(kind="schedule", id="exp", display_name="Exponential",
-                                 description="...", factory="my_pkg.sched:exponential")]
+                                 description="Betas rising geometrically.",
+                                 factory="my_pkg.sched:exponential",
+                                 params=(Param("beta_end", "float", 0.02, minimum=1e-4,
+                                               maximum=0.5),))]
+
+        # my_pkg/sched.py
+        import torch
+        from diffstudio.engine.schedules import NoiseSchedule, ScheduleProcess
+
+        def exponential(num_timesteps=1000, beta_end=0.02):
+            betas = torch.logspace(-4, torch.log10(torch.tensor(beta_end)), num_timesteps,
+                                   dtype=torch.float64)
+            return ScheduleProcess(NoiseSchedule(betas, name="exp"))
     """
 
 

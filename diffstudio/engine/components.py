@@ -15,7 +15,7 @@ import torch
 
 from diffstudio.engine.datasets import Dataset
 from diffstudio.engine.processes import DiffusionProcess
-from diffstudio.engine.schedules import NoiseSchedule
+from diffstudio.engine.schedules.ddpm import NoiseSchedule
 from diffstudio.errors import DiffstudioError, PluginError
 from diffstudio.plugin_manager import PluginRegistry
 from diffstudio.specs import Contribution
@@ -55,18 +55,30 @@ def build_schedule(
     schedule_id: str,
     params: Mapping[str, Any] | None = None,
     num_timesteps: int = 1000,
-) -> NoiseSchedule | DiffusionProcess:
-    """A DDPM :class:`NoiseSchedule` or another :class:`DiffusionProcess` (NCSN, SDEs)."""
+) -> DiffusionProcess:
+    """The schedule ``schedule_id`` as a :class:`DiffusionProcess` (DDPM, NCSN, SDEs, plugins).
+
+    The factory is called as ``factory(num_timesteps=num_timesteps, **validated params)`` and
+    must return a DiffusionProcess (the one schedule contract, see
+    :func:`diffstudio.hookspecs.diffstudio_schedules`).
+    """
     contribution = registry.get("schedule", schedule_id)
-    schedule = call_factory(
+    process = call_factory(
         contribution, num_timesteps=num_timesteps, **contribution.validate(params)
     )
-    if not isinstance(schedule, (NoiseSchedule, DiffusionProcess)):
+    if isinstance(process, NoiseSchedule):
+        raise PluginError(
+            f"schedule {schedule_id!r} (plugin {contribution.plugin}) returned a bare "
+            "NoiseSchedule; a schedule factory must return a DiffusionProcess: return "
+            "diffstudio.engine.schedules.ScheduleProcess(NoiseSchedule(betas, name=...))"
+        )
+    if not isinstance(process, DiffusionProcess):
         raise PluginError(
             f"schedule {schedule_id!r} (plugin {contribution.plugin}) returned "
-            f"{type(schedule).__name__}; expected a NoiseSchedule or a DiffusionProcess"
+            f"{type(process).__name__}; a schedule factory must return a "
+            "diffstudio.engine.processes.DiffusionProcess"
         )
-    return schedule
+    return process
 
 
 def build_network(

@@ -22,8 +22,8 @@ from typing import Any
 import torch
 
 from diffstudio.engine.parameterization import PREDICTION_TYPES, frame_to_eps_and_x0
-from diffstudio.engine.processes import DiffusionProcess, ScheduleProcess, as_process
-from diffstudio.engine.schedules import NoiseSchedule
+from diffstudio.engine.processes import DiffusionProcess
+from diffstudio.engine.schedules.ddpm import NoiseSchedule, ScheduleProcess, as_process
 from diffstudio.errors import ConfigError
 
 __all__ = ["DiffusionModel", "Prediction", "network_device_dtype"]

@@ -1,26 +1,20 @@
 """Training objectives, one function each, for every kind of process.
 
-Every process perturbs data as x_t = m x_0 + s eps (``diffstudio.engine.processes``; for DDPM
-m = sqrt(alpha_bar_t), s = sqrt(1 - alpha_bar_t), Ho et al., arXiv 2006.11239, eq. 4), and the
-network regresses the target of its parameterisation in that frame
-(:func:`diffstudio.engine.parameterization.frame_target`):
-
-* :func:`simple_loss`, L_simple:
-  - DDPM with eps prediction: L_simple = E || eps - eps_theta(x_t, t) ||^2 (Ho et al., arXiv
-    2006.11239, eq. 14 and Algorithm 1); x_0 and v prediction regress x_0 or v instead;
-  - NCSN (``score`` prediction over geometric sigmas): (1/L) sum_i lambda(sigma_i) l(theta;
-    sigma_i) with the denoising score-matching loss l of Song & Ermon, arXiv 1907.05600, eq. 5
-    and lambda(sigma) = sigma^2 (eq. 6), which is || sigma s_theta + z ||^2;
-  - score SDEs: eq. 7 of Song et al., arXiv 2011.13456, at t ~ U[t_min, 1] with
-    lambda(t) = s(t)^2.
-  Constant factors (the 1/2 of the score-matching loss) are dropped; they change no minimiser.
-* :func:`vlb_terms`: the terms L_t of the variational bound L_vlb of a learned-variance network
-  (Nichol & Dhariwal, arXiv 2102.09672, eqs. 4-7, variance of eq. 15):
-  KL(q(x_{t-1} | x_t, x_0) || p_theta(x_{t-1} | x_t)) for t > 0 and the discretised Gaussian
-  decoder -log p_theta(x_0 | x_1) at t = 0 (Ho et al., eq. 13), in bits per dimension.
-* :func:`hybrid_loss`: L_hybrid = L_simple + lambda L_vlb (Nichol & Dhariwal, eq. 16, lambda =
-  0.001), with L_vlb estimated as T L_t at the sampled t and the mean's gradient stopped in it,
-  so that L_vlb trains only the variance.
+* :func:`simple_loss`: x_t = m x_0 + s eps at a training time, and the network regresses its
+  target in that frame (``parameterization.frame_target``):
+  - DDPM with eps prediction: L_simple = || eps - eps_theta(x_t, t) ||^2 (Ho et al., arXiv
+    2006.11239, eq. 14);
+  - NCSN (``score`` prediction over geometric sigmas): (1/L) sum_i sigma_i^2 l(theta; sigma_i)
+    with lambda(sigma) = sigma^2 (Song & Ermon, arXiv 1907.05600, eqs. 5-6), which is
+    || s_theta sigma + z ||^2;
+  - score SDEs: eq. 7 of Song et al. (arXiv 2011.13456) at t ~ U[t_min, 1] with
+    lambda(t) = s(t)^2 (the "usual weighting").
+  Constant factors (the 1/2 of NCSN's loss) are dropped; they change no minimiser.
+* :func:`vlb_terms`: the variational bound L_vlb of a learned-variance network (Nichol &
+  Dhariwal, arXiv 2102.09672, eqs. 4-6 and 15): KL(q(x_{t-1} | x_t, x_0) || p_theta(x_{t-1} |
+  x_t)) for t > 0 and the discretised Gaussian decoder -log p_theta(x_0 | x_1) at t = 0, in bits
+  per dimension, with the mean's gradient stopped so that L_vlb trains only the variance.
+* :func:`hybrid_loss`: L_hybrid = L_simple + lambda L_vlb (their eq. 16, lambda = 0.001).
 """
 
 from __future__ import annotations
@@ -43,6 +37,45 @@ __all__ = [
 ]
 
 
+def simple_loss(
+    prediction_type: str,
+    output: torch.Tensor,
+    x0: torch.Tensor,
+    eps: torch.Tensor,
+    m: torch.Tensor | float,
+    s: torch.Tensor | float,
+) -> torch.Tensor:
+    """L_simple in any parameterisation: the mean squared error between the network ``output``
+    at x_t = m x_0 + s eps and its target there (eps, x_0, v or -eps). A scalar.
+
+    output, x0, eps: (B, C, ...); m, s: numbers or (B, 1, ...) tensors broadcasting to x0.
+    """
+    return F.mse_loss(output, frame_target(prediction_type, x0, eps, m, s))
+
+
+def hybrid_loss(
+    schedule: NoiseSchedule,
+    prediction_type: str,
+    output: torch.Tensor,
+    x0: torch.Tensor,
+    eps: torch.Tensor,
+    x_t: torch.Tensor,
+    t: torch.Tensor,
+    m: torch.Tensor | float,
+    s: torch.Tensor | float,
+    hybrid_lambda: float = 0.001,
+) -> torch.Tensor:
+    """L_hybrid = L_simple + lambda T mean_t L_t of a learned-variance network (2C channels:
+    the mean part, then v). The VLB sees the mean with its gradient stopped, so it trains
+    only the variance; T scales the per-timestep mean to the sum over t that L_vlb is."""
+    channels = x0.shape[1]
+    mean_part, v = output[:, :channels], output[:, channels:]
+    loss = simple_loss(prediction_type, mean_part, x0, eps, m, s)
+    eps_pred, _ = frame_to_eps_and_x0(prediction_type, mean_part.detach(), x_t, m, s)
+    vlb = vlb_terms(schedule, x0, x_t, t, eps_pred, v)
+    return loss + hybrid_lambda * schedule.num_timesteps * vlb.mean()
+
+
 def normal_kl(
     mean1: torch.Tensor, logvar1: torch.Tensor, mean2: torch.Tensor, logvar2: torch.Tensor
 ) -> torch.Tensor:
@@ -60,8 +93,7 @@ def _standard_normal_cdf(x: torch.Tensor) -> torch.Tensor:
 def discretized_gaussian_log_likelihood(
     x: torch.Tensor, means: torch.Tensor, log_scales: torch.Tensor
 ) -> torch.Tensor:
-    """log p(x) elementwise for x in [-1, 1] on 256 bins (Ho et al., arXiv 2006.11239, eq. 13),
-    in nats.
+    """log p(x) elementwise for x in [-1, 1] on 256 bins (Ho et al. 2020, §3.3), in nats.
 
     The end bins extend to -inf and +inf.
     """
@@ -90,8 +122,7 @@ def _posterior(schedule: NoiseSchedule, t: torch.Tensor, device: torch.device):
 def learned_log_variance(
     schedule: NoiseSchedule, t: torch.Tensor, v: torch.Tensor
 ) -> torch.Tensor:
-    """log Sigma_theta = f log beta_t + (1 - f) log beta_tilde_t with f = (v + 1) / 2: the
-    interpolation of Nichol & Dhariwal, arXiv 2102.09672, eq. 15, from an output v in [-1, 1].
+    """log Sigma_theta = f log beta_t + (1 - f) log beta_tilde_t with f = (v + 1) / 2 (eq. 20).
 
     t: (B,) integer timesteps; v: (B, ...) the network's variance output.
     """
@@ -111,8 +142,7 @@ def vlb_terms(
     eps_pred: torch.Tensor,
     v: torch.Tensor,
 ) -> torch.Tensor:
-    """L_t of the variational bound for each sample, bits per dimension: (B,) (Nichol &
-    Dhariwal, arXiv 2102.09672, eqs. 5-6).
+    """L_t of eq. 16 for each sample, bits per dimension: (B,).
 
     x0, x_t, eps_pred, v: (B, C, ...); t: (B,) integer timesteps. eps_pred should be detached
     when training (L_vlb then trains only the variance).
@@ -123,7 +153,7 @@ def vlb_terms(
     log_beta_tilde = log_beta_tilde.view(shape).to(x0.dtype)
     alpha_bar = schedule.alpha_bars.to(x0.device)[t].view(shape).to(x0.dtype)
     x0_pred = (x_t - (1 - alpha_bar).sqrt() * eps_pred) / alpha_bar.sqrt()
-    true_mean = c_x0 * x0 + c_xt * x_t  # posterior mean, Ho et al. eq. 7
+    true_mean = c_x0 * x0 + c_xt * x_t  # eq. 9
     model_mean = c_x0 * x0_pred + c_xt * x_t
     model_log_variance = learned_log_variance(schedule, t, v)
     kl = normal_kl(true_mean, log_beta_tilde, model_mean, model_log_variance)
@@ -133,46 +163,3 @@ def vlb_terms(
     )
     decoder_nll = decoder_nll.flatten(1).mean(1) / math.log(2.0)
     return torch.where(t == 0, decoder_nll, kl)
-
-
-def simple_loss(
-    prediction_type: str,
-    output: torch.Tensor,
-    x0: torch.Tensor,
-    eps: torch.Tensor,
-    m: torch.Tensor | float,
-    s: torch.Tensor | float,
-) -> torch.Tensor:
-    """L_simple: the mean squared error between the network ``output`` and the target of its
-    parameterisation at x_t = m x_0 + s eps (eps, x_0, v or -eps). A scalar.
-
-    output, x0, eps: (B, C, ...); m, s: broadcastable to them ((B, 1, ...) or floats).
-    """
-    return F.mse_loss(output, frame_target(prediction_type, x0, eps, m, s))
-
-
-def hybrid_loss(
-    prediction_type: str,
-    output: torch.Tensor,
-    schedule: NoiseSchedule,
-    x0: torch.Tensor,
-    x_t: torch.Tensor,
-    eps: torch.Tensor,
-    t: torch.Tensor,
-    m: torch.Tensor,
-    s: torch.Tensor,
-    hybrid_lambda: float = 0.001,
-) -> torch.Tensor:
-    """L_hybrid = L_simple + lambda L_vlb (Nichol & Dhariwal, arXiv 2102.09672, eq. 16).
-
-    ``output`` (B, 2C, ...) is a learned-variance network's: the mean part in its
-    parameterisation, then the variance interpolation v in [-1, 1] (eq. 15). L_vlb = sum_t L_t
-    is estimated as T L_t at the sampled integer timesteps ``t`` (B,), with the mean detached so
-    that it trains only the variance; x_t = m x_0 + s eps with m, s (B, 1, ...). A scalar.
-    """
-    channels = x0.shape[1]
-    mean_output, variance_output = output[:, :channels], output[:, channels:]
-    loss = simple_loss(prediction_type, mean_output, x0, eps, m, s)
-    eps_pred, _ = frame_to_eps_and_x0(prediction_type, mean_output.detach(), x_t, m, s)
-    vlb = vlb_terms(schedule, x0, x_t, t, eps_pred, variance_output)
-    return loss + hybrid_lambda * schedule.num_timesteps * vlb.mean()

@@ -1,26 +1,25 @@
-"""Noise processes: one continuous-time description for DDPM, NCSN and score-SDE models.
+"""The one schedule contract: a forward noise process x_t = m(t) x_0 + s(t) z, t in [0, 1].
 
-Every model in diffstudio perturbs data the same way (seed 002 §2.2, §4.3, §4.4):
+Every schedule in diffstudio (the DDPM beta schedules, NCSN's noise levels, the VE, VP and
+sub-VP SDEs, and any plugin's) is a :class:`DiffusionProcess`. Its perturbation kernel is
 
-    x_t = m(t) x_0 + s(t) z,   z ~ N(0, I),   t in [0, 1]
+    q(x_t | x_0) = N(m(t) x_0, s(t)^2 I)
 
-and is the marginal of the forward SDE dx = f(x, t) dt + g(t) dw (eq. 34) with
-f(x, t) = (d log m / dt) x and g(t)^2 = d s^2/dt - 2 (d log m / dt) s^2. The processes:
+(Ho et al. 2020, arXiv 2006.11239, eq. 4 with m = sqrt(alpha_bar), s = sqrt(1 - alpha_bar);
+Song & Ermon 2019, arXiv 1907.05600, §4 with m = 1, s = sigma; Song et al. 2021,
+arXiv 2011.13456, eq. 29 for the SDEs), and it is the marginal of the linear forward SDE
+dx = f(x, t) dt + g(t) dw (arXiv 2011.13456, eq. 5) with
 
-* :class:`ScheduleProcess`: a discrete DDPM schedule (eq. 5), m = sqrt(alpha_bar),
-  s = sqrt(1 - alpha_bar); log alpha_bar is interpolated linearly between t_i = (i+1)/N, so it is
-  also a VP SDE with piecewise-constant beta(t) ~ N beta_i (the "VP view" of a DDPM model).
-* :class:`NCSNLevels`: the L geometric noise levels of NCSN (§4.3): m = 1, s = sigma_i; the same
-  curve as a VE SDE between sigma_min and sigma_max, trained at its L levels only.
-* :class:`VESDE`, :class:`VPSDE`, :class:`SubVPSDE`: Song et al. 2021 (§4.4), trained at
-  continuous t ~ U[t_min, 1] (eq. 36).
+    f(x, t) = a(t) x,  a(t) = d log m / dt,   g(t)^2 = d s^2 / dt - 2 a(t) s(t)^2,
 
-Each process also fixes the network's conditioning value ``label(t)`` (the timestep index for
-DDPM, 999 t otherwise, which suits the U-Net's sinusoidal embedding) and a grid of discrete
-times (``grid``) on which the discrete-time samplers (DDPM, DDIM, DPM-Solver) run, through the
-VP view alpha_bar = m^2 / (m^2 + s^2) of :class:`diffstudio.engine.model.DiffusionModel`.
+which follows from the moment equations of eq. 5 for a linear drift (the calculation of
+arXiv 2011.13456, Appendix B). A subclass defines log m, s, a, g^2 and the discrete ``grid``;
+everything the samplers, the trainer and the GUI's forward-process explorer read is derived
+here: :meth:`marginal`, :meth:`q_sample`, :meth:`alpha_bar`, :meth:`snr`, :meth:`sigma`,
+:meth:`drift`, :meth:`diffusion`, :attr:`prior_std`, :meth:`t_of_sigma` and :meth:`label`.
 
-All quantities are float64.
+The built-in processes live one per file under :mod:`diffstudio.engine.schedules`. All
+quantities are float64 CPU tensors; ``t`` arguments are floats or float64 tensors in [0, 1].
 """
 
 from __future__ import annotations
@@ -29,30 +28,30 @@ import math
 
 import torch
 
-from diffstudio.engine.schedules import NoiseSchedule
-from diffstudio.errors import ConfigError
-
-__all__ = [
-    "VESDE",
-    "VPSDE",
-    "DiffusionProcess",
-    "NCSNLevels",
-    "ScheduleProcess",
-    "SubVPSDE",
-    "as_process",
-]
+__all__ = ["DiffusionProcess"]
 
 _F64 = torch.float64
 
 
-def _t(t: torch.Tensor | float) -> torch.Tensor:
+def as_time(t: torch.Tensor | float) -> torch.Tensor:
+    """``t`` as a float64 CPU tensor (a float gives a 0-d tensor)."""
+    if isinstance(t, torch.Tensor):
+        return t.detach().to(device="cpu", dtype=_F64)
     return torch.as_tensor(t, dtype=_F64)
 
 
 class DiffusionProcess:
-    """Base class. ``t`` arguments are floats or float64 tensors in [0, 1]."""
+    """Base class of every schedule: a forward process x_t = m(t) x_0 + s(t) z.
 
+    A subclass implements :meth:`log_mean`, :meth:`std`, :meth:`drift_rate`,
+    :meth:`diffusion_squared` and :attr:`grid`, and sets ``kind`` and ``name``. Times ``t`` are
+    floats or float64 tensors of any shape in [0, 1]; the methods work elementwise and return
+    float64 tensors of t's shape.
+    """
+
+    #: Family of the process, recorded in run configs ("ddpm", "ncsn", "ve", "vp", "subvp").
     kind = "process"
+    #: What made it (the schedule id, for run configs and plot legends).
     name = "process"
     #: Train at the discrete grid (DDPM, NCSN) or at continuous t ~ U[t_min, 1] (SDEs).
     discrete_training = False
@@ -61,35 +60,78 @@ class DiffusionProcess:
 
     # -- what a subclass defines ---------------------------------------------------------
     def log_mean(self, t: torch.Tensor) -> torch.Tensor:
-        """log m(t)."""
-        raise NotImplementedError
+        """log m(t), m(t) in (0, 1]: the scale of x_0 in x_t."""
+        raise NotImplementedError(f"{type(self).__name__} must define log_mean(t)")
 
     def std(self, t: torch.Tensor) -> torch.Tensor:
-        """s(t)."""
-        raise NotImplementedError
+        """s(t) >= 0: the standard deviation of the noise in x_t (positive for t > 0)."""
+        raise NotImplementedError(f"{type(self).__name__} must define std(t)")
 
     def drift_rate(self, t: torch.Tensor) -> torch.Tensor:
         """a(t) = d log m / dt, so that f(x, t) = a(t) x."""
-        raise NotImplementedError
+        raise NotImplementedError(f"{type(self).__name__} must define drift_rate(t)")
 
     def diffusion_squared(self, t: torch.Tensor) -> torch.Tensor:
-        """g(t)^2."""
-        raise NotImplementedError
+        """g(t)^2 = d s^2 / dt - 2 a(t) s(t)^2 >= 0."""
+        raise NotImplementedError(f"{type(self).__name__} must define diffusion_squared(t)")
 
     @property
     def grid(self) -> torch.Tensor:
-        """Ascending discrete times: training times of discrete processes, sampler grid."""
-        raise NotImplementedError
+        """(N,) ascending float64 times in (0, 1] (VE processes may start at 0): the training
+        times of a discrete process and the timesteps of the discrete-time samplers."""
+        raise NotImplementedError(f"{type(self).__name__} must define the grid property")
 
-    def label(self, t: torch.Tensor) -> torch.Tensor:
-        """What the network is conditioned on at time t (default 999 t)."""
-        return 999.0 * _t(t)
+    def label(self, t: torch.Tensor | float) -> torch.Tensor:
+        """What the network is conditioned on at time t (default 999 t, which suits the U-Net's
+        sinusoidal embedding; DDPM processes give the timestep index)."""
+        return 999.0 * as_time(t)
 
     # -- derived ---------------------------------------------------------------------------
+    @property
+    def num_timesteps(self) -> int:
+        """N, the number of grid points (the explorer's slider positions)."""
+        return int(self.grid.numel())
+
     def marginal(self, t: torch.Tensor | float) -> tuple[torch.Tensor, torch.Tensor]:
-        """(m(t), s(t)) with x_t = m x_0 + s z."""
-        t = _t(t)
+        """(m(t), s(t)) with x_t = m x_0 + s z; both of t's shape, float64."""
+        t = as_time(t)
         return self.log_mean(t).exp(), self.std(t)
+
+    def q_sample(
+        self, x0: torch.Tensor, t: torch.Tensor | float, noise: torch.Tensor
+    ) -> torch.Tensor:
+        """x_t = m(t) x_0 + s(t) noise, a draw from q(x_t | x_0).
+
+        x0, noise: (B, ...) of the same shape; t: one time (a float or a 0-d tensor) for the
+        whole batch or (B,) times in [0, 1], one per sample. Returns x0's shape, dtype and device.
+        """
+        if noise.shape != x0.shape:
+            raise ValueError(
+                f"q_sample needs noise of x0's shape {tuple(x0.shape)}, got {tuple(noise.shape)}"
+            )
+        m, s = self.marginal(t)
+        if m.dim() > 0:
+            if m.dim() != 1 or m.numel() != x0.shape[0]:
+                raise ValueError(
+                    f"q_sample takes one time or one per sample (shape ({x0.shape[0]},)); got "
+                    f"times of shape {tuple(m.shape)}"
+                )
+            m = m.view(-1, *([1] * (x0.dim() - 1)))
+            s = s.view(-1, *([1] * (x0.dim() - 1)))
+        m = m.to(device=x0.device, dtype=x0.dtype)
+        s = s.to(device=x0.device, dtype=x0.dtype)
+        return m * x0 + s * noise
+
+    def alpha_bar(self, t: torch.Tensor | float) -> torch.Tensor:
+        """The VP view alpha_bar(t) = m^2 / (m^2 + s^2) in (0, 1]: DDPM's alpha_bar for DDPM
+        schedules, the alpha_bar the discrete-time samplers use for every other process."""
+        m, s = self.marginal(t)
+        return m**2 / (m**2 + s**2)
+
+    def snr(self, t: torch.Tensor | float) -> torch.Tensor:
+        """Signal-to-noise ratio m^2 / s^2 (decreasing in t; infinite where s = 0)."""
+        m, s = self.marginal(t)
+        return m**2 / s**2
 
     def sigma(self, t: torch.Tensor | float) -> torch.Tensor:
         """The noise level in the variance-exploding frame: s / m (x_t / m = x_0 + sigma z)."""
@@ -97,20 +139,20 @@ class DiffusionProcess:
         return s / m
 
     def drift(self, x: torch.Tensor, t: float) -> torch.Tensor:
-        """f(x, t) (eq. 34)."""
-        return float(self.drift_rate(_t(t))) * x
+        """f(x, t) = a(t) x (arXiv 2011.13456, eq. 5); x of any shape."""
+        return float(self.drift_rate(as_time(t))) * x
 
     def diffusion(self, t: float) -> float:
-        """g(t) (eq. 34)."""
-        return math.sqrt(max(float(self.diffusion_squared(_t(t))), 0.0))
+        """g(t) (arXiv 2011.13456, eq. 5)."""
+        return math.sqrt(max(float(self.diffusion_squared(as_time(t))), 0.0))
 
     @property
     def prior_std(self) -> float:
         """Standard deviation of x_1 when the data is forgotten (N(0, prior_std^2 I))."""
-        return float(self.std(_t(1.0)))
+        return float(self.std(as_time(1.0)))
 
     def t_of_sigma(self, sigma: float) -> float:
-        """The time at which s/m = sigma (sigma is increasing in t), by bisection."""
+        """The time in [0, 1] at which s/m = sigma (sigma is increasing in t), by bisection."""
         low, high = 0.0, 1.0
         if sigma <= float(self.sigma(low)):
             return low
@@ -125,213 +167,5 @@ class DiffusionProcess:
         return 0.5 * (low + high)
 
     def to_dict(self) -> dict[str, object]:
+        """What a run config records about the process (JSON-ready)."""
         return {"kind": self.kind, "name": self.name}
-
-
-class ScheduleProcess(DiffusionProcess):
-    """A discrete DDPM schedule seen as a process (the "VP view").
-
-    Grid t_i = (i+1)/N for i = 0..N-1, label(t) = N t - 1 (so label(t_i) = i, the timestep the
-    network was trained on); alpha_bar(t) interpolates log alpha_bar linearly between grid points
-    (alpha_bar(0) = 1), so beta(t) = -d log alpha_bar / dt is piecewise constant, ~ N beta_i.
-    """
-
-    kind = "ddpm"
-    discrete_training = True
-    t_min = 1e-3
-
-    def __init__(self, schedule: NoiseSchedule) -> None:
-        self.schedule = schedule
-        self.name = schedule.name
-        self.num_timesteps = schedule.num_timesteps
-        self._log_alpha_bars = torch.cat(
-            [torch.zeros(1, dtype=_F64), schedule.alpha_bars.log()]
-        )  # at t = 0, 1/N, ..., 1
-
-    def _interp(self, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        position = t.clamp(0.0, 1.0) * self.num_timesteps
-        index = position.floor().long().clamp(max=self.num_timesteps - 1)
-        fraction = position - index.to(_F64)
-        low, high = self._log_alpha_bars[index], self._log_alpha_bars[index + 1]
-        return low + fraction * (high - low), (high - low) * self.num_timesteps
-
-    def log_mean(self, t: torch.Tensor) -> torch.Tensor:
-        return 0.5 * self._interp(t)[0]
-
-    def std(self, t: torch.Tensor) -> torch.Tensor:
-        return (-torch.expm1(self._interp(t)[0])).clamp(min=0.0).sqrt()
-
-    def drift_rate(self, t: torch.Tensor) -> torch.Tensor:
-        return 0.5 * self._interp(t)[1]
-
-    def diffusion_squared(self, t: torch.Tensor) -> torch.Tensor:
-        return -self._interp(t)[1]  # beta(t)
-
-    @property
-    def grid(self) -> torch.Tensor:
-        return torch.arange(1, self.num_timesteps + 1, dtype=_F64) / self.num_timesteps
-
-    def label(self, t: torch.Tensor) -> torch.Tensor:
-        return (_t(t) * self.num_timesteps - 1.0).clamp(min=0.0)
-
-    def to_dict(self) -> dict[str, object]:
-        return {"kind": self.kind, "name": self.name, "num_timesteps": self.num_timesteps}
-
-
-class VESDE(DiffusionProcess):
-    """Variance-exploding SDE: sigma(t) = sigma_min (sigma_max / sigma_min)^t, m = 1, f = 0,
-    g(t)^2 = d sigma^2 / dt = 2 sigma(t)^2 log(sigma_max / sigma_min) (Song et al. 2021, eq. 9)."""
-
-    kind = "ve"
-    t_min = 1e-5
-
-    def __init__(
-        self, sigma_min: float = 0.01, sigma_max: float = 50.0, num_scales: int = 1000
-    ) -> None:
-        if not 0 < sigma_min < sigma_max:
-            raise ConfigError(
-                f"VE noise levels need 0 < sigma_min < sigma_max, got {sigma_min}, {sigma_max}"
-            )
-        if num_scales < 1:
-            raise ConfigError(f"num_scales must be at least 1, got {num_scales}")
-        self.sigma_min, self.sigma_max, self.num_scales = sigma_min, sigma_max, num_scales
-        self.name = "ve-sde"
-        self._log_ratio = math.log(sigma_max / sigma_min)
-
-    def log_mean(self, t: torch.Tensor) -> torch.Tensor:
-        return torch.zeros_like(t)
-
-    def std(self, t: torch.Tensor) -> torch.Tensor:
-        return self.sigma_min * torch.exp(t * self._log_ratio)
-
-    def drift_rate(self, t: torch.Tensor) -> torch.Tensor:
-        return torch.zeros_like(t)
-
-    def diffusion_squared(self, t: torch.Tensor) -> torch.Tensor:
-        return 2.0 * self.std(t) ** 2 * self._log_ratio
-
-    @property
-    def grid(self) -> torch.Tensor:
-        if self.num_scales == 1:
-            return torch.ones(1, dtype=_F64)
-        return torch.linspace(0.0, 1.0, self.num_scales, dtype=_F64)
-
-    def t_of_sigma(self, sigma: float) -> float:
-        return min(max(math.log(sigma / self.sigma_min) / self._log_ratio, 0.0), 1.0)
-
-    def to_dict(self) -> dict[str, object]:
-        return {"kind": self.kind, "sigma_min": self.sigma_min, "sigma_max": self.sigma_max}
-
-
-class NCSNLevels(VESDE):
-    """NCSN's geometric noise levels sigma_1 > ... > sigma_L (Song & Ermon 2019; seed §4.3):
-    the VE curve between sigma_min and sigma_max, trained at its ``levels`` grid points only
-    (denoising score matching with lambda(sigma) = sigma^2, eqs. 32-33)."""
-
-    kind = "ncsn"
-    discrete_training = True
-
-    def __init__(
-        self, sigma_max: float = 1.0, sigma_min: float = 0.01, levels: int = 10
-    ) -> None:
-        if levels < 2:
-            raise ConfigError(f"NCSN needs at least 2 noise levels, got {levels}")
-        super().__init__(sigma_min=sigma_min, sigma_max=sigma_max, num_scales=levels)
-        self.name = "ncsn"
-
-    @property
-    def sigmas(self) -> torch.Tensor:
-        """The levels, largest first (sigma_1 .. sigma_L)."""
-        return self.std(self.grid).flip(0)
-
-    def to_dict(self) -> dict[str, object]:
-        return {**super().to_dict(), "levels": self.num_scales}
-
-
-class VPSDE(DiffusionProcess):
-    """Variance-preserving SDE: beta(t) = beta_min + t (beta_max - beta_min),
-    dx = -beta/2 x dt + sqrt(beta) dw; log m = -t^2 (beta_max - beta_min)/4 - t beta_min/2,
-    s^2 = 1 - m^2 (Song et al. 2021, eq. 11; the continuous limit of DDPM's linear schedule)."""
-
-    kind = "vp"
-    t_min = 1e-3
-
-    def __init__(self, beta_min: float = 0.1, beta_max: float = 20.0, num_scales: int = 1000):
-        if not 0 < beta_min < beta_max:
-            raise ConfigError(
-                f"VP betas need 0 < beta_min < beta_max, got {beta_min}, {beta_max}"
-            )
-        self.beta_min, self.beta_max, self.num_scales = beta_min, beta_max, num_scales
-        self.name = "vp-sde"
-
-    def beta(self, t: torch.Tensor) -> torch.Tensor:
-        return self.beta_min + t * (self.beta_max - self.beta_min)
-
-    def log_mean(self, t: torch.Tensor) -> torch.Tensor:
-        return -0.25 * t**2 * (self.beta_max - self.beta_min) - 0.5 * t * self.beta_min
-
-    def std(self, t: torch.Tensor) -> torch.Tensor:
-        return (-torch.expm1(2.0 * self.log_mean(t))).clamp(min=0.0).sqrt()
-
-    def drift_rate(self, t: torch.Tensor) -> torch.Tensor:
-        return -0.5 * self.beta(t)
-
-    def diffusion_squared(self, t: torch.Tensor) -> torch.Tensor:
-        return self.beta(t)
-
-    @property
-    def grid(self) -> torch.Tensor:
-        return torch.arange(1, self.num_scales + 1, dtype=_F64) / self.num_scales
-
-    def to_dict(self) -> dict[str, object]:
-        return {"kind": self.kind, "beta_min": self.beta_min, "beta_max": self.beta_max}
-
-
-class SubVPSDE(VPSDE):
-    """Sub-VP SDE: the VP drift with g(t)^2 = beta(t) (1 - exp(-2 int_0^t beta)), whose
-    marginal std s = 1 - m^2 stays below the VP one (Song et al. 2021, eq. 12)."""
-
-    kind = "subvp"
-
-    def __init__(self, beta_min: float = 0.1, beta_max: float = 20.0, num_scales: int = 1000):
-        super().__init__(beta_min, beta_max, num_scales)
-        self.name = "subvp-sde"
-
-    def std(self, t: torch.Tensor) -> torch.Tensor:
-        return -torch.expm1(2.0 * self.log_mean(t))
-
-    def diffusion_squared(self, t: torch.Tensor) -> torch.Tensor:
-        return self.beta(t) * (-torch.expm1(4.0 * self.log_mean(t)))
-
-
-def as_process(schedule: NoiseSchedule | DiffusionProcess) -> DiffusionProcess:
-    """A process from a schedule contribution's result (DDPM schedules get the VP view)."""
-    if isinstance(schedule, DiffusionProcess):
-        return schedule
-    if isinstance(schedule, NoiseSchedule):
-        return ScheduleProcess(schedule)
-    raise ConfigError(
-        f"a schedule must be a NoiseSchedule or a DiffusionProcess, got {type(schedule).__name__}"
-    )
-
-
-# -- factories named by the built-in schedule contributions -----------------------------------
-def ncsn_levels(
-    num_timesteps: int = 1000, sigma_max: float = 1.0, sigma_min: float = 0.01, levels: int = 10
-) -> NCSNLevels:
-    """NCSN's L geometric levels (num_timesteps does not apply: the levels are the steps)."""
-    return NCSNLevels(sigma_max=sigma_max, sigma_min=sigma_min, levels=levels)
-
-
-def ve_sde(num_timesteps: int = 1000, sigma_min: float = 0.01, sigma_max: float = 50.0) -> VESDE:
-    return VESDE(sigma_min=sigma_min, sigma_max=sigma_max, num_scales=num_timesteps)
-
-
-def vp_sde(num_timesteps: int = 1000, beta_min: float = 0.1, beta_max: float = 20.0) -> VPSDE:
-    return VPSDE(beta_min=beta_min, beta_max=beta_max, num_scales=num_timesteps)
-
-
-def subvp_sde(
-    num_timesteps: int = 1000, beta_min: float = 0.1, beta_max: float = 20.0
-) -> SubVPSDE:
-    return SubVPSDE(beta_min=beta_min, beta_max=beta_max, num_scales=num_timesteps)

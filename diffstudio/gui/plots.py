@@ -323,20 +323,22 @@ class SchedulePlot(QWidget):
         layout.addWidget(self.widget)
         self.curves: dict[str, tuple[np.ndarray, np.ndarray]] = {}
 
-    def set_curves(self, curves: Mapping[str, tuple[np.ndarray, np.ndarray]]) -> None:
-        """``{name: (alpha_bars (T,), snr (T,))}`` as the engine's NoiseSchedule gives them."""
+    def set_curves(
+        self, curves: Mapping[str, tuple[np.ndarray, np.ndarray, np.ndarray]]
+    ) -> None:
+        """``{name: (t (N,), alpha_bar (N,), snr (N,))}``: a schedule's grid in [0, 1] and the
+        values its engine process gives there."""
         self.curves = dict(curves)
         for plot in (self.alpha_plot, self.snr_plot):
             for item in list(plot.listDataItems()):
                 plot.removeItem(item)
             if plot.legend is not None:
                 plot.legend.clear()
-        for index, (name, (alpha_bars, snr)) in enumerate(self.curves.items()):
+        for index, (name, (times, alpha_bars, snr)) in enumerate(self.curves.items()):
             pen = pg.mkPen(SERIES_COLOURS[index % len(SERIES_COLOURS)], width=2)
-            steps = np.arange(len(alpha_bars))
-            self.alpha_plot.plot(steps, alpha_bars, pen=pen, name=name)
+            self.alpha_plot.plot(times, alpha_bars, pen=pen, name=name)
             with np.errstate(divide="ignore"):
-                self.snr_plot.plot(steps, np.log10(snr), pen=pen, name=name)
+                self.snr_plot.plot(times, np.log10(snr), pen=pen, name=name)
 
     def set_marker(self, t: float) -> None:
         for marker in self.markers:

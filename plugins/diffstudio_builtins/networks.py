@@ -47,7 +47,7 @@ def diffstudio_networks() -> list[Contribution]:
             id="analytic-mixture",
             display_name="Exact mixture score (2-D lab)",
             description="The exact score of a Gaussian mixture under any process: no training; "
-                        "the seed's 0.8/0.2 mixture for comparing Langevin samplers.",
+                        "Song & Ermon's 0.8/0.2 mixture for comparing Langevin samplers.",
             factory="diffstudio.engine.networks.analytic:build_analytic_mixture",
             params=(
                 Param("mixture", "choice", "seed-mixture",

@@ -68,15 +68,6 @@ def test_every_setting_is_a_cli_flag(capsys):
         assert f"--{param.name.replace('_', '-')}" in text, param.name
 
 
-def test_a_bad_value_is_told_with_the_whole_valid_range():
-    with pytest.raises(ConfigError) as caught:
-        TrainConfig.from_dict({"checkpoint_every": 0})
-    text = str(caught.value)
-    assert "got 0" in text and "valid: an integer from 1 to 1000000000" in text
-    with pytest.raises(ConfigError, match="valid: one of 'constant', 'linear', 'cosine'"):
-        TrainConfig.from_dict({"lr_schedule": "step"})
-
-
 def test_a_checkpoint_or_preview_only_at_the_end_is_a_valid_setting():
     """bench_engine asks for checkpoint_every=10**9: "never, except the last step"."""
     config = TrainConfig(checkpoint_every=10**9, preview_every=10**9, log_every=10**9)
@@ -91,7 +82,3 @@ def test_strings_from_flags_and_forms_are_coerced_to_the_declared_types():
     with pytest.raises(ConfigError, match=r"'batch_size' must be int, got 2\.5"):
         TrainConfig.from_dict({"batch_size": 2.5})
 
-
-def test_every_setting_has_a_help_text_that_says_something():
-    for param in TRAIN_SETTINGS:
-        assert len(param.help) >= 20, param.name

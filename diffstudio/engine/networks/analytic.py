@@ -3,7 +3,7 @@
 For data sum_k w_k N(mu_k, tau^2 I) and x_t = m x_0 + s z, the noised density is
 sum_k w_k N(m mu_k, (m^2 tau^2 + s^2) I), whose score is exact in closed form. The network
 returns s * score (prediction type ``score``), so it plugs into every sampler like a trained
-one. It is the demo of the 2-D lab (the seed's App. A, Fig. 25: 0.8 N((5,5), I) +
+one. It is the demo of the 2-D lab (Song & Ermon, arXiv 1907.05600, sec. 3.2: 0.8 N((5,5), I) +
 0.2 N((-5,-5), I)) and the reference for sampler tests.
 """
 

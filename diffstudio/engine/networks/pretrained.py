@@ -1,4 +1,4 @@
-"""Pretrained diffusers ``UNet2DModel`` checkpoints with their noise schedule (the seed's cases:
+"""Pretrained diffusers ``UNet2DModel`` checkpoints with their noise schedule (for example
 google/ddpm-cifar10-32, google/ddpm-celebahq-256, google/ncsnpp-celebahq-256).
 
 ``load_pretrained(source)`` accepts
@@ -29,7 +29,7 @@ Two families of scheduler configs:
   take the noise level sigma (not an integer timestep), return the score grad_x log p_sigma(x)
   (diffusers divides the raw output by sigma) and model data x in [0, 1] perturbed as
   x_t = x_0 + sigma(t) z, sigma(t) = sigma_min (sigma_max / sigma_min)^t (the VE SDE, Song et
-  al. 2021 eq. 9; seed 002 §4.4, eq. 34). :class:`VEScoreUNet` presents the network in
+  al. 2021, arXiv 2011.13456, eq. 9). :class:`VEScoreUNet` presents the network in
   diffstudio's [-1, 1] frame y = 2x - 1, where y_t = y_0 + 2 sigma(t) z: the process is
   ``VESDE(2 sigma_min, 2 sigma_max)`` ending at the config's ``sampling_eps``, with
   ``prediction_type="score"``. The result carries that :class:`DiffusionModel`, sampled by the
@@ -50,14 +50,12 @@ from typing import Any
 import torch
 
 from diffstudio.engine.model import DiffusionModel
-from diffstudio.engine.processes import VESDE
-from diffstudio.engine.runs import file_sha256
-from diffstudio.engine.schedules import NoiseSchedule
+from diffstudio.engine.runs import WEIGHTS_NAME, file_sha256
+from diffstudio.engine.schedules import VESDE, NoiseSchedule
 from diffstudio.errors import ConfigError, RunError
 
 __all__ = ["PretrainedModel", "VEScoreUNet", "build_pretrained_network", "load_pretrained"]
 
-WEIGHTS_NAME = "diffusion_pytorch_model.safetensors"
 PICKLE_WEIGHTS_NAME = "diffusion_pytorch_model.bin"
 VE_SDE_SCHEDULERS = ("ScoreSdeVeScheduler",)
 _HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*/[A-Za-z0-9][A-Za-z0-9_.\-]*$")
@@ -95,15 +93,6 @@ class PretrainedModel:
     num_class_embeds: int | None = None
     notes: list[str] = field(default_factory=list)
     sampler_defaults: dict[str, dict[str, Any]] = field(default_factory=dict)
-
-    def require_model(self) -> DiffusionModel:
-        """The :class:`DiffusionModel`, or a :class:`ConfigError` if none could be built."""
-        if self.model is not None:
-            return self.model
-        raise ConfigError(
-            f"{self.source} ({self.scheduler_class}, family {self.family}) has no sampleable "
-            "model; diffstudio samples discrete VP schedulers and ScoreSdeVeScheduler models"
-        )
 
 
 class VEScoreUNet(torch.nn.Module):

@@ -14,7 +14,6 @@ import numpy as np
 import torch
 
 from diffstudio.engine.model import DiffusionModel
-from diffstudio.engine.processes import NCSNLevels
 from diffstudio.engine.samplers import (
     Generators,
     SamplerCallback,
@@ -23,6 +22,7 @@ from diffstudio.engine.samplers import (
     check_stop,
     rand_like_per_sample,
 )
+from diffstudio.engine.schedules.ncsn import NCSNLevels
 from diffstudio.errors import ConfigError
 
 __all__ = [

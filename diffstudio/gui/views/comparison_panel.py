@@ -1,4 +1,5 @@
-"""The Evaluate page's "Comparison" tab: the seed's Tables 1 and 2 for the user's own runs.
+"""The Evaluate page's "Comparison" tab: DDPM/DDIM x schedule x steps tables (as in
+Song et al.'s DDIM paper, arXiv 2010.02502, Tables 1-2) for the user's own runs.
 
 Every evaluation result of the workspace's runs (``RUN/evaluations/*.json``,
 ``RUN/samples/*/evaluation-*.json``) and of this session, one row each: model, schedule, sampler,

@@ -1,8 +1,10 @@
 """The Model & schedule page: the network and the noise schedule (forms from the plugins'
-schemas), T and the prediction type, and the forward-process explorer: x_t = q(x_t | x_0) of
-a few training samples for a slider over t, next to the alpha-bar and SNR curves of linear,
-cosine and the chosen schedule. Every number comes from the engine's
-:class:`~diffstudio.engine.schedules.NoiseSchedule` (``alpha_bars``, ``snr``, ``q_sample``).
+schemas), T and the prediction type, and the forward-process explorer: x_t ~ q(x_t | x_0) of a
+few training samples for a slider over the chosen schedule's grid, next to the alpha-bar and SNR
+curves of linear, cosine and the chosen schedule against t in [0, 1]. Every schedule (DDPM,
+NCSN, the SDEs, a plugin's) is an engine :class:`~diffstudio.engine.processes.DiffusionProcess`
+and every number comes from its methods (``grid``, ``marginal``, ``alpha_bar``, ``snr``,
+``q_sample``); nothing here computes them.
 """
 
 from __future__ import annotations
@@ -185,10 +187,29 @@ class ModelView(QWidget):
             except DiffstudioError as exc:
                 self.schedule_picker.form(schedule_id).show_error(str(exc))
         self.schedules = schedules
-        self.curves.set_curves({name: (s.alpha_bars.numpy(), s.snr.numpy())
-                                for name, s in schedules.items()})
-        self.t_slider.setRange(0, steps - 1)
+        curves = {}
+        for name, process in schedules.items():
+            grid = process.grid
+            curves[name] = (grid.numpy(), process.alpha_bar(grid).numpy(),
+                            process.snr(grid).numpy())
+        self.curves.set_curves(curves)
+        chosen = schedules.get(self.chosen_name)
+        if chosen is not None:
+            self._set_slider_steps(chosen.num_timesteps)
         self.update_explorer()
+
+    def _set_slider_steps(self, steps: int) -> None:
+        """One slider position per grid point, keeping the slider's place along [0, 1]."""
+        old_maximum = self.t_slider.maximum()
+        if old_maximum == steps - 1:
+            return
+        fraction = self.t_slider.value() / old_maximum if old_maximum > 0 else 0.0
+        self.t_slider.blockSignals(True)
+        try:
+            self.t_slider.setRange(0, steps - 1)
+            self.t_slider.setValue(round(fraction * (steps - 1)))
+        finally:
+            self.t_slider.blockSignals(False)
 
     def set_dataset(self, dataset: Any) -> None:
         """Take the explorer's clean samples x_0 from a loaded dataset, with fixed noise."""
@@ -205,26 +226,28 @@ class ModelView(QWidget):
         self.update_explorer()
 
     def update_explorer(self) -> None:
-        schedule = self.schedules.get(self.chosen_name)
-        if schedule is None:
+        """Show x_t at the slider's grid point of the chosen schedule, and its m, s, alpha-bar
+        and SNR."""
+        process = self.schedules.get(self.chosen_name)
+        if process is None:
             return
-        t = min(self.t_slider.value(), schedule.num_timesteps - 1)
-        self.curves.set_marker(t)
-        alpha_bar = float(schedule.alpha_bars[t])
-        snr = float(schedule.snr[t])
-        self.t_label.setText(f"t = {t}   alpha-bar = {alpha_bar:.4f}   SNR = {snr:.4g}   "
+        steps = process.num_timesteps
+        index = min(self.t_slider.value(), steps - 1)
+        t = process.grid[index]
+        m, s = (float(v) for v in process.marginal(t))
+        alpha_bar, snr = float(process.alpha_bar(t)), float(process.snr(t))
+        self.curves.set_marker(float(t))
+        self.t_label.setText(f"step {index + 1}/{steps}   t = {float(t):.4g}   m = {m:.4g}   "
+                             f"s = {s:.4g}   alpha-bar = {alpha_bar:.4f}   SNR = {snr:.4g}   "
                              f"({self.chosen_name})")
         if self._x0 is None:
             return
-        import torch
-
-        timesteps = torch.full((self._x0.shape[0],), t, dtype=torch.long)
-        x_t = schedule.q_sample(self._x0, timesteps, self._noise).numpy()
+        x_t = process.q_sample(self._x0, t, self._noise).numpy()
         if x_t.ndim == 4:
             # Row 1: x_0; row 2: x_t (values beyond [-1, 1] are clipped for display).
             both = np.concatenate([self._x0.numpy(), x_t])
             self.xt_view.set_array(grid_rgb8(both, columns=len(x_t)),
-                                   f"x_0 (top) and x_t at t = {t} (bottom)")
+                                   f"x_0 (top) and x_t at t = {float(t):.4g} (bottom)")
         else:
             self.xt_points.set_particles(x_t)
 

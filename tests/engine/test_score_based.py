@@ -11,7 +11,6 @@ import torch
 from diffstudio.engine.model import DiffusionModel
 from diffstudio.engine.networks.analytic import GaussianMixtureScore, build_analytic_mixture
 from diffstudio.engine.objectives import vlb_terms
-from diffstudio.engine.processes import VESDE, VPSDE, NCSNLevels, ScheduleProcess, SubVPSDE
 from diffstudio.engine.samplers import per_sample_generators
 from diffstudio.engine.samplers.annealed_langevin import annealed_langevin_sample
 from diffstudio.engine.samplers.ddim import ddim_sample
@@ -23,6 +22,7 @@ from diffstudio.engine.samplers.probability_flow import (
     probability_flow_sample,
 )
 from diffstudio.engine.samplers.reverse_sde import reverse_sde_sample
+from diffstudio.engine.schedules import VESDE, VPSDE, NCSNLevels, ScheduleProcess, SubVPSDE
 from diffstudio.engine.schedules.linear import linear_schedule
 
 RUN = {"callback": None, "should_stop": None}

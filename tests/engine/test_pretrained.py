@@ -28,10 +28,10 @@ from diffstudio.engine.networks.pretrained import (
     build_pretrained_network,
     load_pretrained,
 )
-from diffstudio.engine.processes import VESDE
 from diffstudio.engine.runs import file_sha256
 from diffstudio.engine.samplers.ddim import ddim_sample
 from diffstudio.engine.samplers.predictor_corrector import predictor_corrector_sample
+from diffstudio.engine.schedules.ve_sde import VESDE
 from diffstudio.errors import ConfigError, DiffstudioError, RunError
 
 
@@ -42,6 +42,12 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+def _model(loaded):
+    """The DiffusionModel of a loaded pretrained model (every test folder has one)."""
+    assert loaded.model is not None, f"{loaded.source}: no sampleable model"
+    return loaded.model
 
 
 def _tiny_unet(**overrides) -> UNet2DModel:
@@ -84,7 +90,7 @@ def test_loads_both_layouts(saved, layout) -> None:
     assert loaded.folder == (saved[layout] / "unet" if layout == "pipeline" else saved[layout])
     weights = loaded.folder / "diffusion_pytorch_model.safetensors"
     assert loaded.weights_sha256 == file_sha256(weights)
-    model = loaded.require_model()
+    model = _model(loaded)
     assert model.num_timesteps == 50 and model.prediction_type == "epsilon"
     assert model.x0_clip == 1.0 and not loaded.network.training
     # Linear betas in float64, the formula diffusers rounds to float32.
@@ -100,7 +106,7 @@ def test_loads_both_layouts(saved, layout) -> None:
 
 def test_ddim_matches_a_diffusers_ddim_loop_in_float64(saved) -> None:
     loaded = load_pretrained(str(saved["pipeline"]))
-    model = loaded.require_model()
+    model = _model(loaded)
     x = torch.randn(3, *loaded.sample_shape, generator=torch.Generator().manual_seed(0))
     out32 = ddim_sample(model, x, generator=None, callback=None, should_stop=None, steps=10)
     assert out32.shape == x.shape and torch.isfinite(out32).all()
@@ -133,7 +139,7 @@ def test_scheduler_config_sets_prediction_type_and_betas(tmp_path) -> None:
                            clip_sample_range=2.0, variance_type="fixed_large")
     DDPMPipeline(unet=unet, scheduler=scheduler).save_pretrained(tmp_path)
     loaded = load_pretrained(str(tmp_path))
-    model = loaded.require_model()
+    model = _model(loaded)
     assert model.prediction_type == "v_prediction" and model.x0_clip == 2.0
     assert loaded.variance_type == "fixed_large" and loaded.data_range == (-2.0, 2.0)
     assert torch.equal(model.schedule.betas, scheduler.betas.double())  # diffusers' own
@@ -142,7 +148,7 @@ def test_scheduler_config_sets_prediction_type_and_betas(tmp_path) -> None:
 def test_no_scheduler_config_means_ddpm_defaults(tmp_path) -> None:
     _tiny_unet().save_pretrained(tmp_path)
     loaded = load_pretrained(str(tmp_path))
-    assert loaded.require_model().num_timesteps == 1000
+    assert _model(loaded).num_timesteps == 1000
     assert any("defaults" in note for note in loaded.notes)
 
 
@@ -223,7 +229,7 @@ def test_ve_sde_model_is_a_score_model_in_the_minus_one_one_frame(ve_folder) -> 
     assert loaded.scheduler_config["sigma_max"] == 50.0 and loaded.scheduler_config["snr"] == 0.12
     assert loaded.sampler_defaults == {"predictor-corrector": {"snr": 0.12, "corrector_steps": 1}}
     assert isinstance(loaded.network, UNet2DModel) and not loaded.network.training
-    model = loaded.require_model()
+    model = _model(loaded)
     assert model is loaded.model and isinstance(model.network, VEScoreUNet)
     assert model.network.unet is loaded.network
     assert model.prediction_type == "score" == loaded.prediction_type and model.x0_clip == 1.0
@@ -240,7 +246,7 @@ def test_ve_sde_model_is_a_score_model_in_the_minus_one_one_frame(ve_folder) -> 
 def test_ve_sde_score_is_half_the_network_score(ve_folder, t) -> None:
     """grad_y log p_t(y) = 1/2 grad_x log p_t(x) at x = (y + 1)/2 and the checkpoint's sigma(t)."""
     loaded = load_pretrained(str(ve_folder))
-    model = loaded.require_model()
+    model = _model(loaded)
     y = torch.randn(2, 3, 8, 8, generator=torch.Generator().manual_seed(1)) * 2 * _sigma_x(t)
     sigma = torch.full((2,), _sigma_x(t))
     with torch.no_grad():
@@ -306,7 +312,7 @@ def test_predictor_corrector_matches_diffusers_score_sde_ve_loop_in_float64(
     from diffstudio.engine.samplers import predictor_corrector as pc
 
     loaded = load_pretrained(str(ve_folder))
-    model = loaded.require_model()
+    model = _model(loaded)
     loaded.network.double()
     steps, batch = 3, 2
     generator = torch.Generator().manual_seed(3)
@@ -366,7 +372,7 @@ def test_sample_a_ve_sde_folder_from_the_command_line(ve_folder, tmp_path) -> No
 def test_other_samplers_run_on_a_ve_sde_model(ve_folder, sampler) -> None:
     from diffstudio.engine.sampling import generate
 
-    model = load_pretrained(str(ve_folder)).require_model()
+    model = _model(load_pretrained(str(ve_folder)))
     result = generate(model, sampler, {"steps": 3}, sample_shape=(3, 8, 8), num_samples=2)
     assert result.samples.shape == (2, 3, 8, 8) and torch.isfinite(result.samples).all()
 
@@ -385,11 +391,16 @@ def test_ve_sde_config_errors_name_the_fix(tmp_path) -> None:
         VEScoreUNet(_ve_unet())(torch.zeros(1, 3, 8, 8), torch.zeros(1))
 
 
-def test_require_model_without_a_model_says_so(saved) -> None:
+def test_a_pretrained_folder_without_a_model_says_so(saved, monkeypatch) -> None:
+    """What the sample jobs are told when a scheduler family cannot be sampled."""
+    import diffstudio.engine.networks.pretrained as pretrained
+    from diffstudio.app.sources import ModelSource, load_source
+
     loaded = load_pretrained(str(saved["bare"]))
     loaded.model = None
+    monkeypatch.setattr(pretrained, "load_pretrained", lambda *a, **k: loaded)
     with pytest.raises(ConfigError, match="no sampleable model"):
-        loaded.require_model()
+        load_source(ModelSource(pretrained=str(saved["bare"])), device="cpu")
 
 
 def test_other_network_classes_are_refused(tmp_path) -> None:
