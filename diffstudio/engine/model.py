@@ -156,8 +156,8 @@ class DiffusionModel:
             labels = torch.as_tensor(label, device=x.device)
             if labels.dim() == 0:
                 labels = labels.expand(x.shape[0])
-            if labels.is_floating_point() and bool((labels == labels.round()).all()):
-                labels = labels.long()  # DDPM networks were trained on integer timesteps
+            if labels.is_floating_point() and bool(((labels - labels.round()).abs() < 1e-6).all()):
+                labels = labels.round().long()  # DDPM networks are trained on integer timesteps
         kwargs: dict[str, Any] = {}
         chosen = class_labels if class_labels is not None else self.class_labels
         if chosen is not None:

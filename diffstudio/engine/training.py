@@ -8,9 +8,15 @@ network's parameterisation; L_hybrid for learned-variance networks. AdamW, linea
 linear or cosine decay, gradient clipping, an EMA copy of the weights, bf16 autocast on CUDA,
 everything seeded. The state a session keeps between steps is in :mod:`training_state`.
 
+:meth:`Trainer.run` is a generator of :class:`TrainEvent`: a consumer drives training by
+pulling. It yields a cheap ``"tick"`` before every step, so a consumer can pause (stop pulling:
+the time suspended at a yield counts neither in images/s nor in the elapsed training time) or
+quit (``close()``: the steps since the last checkpoint are written first, as a stop does)
+between any two steps. :meth:`Trainer.train` drives it with a callback, ``should_stop`` (polled
+every step; a stop saves a checkpoint first, so nothing is lost) and ``should_pause``.
+
 The same code runs on CPU, one GPU, or several with ``accelerate launch``; only the main process
-writes. Progress goes to a callback as :class:`TrainEvent` objects; ``should_stop`` is polled
-every step and a stop saves a checkpoint first, so nothing is lost.
+writes.
 
 Batches are drawn with replacement from the in-memory dataset with a seeded generator (an
 "epoch" is ceil(N / batch) steps), which makes a resumed run continue exactly where it stopped.
@@ -23,7 +29,7 @@ import dataclasses
 import math
 import platform
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -56,10 +62,16 @@ class TrainEvent:
     """What the trainer reports. ``kind`` is one of:
 
     * ``"start"``: step (the first step to run), total_steps, message (device, dataset size)
-    * ``"step"``: step, loss (mean since the last event), lr, images_per_second, elapsed
+    * ``"tick"``: before every step: step (steps done), total_steps, elapsed, eta and the
+      images_per_second of the last logged window (None before the first). Cheap: a consumer
+      pauses or quits here, between any two steps.
+    * ``"step"`` (every ``log_every`` steps and the last): step, loss (mean since the last
+      one), lr, images_per_second (previews, checkpoints and time suspended at a yield left
+      out; the value written to metrics.jsonl), elapsed (seconds trained, resumed sessions
+      included, suspensions not), eta (seconds to the last step at this session's pace)
     * ``"preview"``: step, images (N, *sample_shape) from the EMA weights, path of the grid
     * ``"checkpoint"``: step, path
-    * ``"done"``: step, message ("completed" or "stopped")
+    * ``"done"``: step, loss (the last logged), message ("completed" or "stopped")
     """
 
     kind: str
@@ -72,6 +84,7 @@ class TrainEvent:
     images: torch.Tensor | None = None
     path: str | None = None
     message: str = ""
+    eta: float | None = None
 
 
 @dataclass
@@ -104,11 +117,27 @@ class _Built:
 
 
 
-class Trainer:
-    """Trains one run. Construct, then call :meth:`train` (blocking; run it in a worker).
+@dataclass
+class _Window:
+    """Where the loop is: the step, the loss window and clock, what was logged and saved."""
 
-    ``callback`` receives :class:`TrainEvent`; ``should_stop`` is polled once per step;
-    ``should_pause``, when given, holds the loop between steps while it returns True.
+    losses: LossWindow
+    clock: TrainClock
+    step: int = 0
+    lr: float = 0.0
+    last_loss: float | None = None
+    rate: float | None = None  # images/s of the last log point
+    saved_step: int = -1  # the step of the newest checkpoint
+
+
+class Trainer:
+    """Trains one run. Construct, then drive :meth:`run` (a generator of :class:`TrainEvent`)
+    or call :meth:`train` (blocking; run it in a worker).
+
+    For :meth:`train`: ``callback`` receives every :class:`TrainEvent` (ticks included);
+    ``should_stop`` is polled once per step; ``should_pause``, when given, holds the loop
+    between steps while it returns True. :meth:`run` uses none of them. ``run_folder`` is the
+    :class:`Run` written.
     """
 
     def __init__(
@@ -123,18 +152,15 @@ class Trainer:
         should_pause: Callable[[], bool] | None = None,
     ) -> None:
         self.config = config.validate()
-        self.run = Run(run_dir)
+        self.run_folder = Run(run_dir)
         self.resume = resume
         self.registry = registry or load_plugins()
         self.callback = callback
         self.should_stop = should_stop
         self.should_pause = should_pause
         self.is_main = True  # set from the accelerator when training starts
-
-    # ------------------------------------------------------------------------------------
-    def _emit(self, event: TrainEvent) -> None:
-        if self.callback is not None and self.is_main:
-            self.callback(event)
+        self.result: TrainResult | None = None  # how the last run() ended
+        self._stop = False
 
     def _accelerator(self) -> Any:
         from accelerate import Accelerator
@@ -167,27 +193,63 @@ class Trainer:
         return completed
 
     def train(self) -> TrainResult:
-        """Train (or continue) the run; blocking. Returns how it ended."""
+        """Train (or continue) the run; blocking. Returns how it ended.
+
+        Drives :meth:`run`: every event goes to ``callback`` (main process only);
+        ``should_pause`` and ``should_stop`` are honoured at each tick. An exception in the
+        callback closes the run, which keeps the steps trained so far."""
+        events = self.run()
+        callback, should_pause = self.callback, self.should_pause
+        try:
+            for event in events:
+                if event.kind == "tick":
+                    if should_pause is not None:
+                        while should_pause() and not self._stop_requested():
+                            time.sleep(0.05)
+                    if self._stop_requested():
+                        self.request_stop()
+                if callback is not None and self.is_main:
+                    callback(event)
+        except BaseException:
+            events.close()
+            raise
+        assert self.result is not None
+        return self.result
+
+    def request_stop(self) -> None:
+        """Stop before the next step: :meth:`run` writes a checkpoint (yielding its event) and
+        ends with "done" "stopped". To quit without more events, close the generator."""
+        self._stop = True
+
+    def run(self) -> Generator[TrainEvent, None, TrainResult]:
+        """Train (or continue) the run, yielding every :class:`TrainEvent`; returns (and keeps
+        in ``self.result``) the :class:`TrainResult`.
+
+        Not pulling pauses training; the time suspended at a yield is left out of images/s
+        and of the elapsed training time. ``close()`` at any yield writes a checkpoint of the
+        steps trained since the last one (as a stop does); an exception in a step writes
+        nothing (the last good checkpoint is kept)."""
+        self._stop, self.result = False, None
         self.config = TrainConfig.from_dict(self._with_defaults(self.config.to_dict()))
         saved, start_checkpoint = self._target()
         built = self._build()
         if not any(p.requires_grad for p in built.network.parameters()):
-            return self._exact_network_run(built.network, built.dataset)
+            return (yield from self._exact_network_run(built.network, built.dataset))
         session = self._prepare(built)
         if start_checkpoint is not None:
             self._restore(session, start_checkpoint, saved)
         elif self.resume and self.is_main:  # a run killed before its first checkpoint
-            self.run.clean_partial()
-            self.run.truncate_metrics(0)
+            self.run_folder.clean_partial()
+            self.run_folder.truncate_metrics(0)
         if self.is_main:
-            self.run.path.mkdir(parents=True, exist_ok=True)
-            self.run.write_config(self._run_config(session.dataset, session.total_steps))
-        return self._loop(session)
+            self.run_folder.path.mkdir(parents=True, exist_ok=True)
+            self.run_folder.write_config(self._run_config(session.dataset, session.total_steps))
+        return (yield from self._loop(session))
 
-    # -- the steps of train() -----------------------------------------------------------------
+    # -- the steps of run() ------------------------------------------------------------------
     def _target(self) -> tuple[dict[str, Any], Path | None]:
         """(the run's saved config or {}, the checkpoint to continue from or None)."""
-        run = self.run
+        run = self.run_folder
         if self.resume:
             saved = run.read_config()
             if isinstance(saved.get("train"), dict):  # runs written before params were completed
@@ -246,7 +308,7 @@ class Trainer:
         exactly where it stopped."""
         from diffstudio.engine.runs import load_network_weights
 
-        config, run = self.config, self.run
+        config, run = self.config, self.run_folder
         if saved.get("train") != config.to_dict():
             # Only the length of the run may change on resume.
             differing = sorted(
@@ -271,8 +333,9 @@ class Trainer:
             run.clean_partial()
             run.truncate_metrics(session.start_step)
 
-    def _loop(self, session: Session) -> TrainResult:
-        """Steps until the total, a stop or a divergence; logs, previews and checkpoints."""
+    def _loop(self, session: Session) -> Generator[TrainEvent, None, TrainResult]:
+        """Steps until the total, a stop, a close or a divergence; logs, previews and
+        checkpoints."""
         config = self.config
         accelerator, device = session.accelerator, session.device
         session.network, session.optimizer = accelerator.prepare(session.network,
@@ -282,48 +345,88 @@ class Trainer:
         session.attach(config)
         total_steps, start_step = session.total_steps, session.start_step
         dataset = session.dataset
-        self._emit(TrainEvent(
+        window = _Window(LossWindow(device), TrainClock(start_step, session.trained_seconds),
+                         step=start_step, saved_step=start_step)
+        yield from self._suspended(window.clock, TrainEvent(
             "start", start_step, total_steps,
             message=f"{len(dataset)} samples of shape {dataset.sample_shape} on {device}",
         ))
-        status, last_loss = "completed", None
-        losses = LossWindow(device)
-        clock = TrainClock(start_step, session.trained_seconds)
-        step = start_step
         session.network.train()
         try:
-            while step < total_steps:
-                if self.should_pause is not None and self.should_pause():
-                    began = time.perf_counter()
-                    while self.should_pause() and not self._stop_requested():
-                        time.sleep(0.05)
-                    clock.pause(time.perf_counter() - began)
-                if self._stop_requested():
-                    status = "stopped"
-                    break
-                lr = lr_at(step, config, total_steps)
-                losses.add(self._step(session, step, lr))
-                step += 1
-                if step % config.log_every == 0 or step == total_steps:
-                    last_loss = self._log(step, total_steps, lr, losses, clock)
-                if config.preview_every and step % config.preview_every == 0:
-                    began = time.perf_counter()
-                    self._preview(session.ema_network, session.process, dataset, step,
-                                  total_steps, device)
-                    clock.exclude(time.perf_counter() - began)
-                if step % config.checkpoint_every == 0 or step == total_steps:
-                    losses.raise_if_diverged(step)  # never save weights that already diverged
-                    began = time.perf_counter()
-                    self._checkpoint(session, step, last_loss, clock.trained(began))
-                    clock.exclude(time.perf_counter() - began)
+            status = yield from self._steps(session, window)
+            session.network.eval()
+            if status == "stopped" and window.step > window.saved_step:
+                # Keep everything trained so far: a stop is not a loss of work.
+                event = self._save(session, window)
+                if event is not None:
+                    yield from self._suspended(window.clock, event)
+            self.result = TrainResult(status, window.step, total_steps, window.last_loss,
+                                      self.run_folder)
+            yield from self._suspended(window.clock, TrainEvent(
+                "done", window.step, total_steps, loss=window.last_loss, message=status))
+        except GeneratorExit:  # closed at a yield: the consumer quit; keep what was trained
+            session.network.eval()
+            if window.step > window.saved_step:
+                self._save(session, window)
+            if self.result is None:  # (closed after "done" it stays completed)
+                self.result = TrainResult("stopped", window.step, total_steps,
+                                          window.last_loss, self.run_folder)
+            raise
         finally:
             session.network.eval()
-        if status == "stopped" and step > start_step:
-            # Keep everything trained so far: a stop is not a loss of work.
-            losses.raise_if_diverged(step)
-            self._checkpoint(session, step, last_loss, clock.trained(time.perf_counter()))
-        self._emit(TrainEvent("done", step, total_steps, loss=last_loss, message=status))
-        return TrainResult(status, step, total_steps, last_loss, self.run)
+        return self.result
+
+    def _steps(self, session: Session, window: _Window) -> Generator[TrainEvent, None, str]:
+        """A tick, a step, then what is due at that step, until the total ("completed") or
+        :meth:`request_stop` ("stopped")."""
+        config, clock, total_steps = self.config, window.clock, session.total_steps
+        while window.step < total_steps:
+            now = time.perf_counter()
+            yield TrainEvent("tick", window.step, total_steps, elapsed=clock.trained(now),
+                             images_per_second=window.rate,
+                             eta=clock.eta(window.step, total_steps, now))
+            clock.pause(time.perf_counter() - now)
+            if self._stop:
+                return "stopped"
+            lr = window.lr = lr_at(window.step, config, total_steps)
+            window.losses.add(self._step(session, window.step, lr))
+            window.step += 1
+            yield from self._due(session, window)
+        return "completed"
+
+    def _due(self, session: Session, window: _Window) -> Iterator[TrainEvent]:
+        """The log point, preview and checkpoint due after the step just taken."""
+        config, step, clock = self.config, window.step, window.clock
+        last = step == session.total_steps
+        if step % config.log_every == 0 or last:
+            yield from self._suspended(clock, self._log(step, session.total_steps, window))
+        if config.preview_every and step % config.preview_every == 0 and self.is_main:
+            began = time.perf_counter()
+            event = self._preview(session.ema_network, session.process, session.dataset, step,
+                                  session.total_steps, session.device)
+            clock.exclude(time.perf_counter() - began)
+            yield from self._suspended(clock, event)
+        if step % config.checkpoint_every == 0 or last:
+            began = time.perf_counter()
+            event = self._save(session, window)
+            clock.exclude(time.perf_counter() - began)
+            if event is not None:
+                yield from self._suspended(clock, event)
+
+    def _save(self, session: Session, window: _Window) -> TrainEvent | None:
+        """A checkpoint at the current step, unless the loss has diverged since the last log
+        (never save weights that already diverged)."""
+        window.losses.raise_if_diverged(window.step)
+        window.saved_step = window.step
+        return self._checkpoint(session, window.step, window.last_loss,
+                                window.clock.trained(time.perf_counter()), session.total_steps)
+
+    @staticmethod
+    def _suspended(clock: TrainClock, event: TrainEvent) -> Iterator[TrainEvent]:
+        """Yield ``event``; the time until the consumer pulls again counts nowhere."""
+        began = time.perf_counter()
+        yield event
+        clock.pause(time.perf_counter() - began)
 
     def _step(self, session: Session, step: int, lr: float) -> torch.Tensor:
         """One optimizer step at learning rate ``lr``; returns the (detached) loss."""
@@ -372,25 +475,27 @@ class Trainer:
         ema_update(session.ema_params, session.params, decay)
         return loss.detach()
 
-    def _log(self, step: int, total_steps: int, lr: float, losses: LossWindow,
-             clock: TrainClock) -> float:
-        """One point of the loss curve: metrics.jsonl and a "step" event, the same numbers."""
-        mean_loss = losses.take(step)
-        rate, elapsed = clock.lap(step, self.config.batch_size)
+    def _log(self, step: int, total_steps: int, window: _Window) -> TrainEvent:
+        """One point of the loss curve: metrics.jsonl and the "step" event, the same numbers."""
+        mean_loss = window.losses.take(step)
+        eta = window.clock.eta(step, total_steps, time.perf_counter())
+        rate, elapsed = window.clock.lap(step, self.config.batch_size)
         if self.is_main:
-            self.run.append_metrics([{
-                "step": step, "loss": mean_loss, "lr": lr, "images_per_second": rate,
+            self.run_folder.append_metrics([{
+                "step": step, "loss": mean_loss, "lr": window.lr, "images_per_second": rate,
                 "elapsed": elapsed,
             }])
-        self._emit(TrainEvent("step", step, total_steps, loss=mean_loss, lr=lr,
-                              images_per_second=rate, elapsed=elapsed))
-        return mean_loss
+        window.last_loss, window.rate = mean_loss, rate
+        return TrainEvent("step", step, total_steps, loss=mean_loss, lr=window.lr,
+                          images_per_second=rate, elapsed=elapsed, eta=eta)
 
-    def _exact_network_run(self, network: torch.nn.Module, dataset: Dataset) -> TrainResult:
+    def _exact_network_run(
+        self, network: torch.nn.Module, dataset: Dataset
+    ) -> Generator[TrainEvent, None, TrainResult]:
         """A network with nothing to train (an exact score such as ``analytic-mixture``): an
         optimizer would fail on an empty parameter list, so the run is written ready to sample
         (its network at step 0), and the user is told so."""
-        run = self.run
+        run = self.run_folder
         native = getattr(network, "prediction_type", None)
         if native and native != self.config.prediction_type:
             self.config = dataclasses.replace(self.config, prediction_type=native)
@@ -400,18 +505,19 @@ class Trainer:
             f"nothing to train. The run {run.path} holds it ready to sample: 'diffstudio "
             f"sample {run.path} --sampler annealed-langevin' (or any sampler)"
         )
+        self.result = TrainResult("completed", 0, 0, None, run)
         if self.resume and run.latest_checkpoint() is not None:
-            self._emit(TrainEvent("done", 0, 0, message=message))
-            return TrainResult("completed", 0, 0, None, run)
+            yield TrainEvent("done", 0, 0, message=message)
+            return self.result
         run.path.mkdir(parents=True, exist_ok=True)
         run.write_config(self._run_config(dataset, 0))
         path = run.save_checkpoint(0, network, network, {}, {"param_groups": [], "scalars": {}},
                                    {"loss": None, "trained_seconds": 0.0, "exact": True},
                                    keep=config.keep_checkpoints)
-        self._emit(TrainEvent("start", 0, 0, message=message))
-        self._emit(TrainEvent("checkpoint", 0, 0, path=str(path)))
-        self._emit(TrainEvent("done", 0, 0, message="completed"))
-        return TrainResult("completed", 0, 0, None, run)
+        yield TrainEvent("start", 0, 0, message=message)
+        yield TrainEvent("checkpoint", 0, 0, path=str(path))
+        yield TrainEvent("done", 0, 0, message="completed")
+        return self.result
 
     def _stop_requested(self) -> bool:
         return self.should_stop is not None and bool(self.should_stop())
@@ -444,19 +550,20 @@ class Trainer:
         }
 
     def _checkpoint(self, session: Session, step: int, last_loss: float | None,
-                    trained_seconds: float) -> None:
+                    trained_seconds: float, total_steps: int) -> TrainEvent | None:
+        """Weights, EMA, optimizer and generators at ``step`` (main process); the event."""
         session.accelerator.wait_for_everyone()
         if not self.is_main:
-            return
+            return None
         tensors, metadata = optimizer_state_tensors(session.optimizer)
         tensors["rng.generator"] = session.generator.get_state()
         tensors["rng.torch"] = torch.get_rng_state()
-        path = self.run.save_checkpoint(
+        path = self.run_folder.save_checkpoint(
             step, session.raw_network, session.ema_network, tensors, metadata,
             {"loss": last_loss, "trained_seconds": trained_seconds},
             keep=self.config.keep_checkpoints,
         )
-        self._emit(TrainEvent("checkpoint", step, 0, path=str(path)))
+        return TrainEvent("checkpoint", step, total_steps, path=str(path))
 
     @torch.no_grad()
     def _preview(
@@ -467,9 +574,8 @@ class Trainer:
         step: int,
         total_steps: int,
         device: torch.device,
-    ) -> None:
-        if not self.is_main:
-            return
+    ) -> TrainEvent:
+        """DDIM samples from the EMA weights, the same noise at every preview."""
         from diffstudio.engine.samplers.ddim import ddim_sample
 
         config = self.config
@@ -494,7 +600,7 @@ class Trainer:
         if dataset.kind == "image":
             from diffstudio.engine.gallery import save_grid
 
-            path = self.run.preview_path(step)
+            path = self.run_folder.preview_path(step)
             save_grid(images, path, metadata={"step": step, "kind": "preview"})
-        self._emit(TrainEvent("preview", step, total_steps, images=images,
-                              path=str(path) if path else None))
+        return TrainEvent("preview", step, total_steps, images=images,
+                          path=str(path) if path else None)

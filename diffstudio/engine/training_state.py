@@ -54,8 +54,9 @@ class Perturbation:
             m, s = process.marginal(process.grid)
             labels = process.label(process.grid)
             self.m, self.s = m.float().to(device), s.float().to(device)
-            integral = bool((labels == labels.round()).all())
-            self.labels = (labels.long() if integral else labels.float()).to(device)
+            # DDPM timesteps are integers, up to the round-off of the grid's t * T - 1.
+            integral = bool(((labels - labels.round()).abs() < 1e-6).all())
+            self.labels = (labels.round().long() if integral else labels.float()).to(device)
 
     def draw(
         self, batch: int, generator: torch.Generator
@@ -156,13 +157,22 @@ class LossWindow:
 
 
 class TrainClock:
-    """images/s over each log window and the time trained. Paused time counts in neither;
-    preview and checkpoint time counts in the time trained but not in images/s."""
+    """images/s over each log window, the time trained and the ETA. Paused time (a consumer
+    suspended at a yield) counts in none; preview and checkpoint time counts in the time
+    trained and the ETA but not in images/s."""
 
     def __init__(self, step: int, trained_seconds: float) -> None:
         now = time.perf_counter()
         self.window_start, self.window_step = now, step
         self.session_start, self.trained_before = now, trained_seconds
+        self.start_step = step
+
+    def eta(self, step: int, total_steps: int, now: float) -> float | None:
+        """Seconds to ``total_steps`` at this session's pace so far; None before a step."""
+        done = step - self.start_step
+        if done <= 0:
+            return None
+        return max(0.0, (now - self.session_start) / done * (total_steps - step))
 
     def pause(self, seconds: float) -> None:
         self.window_start += seconds

@@ -66,3 +66,19 @@ def test_every_setting_is_a_cli_flag(capsys):
     text = capsys.readouterr().out
     for param in TRAIN_SETTINGS:
         assert f"--{param.name.replace('_', '-')}" in text, param.name
+
+
+def test_a_checkpoint_or_preview_only_at_the_end_is_a_valid_setting():
+    """bench_engine asks for checkpoint_every=10**9: "never, except the last step"."""
+    config = TrainConfig(checkpoint_every=10**9, preview_every=10**9, log_every=10**9)
+    assert config.validate().checkpoint_every == 10**9
+
+
+def test_strings_from_flags_and_forms_are_coerced_to_the_declared_types():
+    config = TrainConfig.from_dict({"batch_size": "64", "learning_rate": "2e-4",
+                                    "ema_decay": 0.99, "prediction_type": "v_prediction"})
+    assert config.batch_size == 64 and isinstance(config.batch_size, int)
+    assert config.learning_rate == 2e-4 and isinstance(config.learning_rate, float)
+    with pytest.raises(ConfigError, match=r"'batch_size' must be int, got 2\.5"):
+        TrainConfig.from_dict({"batch_size": 2.5})
+

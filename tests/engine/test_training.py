@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 import torch
@@ -10,6 +11,7 @@ from diffusers import UNet2DModel
 
 from diffstudio.engine.runs import Run
 from diffstudio.engine.sampling import generate, load_model
+from diffstudio.engine.schedules.linear import linear_schedule
 from diffstudio.engine.training import TrainConfig, Trainer, lr_at
 from diffstudio.errors import ConfigError, RunError, TrainingError
 from diffstudio.plugin_manager import load_plugins
@@ -162,3 +164,203 @@ def test_run_config_records_every_plugin_parameter_and_old_runs_still_resume(tmp
     with pytest.raises(RunError, match="network_params"):
         Trainer(tiny_config(steps=30, network_params={"dropout": 0.1}), run_dir, resume=True,
                 registry=REGISTRY).train()
+
+
+# -- the event generator, timing and the rate --------------------------------------------------
+def _points_config(**overrides) -> TrainConfig:
+    values = dict(
+        dataset="toy2d", dataset_params={"num_points": 256}, network="mlp",
+        network_params={"hidden": 16, "depth": 1}, num_timesteps=50, steps=20, batch_size=8,
+        warmup_steps=2, log_every=4, checkpoint_every=20, preview_every=0, device="cpu", seed=1,
+    )
+    values.update(overrides)
+    return TrainConfig(**values)
+
+
+def _step_events(events):
+    return [e for e in events if e.kind == "step"]
+
+
+@pytest.mark.parametrize("pause_hook", [False, True])
+def test_logged_rate_is_the_one_in_metrics_and_is_not_inflated_by_a_pause_hook(
+    tmp_path, pause_hook
+):
+    """The rate window used to restart before every step when should_pause was given (the
+    window's case), so images/s came out ~log_every times too high. Over a window without
+    previews or checkpoints, images/s must be the steps' images over the elapsed training time
+    between the two events: the same clock measures both."""
+    events = []
+    Trainer(_points_config(), tmp_path / "run", registry=REGISTRY, callback=events.append,
+            should_pause=(lambda: False) if pause_hook else None).train()
+    steps = _step_events(events)
+    metrics = Run(tmp_path / "run").metrics()
+    assert [e.step for e in steps] == [m["step"] for m in metrics] == [4, 8, 12, 16, 20]
+    for event, record in zip(steps, metrics, strict=True):
+        assert event.images_per_second == record["images_per_second"]
+        assert event.elapsed == record["elapsed"]
+    previous_step, previous_elapsed = 0, 0.0
+    for event in steps:
+        images = (event.step - previous_step) * 8
+        assert event.images_per_second == pytest.approx(
+            images / (event.elapsed - previous_elapsed), rel=1e-6)
+        previous_step, previous_elapsed = event.step, event.elapsed
+
+
+def test_run_yields_a_tick_before_every_step_and_step_events_carry_an_eta(tmp_path):
+    trainer = Trainer(_points_config(), tmp_path / "run", registry=REGISTRY)
+    events = list(trainer.run())
+    assert events[0].kind == "start" and events[-1].kind == "done"
+    ticks = [e for e in events if e.kind == "tick"]
+    assert [t.step for t in ticks] == list(range(20))
+    assert all(t.total_steps == 20 for t in ticks)
+    # Each tick comes before its step: ticks and step events interleave in order.
+    order = [(e.step, e.kind) for e in events if e.kind in ("tick", "step")]
+    assert order.index((4, "step")) < order.index((4, "tick"))
+    assert order.index((3, "tick")) < order.index((4, "step"))
+    steps = _step_events(events)
+    assert all(e.eta is not None and e.eta >= 0 for e in steps)
+    assert steps[-1].eta == 0.0
+    assert ticks[0].eta is None and ticks[-1].eta > 0
+    assert trainer.result is not None and trainer.result.status == "completed"
+    assert trainer.result.step == 20
+
+
+def test_time_suspended_at_a_yield_counts_neither_in_elapsed_nor_in_the_rate(tmp_path):
+    """A consumer that stops pulling pauses training; that time is not training time."""
+    pause, paused_steps = 0.05, (3, 6, 9)
+    started = time.perf_counter()
+    events = []
+    for event in Trainer(_points_config(steps=12), tmp_path / "run", registry=REGISTRY).run():
+        events.append(event)
+        if event.kind == "tick" and event.step in paused_steps:
+            time.sleep(pause)
+    wall = time.perf_counter() - started
+    steps = _step_events(events)
+    assert steps[-1].elapsed <= wall - len(paused_steps) * pause
+    for event in steps:  # the rate stays that of the elapsed training time
+        assert event.images_per_second >= 4 * 8 / (event.elapsed + 1e-9) * (1 - 1e-6)
+
+
+def test_should_pause_holds_training_and_the_pause_is_not_training_time(tmp_path):
+    state = {"until": None}
+
+    def should_pause() -> bool:
+        if state["until"] is None:
+            state["until"] = time.perf_counter() + 0.3
+        return time.perf_counter() < state["until"]
+
+    started = time.perf_counter()
+    events = []
+    result = Trainer(_points_config(steps=8), tmp_path / "run", registry=REGISTRY,
+                     callback=events.append, should_pause=should_pause).train()
+    wall = time.perf_counter() - started
+    assert result.status == "completed" and result.step == 8
+    assert _step_events(events)[-1].elapsed <= wall - 0.3
+
+
+def test_closing_the_generator_writes_the_progress_and_the_run_resumes(tmp_path):
+    run_dir = tmp_path / "run"
+    trainer = Trainer(_points_config(checkpoint_every=5), run_dir, registry=REGISTRY)
+    events = trainer.run()
+    for event in events:
+        if event.kind == "tick" and event.step == 7:
+            break
+    events.close()  # a consumer quitting between two steps
+    run = Run(run_dir)
+    assert [step for step, _ in run.checkpoints()][-1] == 7
+    assert trainer.result.status == "stopped" and trainer.result.step == 7
+    assert [m["step"] for m in run.metrics()] == [4]
+    resumed = Trainer(_points_config(checkpoint_every=5), run_dir, resume=True,
+                      registry=REGISTRY).train()
+    assert resumed.status == "completed" and resumed.step == 20
+    assert [m["step"] for m in run.metrics()] == [4, 8, 12, 16, 20]
+
+
+def test_closing_right_after_a_checkpoint_writes_no_second_one(tmp_path):
+    run_dir = tmp_path / "run"
+    events = Trainer(_points_config(checkpoint_every=5), run_dir, registry=REGISTRY).run()
+    for event in events:
+        if event.kind == "checkpoint":
+            break
+    events.close()
+    assert [step for step, _ in Run(run_dir).checkpoints()] == [5]
+
+
+def test_a_stop_yields_its_checkpoint_then_done_stopped(tmp_path):
+    trainer = Trainer(_points_config(), tmp_path / "run", registry=REGISTRY)
+    kinds = []
+    for event in trainer.run():
+        kinds.append((event.kind, event.step))
+        if event.kind == "tick" and event.step == 6:
+            trainer.request_stop()
+    assert kinds[-2:] == [("checkpoint", 6), ("done", 6)]
+    assert trainer.result.status == "stopped"
+
+
+def test_an_error_in_the_callback_keeps_the_progress(tmp_path):
+    def callback(event):
+        if event.kind == "step" and event.step == 8:
+            raise RuntimeError("the consumer broke")
+
+    with pytest.raises(RuntimeError, match="consumer broke"):
+        Trainer(_points_config(), tmp_path / "run", registry=REGISTRY,
+                callback=callback).train()
+    assert [step for step, _ in Run(tmp_path / "run").checkpoints()] == [8]
+
+
+# -- the network is called as sampling calls it ------------------------------------------------
+class _MarginalRecorder(torch.nn.Module):
+    """A trainable network that conditions on the marginal and records what it was given."""
+
+    conditions_on_marginal = True
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.linear = torch.nn.Linear(2, 2)
+        self.calls: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
+
+    def forward(self, x, labels, class_labels=None, marginal=None):
+        assert marginal is not None, "training must pass marginal=(m, s) like sampling does"
+        self.calls.append((labels.detach().clone(), marginal[0].detach().clone(),
+                           marginal[1].detach().clone()))
+        return self.linear(x)
+
+
+def test_training_passes_the_marginal_to_networks_that_condition_on_it(tmp_path, monkeypatch):
+    import diffstudio.engine.training as training
+
+    built = []
+
+    def build(*args, **kwargs):
+        built.append(_MarginalRecorder())
+        return built[-1]
+
+    monkeypatch.setattr(training, "build_network", build)
+    Trainer(_points_config(steps=3, log_every=1, checkpoint_every=3), tmp_path / "run",
+            registry=REGISTRY).train()
+    calls = built[0].calls
+    assert len(calls) == 3
+    alpha_bars = linear_schedule(50).alpha_bars
+    for labels, m, s in calls:
+        assert labels.dtype == torch.long and m.shape == s.shape == labels.shape == (8,)
+        expected = alpha_bars[labels].float()
+        assert torch.allclose(m**2, expected, atol=1e-6)
+        assert torch.allclose(s**2, 1 - expected, atol=1e-6)
+
+
+def test_an_exact_network_is_written_ready_to_sample_not_trained(tmp_path):
+    """'train --network analytic-mixture' ended in 'optimizer got an empty parameter list'."""
+    events = []
+    result = Trainer(_points_config(network="analytic-mixture", network_params={},
+                                    num_timesteps=1000),
+                     tmp_path / "run", registry=REGISTRY, callback=events.append).train()
+    assert result.status == "completed" and result.total_steps == 0
+    assert [e.kind for e in events] == ["start", "checkpoint", "done"]
+    assert "nothing to train" in events[0].message and "diffstudio sample" in events[0].message
+    run = Run(tmp_path / "run")
+    assert run.read_config()["train"]["prediction_type"] == "score"
+    loaded = load_model(tmp_path / "run", device="cpu", registry=REGISTRY)
+    samples = generate(loaded.model, "ddim", {"steps": 10}, sample_shape=(2,), num_samples=64,
+                       seed=0, registry=REGISTRY).samples
+    near_big_mode = (samples - 5.0).norm(dim=1) < 3.0
+    assert 0.5 < near_big_mode.float().mean() < 1.0
