@@ -8,8 +8,8 @@ defaults by :meth:`TrainRequest.resolve` -- the CLI's flags and the window's for
 there. :func:`train` runs the engine's Trainer and yields its events: the engine's TrainEvent
 ("start", "step" with loss, lr and images/s, "preview", "checkpoint", "done"), a
 :class:`~diffstudio.app.events.Progress` per logged step with the same images/s and an ETA, and
-finally ``Done(TrainResult)``. Closing the job (Ctrl+C, Stop) stops the trainer at its next step,
-which writes a checkpoint first: nothing trained is lost.
+finally ``Done(TrainResult)``. Closing the job (Ctrl+C) or Stop makes the trainer write a
+checkpoint first: nothing trained is lost.
 """
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from diffstudio.app.events import Progress
-from diffstudio.app.threaded import Emit, StopCheck, events_of
+from diffstudio.app.events import Done, Progress
+from diffstudio.app.threaded import StopCheck
 from diffstudio.errors import ConfigError
 
 __all__ = ["TrainRequest", "read_settings_file", "train"]
@@ -127,43 +127,41 @@ def train(
     *,
     registry: Any = None,
     should_stop: StopCheck | None = None,
-    should_pause: StopCheck | None = None,
 ) -> Iterator[Any]:
-    """Yields the trainer's TrainEvents, Progress per logged step, Notes, then Done."""
+    """Yields the trainer's TrainEvents (not its per-step ticks), a Progress before every step
+    (the images/s of the last logged window and the trainer's ETA), then Done(TrainResult).
+
+    The trainer is itself a generator (``Trainer.run``), driven here in the consumer's thread:
+    a consumer that stops pulling pauses training; ``should_stop`` turning true stops it at the
+    next step with a checkpoint and a "stopped" result; closing this job writes a checkpoint of
+    the steps since the last one and ends without a result."""
     if registry is None:
         from diffstudio.plugin_manager import load_plugins
 
         registry = load_plugins()
     config = request.resolve(registry)
-    run_dir = request.run_dir
+    if request.cuda_index is not None:
+        import torch
 
-    def work(emit: Emit, stop: StopCheck) -> Any:
-        if request.cuda_index is not None:
-            import torch
+        torch.cuda.set_device(request.cuda_index)  # per thread: the one pulling this job
+    from diffstudio.engine.training import Trainer
 
-            torch.cuda.set_device(request.cuda_index)  # per thread; the trainer runs in this one
-        from diffstudio.engine.training import Trainer
-
-        def on_event(event: Any) -> None:
-            if event.kind == "tick":  # between any two steps: progress only, coalesced
-                emit(Progress("train", event.step, event.total_steps, event.elapsed or 0.0,
-                              unit="step", rate=event.images_per_second))
-                return
+    trainer = Trainer(config, request.run_dir, resume=bool(request.resume), registry=registry)
+    events = trainer.run()
+    try:
+        for event in events:
+            if event.kind == "tick":
+                if should_stop is not None and should_stop():
+                    trainer.request_stop()
+                yield Progress("train", event.step, event.total_steps, event.elapsed or 0.0,
+                               unit="step", rate=event.images_per_second, remaining=event.eta)
+                continue
             if event.kind == "step":
-                remaining = None
-                if event.images_per_second:
-                    remaining = ((event.total_steps - event.step) * config.batch_size
-                                 / event.images_per_second)
-                emit(Progress("train", event.step, event.total_steps, event.elapsed or 0.0,
-                              unit="step", rate=event.images_per_second,
-                              detail=f"loss {event.loss:.4f}" if event.loss is not None else "",
-                              remaining=remaining))
-            elif event.kind == "start":
-                emit(Progress("train", event.step, event.total_steps, 0.0, unit="step"))
-            emit(event)
-
-        trainer = Trainer(config, run_dir, resume=bool(request.resume), registry=registry,
-                          callback=on_event, should_stop=stop, should_pause=should_pause)
-        return trainer.train()
-
-    yield from events_of(work, should_stop=should_stop, name="diffstudio-train")
+                yield Progress("train", event.step, event.total_steps, event.elapsed or 0.0,
+                               unit="step", rate=event.images_per_second,
+                               detail=f"loss {event.loss:.4f}" if event.loss is not None else "",
+                               remaining=event.eta)
+            yield event
+    finally:
+        events.close()  # a job closed mid-way: the trainer checkpoints what it trained
+    yield Done(trainer.result)

@@ -20,6 +20,11 @@ writes.
 
 Batches are drawn with replacement from the in-memory dataset with a seeded generator (an
 "epoch" is ceil(N / batch) steps), which makes a resumed run continue exactly where it stopped.
+
+This module is about 600 lines, over the engine's ~500: it is one algorithm, the training loop
+as a generator (``Trainer.run``) with its restore, step, log, preview and checkpoint methods,
+kept in one file to be read top to bottom; its state between steps is already in
+:mod:`diffstudio.engine.training_state`.
 """
 
 from __future__ import annotations

@@ -390,7 +390,8 @@ class TrainJob(JobWorker):
     Step, start, checkpoint and done events go to :meth:`drain_events` (``events_ready``);
     previews arrive as ``preview_ready``; :meth:`take_progress` has the newest Progress (the
     images/s and ETA the terminal shows). A stop reaches the trainer, which writes a checkpoint
-    and ends with status "stopped"; a pause holds it between steps.
+    and ends with status "stopped"; a pause stops pulling the job, which holds the trainer
+    between two steps (the paused time counts nowhere).
     """
 
     preview_ready = Signal(object)  # PreviewFrame
@@ -410,8 +411,7 @@ class TrainJob(JobWorker):
         request = TrainRequest(out=None if resume else run_dir, resume=run_dir if resume else None,
                                settings=config.to_dict(), base={}, cuda_index=cuda_index)
         super().__init__("train", lambda stop: train(request, registry=registry,
-                                                     should_stop=stop,
-                                                     should_pause=self.is_paused))
+                                                     should_stop=stop))
         self.config = config
         self.run_dir = run_dir
         self.resume = resume
