@@ -41,7 +41,7 @@ from diffstudio.engine.evaluation import (
     evaluate_samples,
     verify_fid_weights,
 )
-from diffstudio.engine.evaluation.features import _fid_inception_architecture, _randomize
+from diffstudio.engine.evaluation.features import fid_inception_architecture, randomize_inception
 from diffstudio.engine.pngmeta import write_png
 
 
@@ -59,8 +59,8 @@ def _pytorch_fid_model(weights: FidWeights) -> torch.nn.Module:
     from pytorch_fid import inception as pfi
 
     if weights.is_random:
-        inception = _fid_inception_architecture()
-        _randomize(inception, weights.random_seed or 0)
+        inception = fid_inception_architecture()
+        randomize_inception(inception, weights.random_seed or 0)
         state = inception.state_dict()
     else:
         state = torch.load(weights.path, map_location="cpu", weights_only=True)

@@ -36,11 +36,10 @@ from pathlib import Path
 
 import torch
 
-from diffstudio.engine.evaluation.features import (
+from diffstudio.engine.evaluation.features import build_fid_inception, fid_inception_architecture
+from diffstudio.engine.evaluation.fid_weights import (
     CONVERTED_SOURCES,
     SIDECAR_FORMAT,
-    _fid_inception_architecture,
-    build_fid_inception,
     converted_weights_path,
     verify_fid_weights,
 )
@@ -123,7 +122,7 @@ def convert(data: bytes) -> tuple[dict[str, torch.Tensor], torch.jit.ScriptModul
     left = sorted(set(tf_state) - used)
     if left:
         raise SystemExit(f"unmapped parameters in the TorchScript file: {left[:5]}")
-    own = _fid_inception_architecture().state_dict()
+    own = fid_inception_architecture().state_dict()
     missing = sorted(k for k in own if k not in state and not k.startswith("fc."))
     wrong = [k for k in state if tuple(state[k].shape) != tuple(own[k].shape)]
     if missing or wrong:

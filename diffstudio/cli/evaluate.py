@@ -126,7 +126,7 @@ def cmd_eval(argv: list[str], registry: PluginRegistry) -> int:
     pre.add_argument("--sampler", default="ddim")
     pre.add_argument("--reference", default=None)
     known, _ = pre.parse_known_args(argv)
-    from diffstudio.engine.evaluation.evaluate import is_run_folder, training_reference
+    from diffstudio.engine.evaluation.sources import is_run_folder, training_reference
 
     source = Path(known.source).expanduser() if known.source else None
     run_reference, _, _ = training_reference(source)

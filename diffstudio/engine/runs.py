@@ -27,7 +27,6 @@ read instead of indexing the JSON themselves.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 import shutil
@@ -47,7 +46,6 @@ __all__ = [
     "WEIGHTS_NAME",
     "Run",
     "RunConfig",
-    "file_sha256",
     "load_network_weights",
     "optimizer_state_from_tensors",
     "optimizer_state_tensors",
@@ -89,14 +87,6 @@ def load_network_weights(network: torch.nn.Module, folder: Path) -> None:
             f"the weights in {weights} do not fit the network built from the run's config "
             f"({type(exc).__name__}: {exc})"
         ) from exc
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def optimizer_state_tensors(

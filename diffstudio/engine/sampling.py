@@ -19,9 +19,10 @@ import numpy as np
 import torch
 
 from diffstudio.engine.components import build_network, build_schedule, get_sampler
+from diffstudio.engine.io import file_sha256
 from diffstudio.engine.model import DiffusionModel, network_device_dtype
 from diffstudio.engine.pngmeta import write_png
-from diffstudio.engine.runs import WEIGHTS_NAME, Run, file_sha256, load_network_weights
+from diffstudio.engine.runs import WEIGHTS_NAME, Run, load_network_weights
 from diffstudio.engine.samplers import Generators, SamplerStep, per_sample_generators
 from diffstudio.errors import ConfigError, DiffstudioError, PluginError, SamplingError
 from diffstudio.plugin_manager import PluginRegistry, load_plugins

@@ -21,6 +21,7 @@ from diffusers import (
     UNet2DModel,
 )
 
+from diffstudio.engine.io import file_sha256
 from diffstudio.engine.model import DiffusionModel
 from diffstudio.engine.networks.pretrained import (
     PretrainedModel,
@@ -28,7 +29,6 @@ from diffstudio.engine.networks.pretrained import (
     build_pretrained_network,
     load_pretrained,
 )
-from diffstudio.engine.runs import file_sha256
 from diffstudio.engine.samplers.ddim import ddim_sample
 from diffstudio.engine.samplers.predictor_corrector import predictor_corrector_sample
 from diffstudio.engine.schedules.ve_sde import VESDE

@@ -147,6 +147,9 @@ def test_missing_weights_give_one_message_and_the_window_carries_on(qtbot, make_
     view.download_box.setChecked(False)
     assert "Not found" in view.weights_status.text()
     assert "torch-home" in view.weights_status.text()  # says where to put the file
+    from diffstudio.engine.evaluation import describe_fid_weights
+
+    assert view.weights_status.text() == describe_fid_weights("", download=False).message
     assert view.start(EvalRequest(location=view.current_run(), download=False,
                                   num_samples=4, cache_dir=str(tmp_path / "cache")))
     _finish(qtbot, view)

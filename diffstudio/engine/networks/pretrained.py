@@ -49,8 +49,9 @@ from typing import Any
 
 import torch
 
+from diffstudio.engine.io import file_sha256
 from diffstudio.engine.model import DiffusionModel
-from diffstudio.engine.runs import WEIGHTS_NAME, file_sha256
+from diffstudio.engine.runs import WEIGHTS_NAME
 from diffstudio.engine.schedules import VESDE, NoiseSchedule
 from diffstudio.errors import ConfigError, RunError
 

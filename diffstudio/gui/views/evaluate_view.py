@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import html
 import time
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -299,35 +298,12 @@ class EvaluateView(QWidget):
         self.weights_status.setText(self.weights_message())
 
     def weights_message(self) -> str:
-        if self.random_box.isChecked():
-            return ("Random weights: the numbers check the pipeline and are not FIDs; results "
-                    "are marked as not comparable.")
-        if not self.studio.ready:  # the engine's modules import torch: not before it has loaded
-            return "Looking for the weights once the engine has loaded…"
-        import os
+        """The engine's description of where the weights will come from (files are stat'ed, not
+        hashed; torch-free, so it is safe on the main thread before the engine has loaded)."""
+        from diffstudio.engine.evaluation.fid_weights import RANDOM_WEIGHTS, describe_fid_weights
 
-        from diffstudio.engine.evaluation.features import (
-            FID_WEIGHTS_FILENAME,
-            FID_WEIGHTS_URL,
-            WEIGHTS_ENV,
-        )
-
-        chosen = self.weights_edit.text().strip()
-        if chosen:
-            exists = Path(chosen).expanduser().is_file()
-            return (f"Using {chosen} (its SHA-256 is checked)." if exists else
-                    f"No file at {chosen}: choose pytorch-fid's {FID_WEIGHTS_FILENAME}.")
-        if os.environ.get(WEIGHTS_ENV):
-            return f"Using ${WEIGHTS_ENV} = {os.environ[WEIGHTS_ENV]}."
-        from diffstudio.engine.evaluation import hub_weights_path
-
-        cached = hub_weights_path()
-        if cached.is_file():
-            return f"Found in the torch hub cache: {cached}."
-        where = (f"Not found yet: they will be downloaded from {FID_WEIGHTS_URL} into {cached} "
-                 "(needs internet). " if self.download_box.isChecked() else "Not found. ")
-        return where + (f"Without internet, put {FID_WEIGHTS_FILENAME} at {cached} or choose the "
-                        "file above.")
+        setting = RANDOM_WEIGHTS if self.random_box.isChecked() else self.weights_edit.text()
+        return describe_fid_weights(setting, download=self.download_box.isChecked()).message
 
     # -- state ------------------------------------------------------------------------------------
     def is_running(self) -> bool:

@@ -28,14 +28,14 @@ from diffstudio.engine.evaluation import (
     locate_fid_weights,
     verify_fid_weights,
 )
-from diffstudio.engine.evaluation.features import (
+from diffstudio.engine.evaluation.fid_weights import (
     SIDECAR_FORMAT,
     converted_weights_path,
     download_fid_weights,
 )
 from diffstudio.errors import Cancelled
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 @pytest.fixture

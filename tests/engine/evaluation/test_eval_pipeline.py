@@ -66,11 +66,14 @@ def test_memory_features_equal_pytorch_fid_on_the_png_files(extractor, digits, t
     from pytorch_fid import inception as pfi
     from pytorch_fid.fid_score import get_activations
 
-    from diffstudio.engine.evaluation.features import _fid_inception_architecture, _randomize
+    from diffstudio.engine.evaluation.features import (
+        fid_inception_architecture,
+        randomize_inception,
+    )
     from diffstudio.engine.pngmeta import write_png
 
-    inception = _fid_inception_architecture()
-    _randomize(inception, 0)  # the same random weights as the extractor's
+    inception = fid_inception_architecture()
+    randomize_inception(inception, 0)  # the same random weights as the extractor's
     monkeypatch.setattr(pfi, "load_state_dict_from_url", lambda *a, **k: inception.state_dict())
     model = pfi.InceptionV3([3]).eval()  # pytorch-fid's own resize and normalisation
     images = digits[20:24]
