@@ -102,7 +102,7 @@ def test_posterior_matches_formulas(name: str) -> None:
     # eq. 10: beta_tilde = (1 - ab_{t-1}) / (1 - ab_t) beta_t
     expected_var = (1 - ab_prev) / (1 - ab) * betas
     assert torch.allclose(s.posterior_variances, expected_var, rtol=1e-12, atol=0)
-    # At t = 0 (the seed's t = 1) the posterior is a point mass at x_0.
+    # At t = 0 (Ho et al.'s t = 1, arXiv:2006.11239) the posterior is a point mass at x_0.
     assert float(c_x0[0]) == pytest.approx(1.0) and float(c_xt[0]) == 0.0
     assert float(s.posterior_variances[0]) == 0.0
     assert bool(torch.all(s.posterior_variances <= betas))
@@ -181,7 +181,7 @@ def test_cosine_matches_eq18(num_timesteps: int) -> None:
         beta_raw = 1 - f(index + 1) / f(index)
         assert float(s.betas[index]) == pytest.approx(min(beta_raw, 0.999), rel=1e-12, abs=1e-15)
         if index < first_clipped:
-            # alpha_bar of the seed's step t = index + 1 is f(t) / f(0), exactly.
+            # alpha_bar of Ho et al.'s step t = index + 1 is f(t) / f(0), exactly.
             assert float(s.alpha_bars[index]) == pytest.approx(f(index + 1) / f(0), rel=1e-11)
     grid = torch.arange(num_timesteps + 1, dtype=torch.float64) / num_timesteps
     assert float(cosine_alpha_bar(grid)[0]) == pytest.approx(1.0, abs=1e-15)

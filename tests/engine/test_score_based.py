@@ -57,7 +57,7 @@ def mode_weight(samples: torch.Tensor) -> float:
     return float((samples.sum(1) > 0).double().mean())
 
 
-# -- the seed's App. A experiment (Fig. 25) ----------------------------------------------------
+# -- Song & Ermon 2019 (arXiv:1907.05600), Fig. 3: the 2-D mixture -------------------------------
 def test_annealed_langevin_recovers_the_mixture_weights_and_plain_langevin_does_not():
     network = build_analytic_mixture((2,), mixture="seed-mixture")
     process = NCSNLevels(sigma_max=20.0, sigma_min=1.0, levels=10)

