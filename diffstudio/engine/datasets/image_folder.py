@@ -3,7 +3,9 @@
 Every file whose extension is a common image format is opened with Pillow and fully decoded;
 each image is converted to RGB or grayscale, resized so that its short side is ``size`` and
 centre-cropped to ``size`` x ``size``, then mapped from 0..255 to [-1, 1]. A file that cannot be
-read (truncated, corrupt, empty, not an image, too large) is left out and listed in
+read (truncated, corrupt, empty, not an image, over
+:data:`~diffstudio.engine.image_files.MAX_IMAGE_PIXELS`, a directory, link, FIFO or device
+named like an image) is left out and listed in
 ``Dataset.skipped`` with the reason; it never stops the load.
 
 Pillow's ``ImageFile.LOAD_TRUNCATED_IMAGES`` is read, never set: left ``False`` (its default),
@@ -18,9 +20,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageOps
 
 from diffstudio.engine.datasets import Dataset, SkippedFile
+from diffstudio.engine.image_files import open_image, short_error
 from diffstudio.errors import ConfigError, DatasetError
 
 __all__ = ["CHANNELS", "IMAGE_EXTENSIONS", "load_image_folder"]
@@ -29,7 +32,6 @@ IMAGE_EXTENSIONS: frozenset[str] = frozenset(
     {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 )
 CHANNELS: dict[str, str] = {"rgb": "RGB", "grayscale": "L"}
-_REASON_LIMIT = 160  # characters of an exception message kept in a skip reason
 _EXAMPLES_IN_ERROR = 3
 _BACKGROUND = 255  # transparent pixels are composited onto white
 
@@ -61,7 +63,7 @@ def load_image_folder(
     if root is None or str(root).strip() == "":
         raise ConfigError(
             "image-folder needs a folder: set its 'root' parameter to a folder of images "
-            "(for example --dataset-param root=~/pictures/faces)"
+            "(for example --dataset.root ~/pictures/faces)"
         )
     mode = _channel_mode(channels)
     if isinstance(size, bool) or int(size) != size or size < 1:
@@ -155,16 +157,19 @@ def _channel_mode(channels: str) -> str:
 
 
 def _image_files(folder: Path) -> list[Path]:
-    """Image files under ``folder`` (recursively), sorted by their path relative to it."""
+    """Every entry under ``folder`` (recursively) named like an image file, sorted by its path
+    relative to ``folder``; whether it can be read is decided by :func:`open_image`."""
 
     def walk() -> Iterator[Path]:
         for directory, subdirectories, names in os.walk(folder):
             subdirectories.sort()
             for name in names:
                 if os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS:
-                    path = Path(directory, name)
-                    if path.is_file():
-                        yield path
+                    yield Path(directory, name)  # links, FIFOs, devices: refused when read
+            # A directory named like an image is listed too, and skipped with its reason.
+            for name in subdirectories:
+                if os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS:
+                    yield Path(directory, name)
 
     return sorted(walk(), key=lambda path: path.relative_to(folder).parts)
 
@@ -198,36 +203,17 @@ def _read_image(path: Path, size: int, mode: str) -> tuple[np.ndarray | None, st
 
     Returns ``(array, "")``, or ``(None, reason)`` when the file cannot be used.
     """
+    image, reason = open_image(path, draft=(mode, (size, size)))
+    if image is None:
+        return None, reason
+    source_mode = image.mode
     try:
-        if path.stat().st_size == 0:
-            return None, "empty file (0 bytes)"
-        with Image.open(path) as image:
-            if image.format == "JPEG":
-                image.draft(mode, (size, size))  # decode at a reduced scale, never below size
-            image.load()  # decode everything now: truncated data raises here
-            source_mode = image.mode
-            try:
-                converted = _to_mode(_upright(image), mode)
-            except Exception as exc:
-                return None, f"cannot convert a {source_mode} image to {mode} ({_short(exc)})"
+        converted = _to_mode(_upright(image), mode)
         return np.asarray(_resize_and_crop(converted, size), dtype=np.uint8), ""
-    except Image.DecompressionBombError as exc:
-        return None, f"too many pixels, refused as a possible decompression bomb ({_short(exc)})"
-    except UnidentifiedImageError:
-        return None, "not an image Pillow can read (UnidentifiedImageError)"
-    except (PermissionError, FileNotFoundError, IsADirectoryError) as exc:
-        return None, f"cannot open the file ({_short(exc)})"
     except MemoryError as exc:
-        return None, f"too large to decode in memory ({_short(exc)})"
-    except Exception as exc:  # OSError, SyntaxError, ValueError, EOFError, struct.error, ...
-        return None, f"truncated or corrupt image ({_short(exc)})"
-
-
-def _short(exc: BaseException) -> str:
-    text = " ".join(str(exc).split())
-    if len(text) > _REASON_LIMIT:
-        text = text[: _REASON_LIMIT - 3] + "..."
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+        return None, f"too large to decode in memory ({short_error(exc)})"
+    except Exception as exc:
+        return None, f"cannot convert a {source_mode} image to {mode} ({short_error(exc)})"
 
 
 def _upright(image: Image.Image) -> Image.Image:

@@ -15,14 +15,20 @@ convolutions off on CUDA so features do not depend on the GPU generation.
 from __future__ import annotations
 
 import contextlib
+import pickle
 import threading
+import warnings
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import torch
 
-from diffstudio.engine.evaluation.fid_weights import FID_WEIGHTS_FILENAME, FidWeights
+from diffstudio.engine.evaluation.fid_weights import (
+    FID_WEIGHTS_FILENAME,
+    FID_WEIGHTS_URL,
+    FidWeights,
+)
 from diffstudio.errors import Cancelled, EvaluationError, FidWeightsError
 
 __all__ = [
@@ -76,11 +82,21 @@ def randomize_inception(inception: torch.nn.Module, seed: int) -> None:
 def _load_state(inception: torch.nn.Module, weights: FidWeights) -> None:
     assert weights.path is not None
     try:
-        state = torch.load(weights.path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch's multi-line advice is not for our users
+            warnings.simplefilter("ignore")
+            state = torch.load(weights.path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        # torch's text suggests weights_only=False: that would run the file's code. Never.
+        raise FidWeightsError(
+            f"{weights.path} is not the FID weights: it holds pickled Python objects, not a "
+            "state_dict of tensors, and is not loaded (unpickling an unknown file can run code); "
+            f"get pytorch-fid's {FID_WEIGHTS_FILENAME} from {FID_WEIGHTS_URL}"
+        ) from exc
     except Exception as exc:
         raise FidWeightsError(
-            f"cannot load the FID weights {weights.path} ({type(exc).__name__}: {exc}); "
-            f"replace the file with pytorch-fid's {FID_WEIGHTS_FILENAME}"
+            f"cannot load the FID weights {weights.path} ({type(exc).__name__}: "
+            f"{str(exc).splitlines()[0] if str(exc) else 'unreadable'}); replace the file with "
+            f"pytorch-fid's {FID_WEIGHTS_FILENAME} from {FID_WEIGHTS_URL}"
         ) from exc
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise FidWeightsError(

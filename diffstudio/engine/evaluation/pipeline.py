@@ -362,4 +362,7 @@ def evaluate_source(
     samples = loaded.samples[:num_samples] if num_samples else loaded.samples
     record, model = folder_source(loaded)
     record["used"] = int(samples.shape[0])
-    return evaluate_samples(samples, extractor=extractor, source=record, model=model, **common)
+    result = evaluate_samples(samples, extractor=extractor, source=record, model=model, **common)
+    if loaded.skipped:
+        result.notes.insert(0, loaded.skipped_note())
+    return result

@@ -9,14 +9,15 @@ and :class:`~diffstudio.engine.runs.RunConfig`, never spelled out here.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from diffstudio.engine.datasets import Dataset
+from diffstudio.engine.datasets import Dataset, SkippedFile
+from diffstudio.engine.image_files import file_problem, open_image
 from diffstudio.engine.runs import Run, RunConfig
 from diffstudio.errors import DiffstudioError, EvaluationError
 
@@ -37,7 +38,22 @@ def is_run_folder(path: str | Path) -> bool:
 
 
 def _sample_pngs(folder: Path) -> list[Path]:
+    """Every entry named ``*.png`` except the grid, sorted (directories and links included:
+    :func:`~diffstudio.engine.image_files.open_image` says why one cannot be read)."""
     return sorted(p for p in folder.glob("*.png") if p.name != "grid.png")
+
+
+def _first_metadata(pngs: list[Path]) -> dict[str, Any]:
+    """The ``diffstudio`` metadata of the first readable PNG ({} when none has any)."""
+    from diffstudio.engine.pngmeta import read_png_metadata
+
+    for path in pngs:
+        if not file_problem(path):
+            try:
+                return read_png_metadata(path)
+            except Exception:  # not a PNG after all: its pixels are refused with the reason
+                continue
+    return {}
 
 
 def training_reference(source: str | Path | None) -> tuple[str | None, dict[str, Any], str]:
@@ -51,10 +67,7 @@ def training_reference(source: str | Path | None) -> tuple[str | None, dict[str,
         config = Run(location).config()
         return config.dataset, dict(config.dataset_params), f"the training set of {location}"
     if location.is_dir():
-        from diffstudio.engine.pngmeta import read_png_metadata
-
-        pngs = _sample_pngs(location)
-        run = read_png_metadata(pngs[0]).get("run") if pngs else None
+        run = _first_metadata(_sample_pngs(location)).get("run")
         if run and is_run_folder(run):
             try:
                 config = Run(run).config()
@@ -91,25 +104,33 @@ class LoadedSamples:
     metadata: dict[str, Any]
     source: str  # "samples.npz" or "png"
     folder: Path
+    skipped: list[SkippedFile] = field(default_factory=list)  # PNGs that could not be read
+
+    def skipped_note(self) -> str:
+        """One line naming the unreadable files ("" when none was skipped)."""
+        if not self.skipped:
+            return ""
+        shown = "; ".join(f"{Path(item.path).name}: {item.reason}" for item in self.skipped[:3])
+        more = f" (and {len(self.skipped) - 3} more)" if len(self.skipped) > 3 else ""
+        return (f"note: skipped {len(self.skipped)} unreadable file(s) in {self.folder}: "
+                f"{shown}{more}")
 
 
 def load_samples_folder(folder: str | Path) -> LoadedSamples:
     """Read ``samples.npz`` (from ``diffstudio sample``) or else every ``*.png`` of ``folder``.
 
     PNGs are read in sorted name order, as grey when every file is single-channel, else RGB,
-    and mapped from 0..255 to [-1, 1]. The ``diffstudio`` metadata of the first PNG (run,
-    sampler, steps, network evaluations) is returned when present.
+    and mapped from 0..255 to [-1, 1]; a file that cannot be read (corrupt, truncated, not an
+    image, over the pixel limit, a directory or a link named ``*.png``) is skipped and listed in
+    ``skipped``. The ``diffstudio`` metadata of the first readable PNG (run, sampler, steps,
+    network evaluations) is returned when present.
     """
-    from PIL import Image
-
-    from diffstudio.engine.pngmeta import read_png_metadata
-
     root = Path(folder).expanduser()
     if not root.is_dir():
         raise EvaluationError(f"no samples folder at {root}; give the folder 'diffstudio sample' "
                               "wrote (it holds samples.npz and PNGs)")
     pngs = _sample_pngs(root)
-    metadata = read_png_metadata(pngs[0]) if pngs else {}
+    metadata = _first_metadata(pngs)
     npz = root / "samples.npz"
     if npz.is_file():
         try:
@@ -126,14 +147,20 @@ def load_samples_folder(folder: str | Path) -> LoadedSamples:
         return LoadedSamples(torch.from_numpy(array), seeds, metadata, "samples.npz", root)
     if not pngs:
         raise EvaluationError(f"{root} holds neither samples.npz nor PNG images")
-    arrays = []
+    arrays, skipped = [], []
     for path in pngs:
-        try:
-            with Image.open(path) as picture:
-                arrays.append(np.asarray(picture.convert("RGB" if picture.mode not in ("L", "I;16")
-                                                         else "L")))
-        except OSError as exc:
-            raise EvaluationError(f"cannot read {path}: {exc}") from exc
+        picture, reason = open_image(path)
+        if picture is None:
+            skipped.append(SkippedFile(str(path), reason))
+            continue
+        arrays.append(np.asarray(picture.convert(
+            "RGB" if picture.mode not in ("L", "I;16") else "L")))
+    if not arrays:
+        first = skipped[0]
+        raise EvaluationError(
+            f"no readable PNG in {root}: all {len(skipped)} were skipped (e.g. "
+            f"{Path(first.path).name}: {first.reason}); give the folder 'diffstudio sample' wrote"
+        )
     grey = all(a.ndim == 2 for a in arrays)
     if not grey:
         arrays = [np.repeat(a[..., None], 3, axis=2) if a.ndim == 2 else a for a in arrays]
@@ -143,7 +170,7 @@ def load_samples_folder(folder: str | Path) -> LoadedSamples:
     stack = np.stack(arrays).astype(np.float32)
     stack = stack[:, None] if grey else stack.transpose(0, 3, 1, 2)
     samples = torch.from_numpy(stack / 127.5 - 1.0)
-    return LoadedSamples(samples, None, metadata, "png", root)
+    return LoadedSamples(samples, None, metadata, "png", root, skipped)
 
 
 def run_model_info(run: Run, config: RunConfig, checkpoint: Path | None) -> dict[str, Any]:
@@ -179,6 +206,7 @@ def folder_source(loaded: LoadedSamples) -> tuple[dict[str, Any], dict[str, Any]
         "steps": meta.get("steps"),
         "network_evaluations": meta.get("network_evaluations"),
         "seeds": [loaded.seeds[0], loaded.seeds[-1]] if loaded.seeds else None,
+        "skipped": [{"path": item.path, "reason": item.reason} for item in loaded.skipped],
     }
     model: dict[str, Any] = {}
     named = meta.get("run")

@@ -100,6 +100,30 @@ def test_a_wrong_file_is_refused_with_the_expected_hash_and_the_way_out(tmp_path
     assert not weights.verified and weights.sha256 == hashlib.sha256(b"not the weights").hexdigest()
 
 
+class _NotWeights:
+    """A class a pickle can name: torch's safe loader refuses it."""
+
+
+def test_a_pickle_of_objects_is_refused_without_unpickling_or_torch_advice(tmp_path):
+    import warnings
+
+    import torch
+
+    from diffstudio.engine.evaluation import build_fid_inception
+
+    file = tmp_path / "weights.pth"
+    torch.save({"conv.weight": torch.zeros(1), "payload": _NotWeights()}, file)
+    weights = verify_fid_weights(file, allow_unverified=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # nothing may leak out as a warning
+        with pytest.raises(FidWeightsError) as caught:
+            build_fid_inception(weights)
+    message = str(caught.value)
+    assert "not the FID weights" in message and "pickled Python objects" in message
+    assert "weights_only" not in message and "\n" not in message
+    assert FID_WEIGHTS_FILENAME in message
+
+
 def test_a_local_conversion_is_accepted_through_its_note(tmp_path):
     converted = tmp_path / "converted.pth"
     converted.write_bytes(b"converted weights")
