@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import importlib.metadata as importlib_metadata
 import os
+import time
 import traceback
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -30,6 +31,7 @@ __all__ = ["ENTRY_POINT_GROUP", "PluginInfo", "PluginRegistry", "load_plugins", 
 ENTRY_POINT_GROUP = "diffstudio"
 BUILTIN_DISTRIBUTION = "diffstudio"
 SAFE_MODE_VARIABLE = "DIFFSTUDIO_SAFE_MODE"
+SLOW_PLUGIN_SECONDS = 1.0  # a plugin slower than this to load is reported (it delays every start)
 
 
 def safe_mode_env() -> bool:
@@ -51,6 +53,11 @@ class PluginInfo:
     error_stage: str | None = None  # "import", "register", "hook", "spec"
     traceback: str | None = None
     skipped: bool = False  # not loaded because of safe mode
+    load_seconds: float = 0.0  # import, registration and hook calls, measured at start-up
+
+    @property
+    def slow(self) -> bool:
+        return self.load_seconds > SLOW_PLUGIN_SECONDS
 
     @property
     def ok(self) -> bool:
@@ -71,6 +78,7 @@ class PluginInfo:
             "error": self.error,
             "error_stage": self.error_stage,
             "traceback": self.traceback,
+            "load_seconds": round(self.load_seconds, 3),
         }
 
 
@@ -90,6 +98,20 @@ class PluginRegistry:
     @property
     def errors(self) -> list[PluginInfo]:
         return [plugin for plugin in self.plugins if plugin.error]
+
+    @property
+    def slow(self) -> list[PluginInfo]:
+        """Plugins that took over :data:`SLOW_PLUGIN_SECONDS` to load, slowest first."""
+        return sorted((p for p in self.plugins if p.slow), key=lambda p: -p.load_seconds)
+
+    def slow_message(self) -> str:
+        """One line naming the slow plugins and their times ("" when there are none)."""
+        slow = self.slow
+        if not slow:
+            return ""
+        names = ", ".join(f"{p.name} ({p.load_seconds:.1f} s)" for p in slow)
+        return (f"slow plugin(s) delay every start: {names}; update or disable them, or start "
+                f"with --safe-mode (or {SAFE_MODE_VARIABLE}=1) to load only the built-ins")
 
     def contributions(self, kind: str) -> list[Contribution]:
         """The loaded contributions of ``kind``, in load order (built-ins first)."""
@@ -168,7 +190,9 @@ def load_plugins(
         if safe_mode and not info.builtin:
             info.skipped = True
             continue
+        started = time.perf_counter()
         _load_one(manager, entry_point, info, taken)
+        info.load_seconds = time.perf_counter() - started
     return PluginRegistry(plugins, manager, safe_mode)
 
 

@@ -148,3 +148,31 @@ def test_cli_plugins_lists_errors_as_text_and_json(install_fake_plugin, capsys):
     assert main(["--safe-mode", "plugins", "--json"]) == 0
     payload = json.loads(capsys.readouterr().out)
     assert payload["safe_mode"] is True
+
+
+SLOW_IMPORT = """
+import time
+time.sleep(0.3)
+from diffstudio import hookimpl
+"""
+
+
+def test_a_slow_plugin_is_reported_once_with_its_time(install_fake_plugin, capsys, monkeypatch):
+    import diffstudio.plugin_manager as plugin_manager
+
+    monkeypatch.setattr(plugin_manager, "SLOW_PLUGIN_SECONDS", 0.2)  # the test sleeps 0.3 s
+    install_fake_plugin("acme-slow", "acme_slow", SLOW_IMPORT)
+    registry = load_plugins()
+    assert [p.name for p in registry.slow] == ["acme-slow"]
+    assert registry.slow[0].load_seconds >= 0.3
+    message = registry.slow_message()
+    assert "acme-slow (0.3 s)" in message and "--safe-mode" in message
+    import sys
+
+    sys.modules.pop("acme_slow")  # as in a new process: the CLI imports it afresh
+    assert main(["plugins", "--json"]) == 0
+    captured = capsys.readouterr()
+    entry = next(p for p in json.loads(captured.out)["plugins"] if p["name"] == "acme-slow")
+    assert entry["load_seconds"] >= 0.3
+    notes = [line for line in captured.err.splitlines() if "slow plugin" in line]
+    assert len(notes) == 1 and "acme-slow" in notes[0]

@@ -72,6 +72,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     command_args = [a for a in command_args if a not in ("--debug", "--safe-mode")]
     try:
         registry = load_plugins(safe_mode=safe_mode)
+        if registry.slow:
+            print(f"diffstudio: note: {registry.slow_message()}", file=sys.stderr)
         return _COMMANDS[command](command_args, registry)
     except SystemExit as exc:  # argparse: --help (0) or a usage error (2), already printed
         return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)

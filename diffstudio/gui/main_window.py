@@ -237,6 +237,9 @@ class MainWindow(QMainWindow):
             self.notifications.warning(
                 f"{len(registry.errors)} plugin(s) failed to load: {names}. The others work; "
                 "see the Plugins page.", details, source="Plugins")
+        if registry.slow:
+            self.notifications.warning(registry.slow_message()[0].upper()
+                                       + registry.slow_message()[1:] + ".", source="Plugins")
         if registry.safe_mode:
             self.notifications.info("Safe mode: only the built-in plugins are loaded.",
                                     source="Plugins")

@@ -95,5 +95,5 @@ def test_a_folder_of_only_unreadable_pngs_is_one_clear_error(tmp_path):
     folder = tmp_path / "samples"
     folder.mkdir()
     (folder / "a.png").write_text("text")
-    with pytest.raises(EvaluationError, match="no readable PNG .* a.png: not an image"):
+    with pytest.raises(EvaluationError, match=r"no readable PNG .* a\.png: not an image"):
         load_samples_folder(folder)

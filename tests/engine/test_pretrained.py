@@ -452,3 +452,15 @@ def test_network_factory_checks_the_shape(saved) -> None:
         build_pretrained_network((3, 8, 8), None, source=str(saved["bare"]))
     with pytest.raises(ConfigError, match="source="):
         build_pretrained_network((1, 8, 8), None)
+
+
+def test_the_network_plugin_finds_a_pipelines_unet_as_the_cli_passes_it(saved) -> None:
+    """`--network pretrained --network.source PIPELINE_DIR`: the form's subfolder default is the
+    empty string, which must mean "look for unet/", not "the pipeline folder itself"."""
+    from diffstudio.engine.components import build_network
+    from diffstudio.plugin_manager import load_plugins
+
+    registry = load_plugins()
+    values = registry.get("network", "pretrained").validate({"source": str(saved["pipeline"])})
+    network = build_network(registry, "pretrained", values, (1, 8, 8), None)
+    assert isinstance(network, UNet2DModel)

@@ -95,6 +95,18 @@ def test_plugin_load_error_is_shown_with_name_and_traceback(make_window, install
     assert "ddim" in window.sample_view.sampler_picker.contributions
 
 
+def test_a_slow_plugin_is_named_with_its_time_in_the_window(make_window, install_fake_plugin,
+                                                           monkeypatch):
+    import diffstudio.plugin_manager as plugin_manager
+
+    monkeypatch.setattr(plugin_manager, "SLOW_PLUGIN_SECONDS", 0.1)
+    install_fake_plugin("acme-slow", "acme_slow", "import time\ntime.sleep(0.2)\n")
+    window = make_window(registry_override=load_plugins(safe_mode=False))
+    warnings = [n for n in window.notifications.items if n.level == "warning"]
+    assert any(n.message.startswith("Slow plugin(s)") and "acme-slow (0.2 s)" in n.message
+               for n in warnings)
+
+
 def test_settings_persist_between_launches(qtbot, make_window, tmp_path):
     window = make_window(workspace=tmp_path / "my-runs")
     window.resize(1300, 820)

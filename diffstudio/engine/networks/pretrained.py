@@ -204,6 +204,7 @@ def _locate(source: str, subfolder: str | None, **hub: Any) -> tuple[Path, Path,
         )
     if not root.is_dir():
         raise RunError(f"{root} is a file; pass the folder that holds the model")
+    subfolder = (subfolder or "").strip() or None  # the plugin form's empty text: look for unet/
     if subfolder is not None:
         unet = root / subfolder
     elif (root / "model_index.json").exists() and (root / "unet" / "config.json").exists():
