@@ -15,6 +15,7 @@ checkpoint first: nothing trained is lost.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -74,6 +75,8 @@ class TrainRequest:
         if bool(self.out) == bool(self.resume):
             raise ConfigError("give a new run folder (--out RUN) or a run to continue "
                               "(--resume RUN), one of them")
+        if self.out:
+            check_new_run_folder(self.out)
         return str(self.resume or self.out)
 
     def base_settings(self) -> dict[str, Any]:
@@ -120,6 +123,21 @@ class TrainRequest:
         if "steps" in self.settings and "epochs" not in self.settings:
             values["epochs"] = 0
         return TrainConfig.from_dict(values)
+
+
+def check_new_run_folder(out: str) -> None:
+    """Refuse, before anything is built, an ``--out`` that is a file or cannot be written."""
+    path = Path(out).expanduser()
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"--out {out} is a file, not a folder; choose a new folder for the run")
+    existing = next((p for p in (path, *path.parents) if p.exists()), None)
+    if existing is not None and not existing.is_dir():
+        raise ConfigError(f"--out {out}: {existing} is a file, so no folder can be made inside it")
+    if existing is not None and not os.access(existing, os.W_OK | os.X_OK):
+        raise ConfigError(
+            f"--out {out}: {existing} is not writable by this user; choose a folder you can "
+            "write to"
+        )
 
 
 def train(

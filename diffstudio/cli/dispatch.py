@@ -64,7 +64,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             break
     top = _top_parser()
     if not rest or rest[0] not in _COMMANDS:
-        args = top.parse_args(globals_ + rest)  # handles --help and unknown commands
+        try:
+            args = top.parse_args(globals_ + rest)  # handles --help and unknown commands
+        except SystemExit as exc:  # --help (0) or an unknown command (2), already printed
+            return exc.code if isinstance(exc.code, int) else 0
         return _open_gui(safe_mode=args.safe_mode)
     command, command_args = rest[0], rest[1:]
     debug = "--debug" in globals_ or "--debug" in command_args

@@ -139,6 +139,11 @@ def cmd_eval(argv: list[str], registry: PluginRegistry) -> int:
 
     if source is None or not source.exists():
         raise ConfigError(f"no run or samples folder at {args.source}")
+    if not source.is_dir():
+        raise ConfigError(
+            f"{args.source} is a file; give a run folder or a samples folder (PNGs or the "
+            "samples.npz that 'diffstudio sample' writes)"
+        )
     if reference_id is None:
         raise ConfigError(
             f"no reference dataset: {source} names no run to take it from; pass --reference ID "

@@ -47,7 +47,11 @@ class ArgumentParser(argparse.ArgumentParser):
             message = message.split(" (choose from")[0]
             choices = [a for a in self._actions if a.choices]
             if choices:
-                message += f" (choose from {', '.join(map(str, choices[0].choices))})"
+                options = [str(choice) for choice in choices[0].choices]
+                given = message.split("invalid choice:", 1)[1].strip().strip("'\"")
+                close = difflib.get_close_matches(given, options, n=1)
+                hint = f"did you mean {close[0]}? " if close else ""
+                message += f" ({hint}choose from {', '.join(options)})"
         self.exit(2, f"{self.prog}: error: {message}; see '{self.prog} --help'\n")
 
 

@@ -9,6 +9,7 @@ noise.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -117,15 +118,46 @@ def load_model(
     )
 
 
+def memory_bytes() -> int | None:
+    """This machine's physical memory in bytes (None where the platform does not say)."""
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE")) * int(os.sysconf("SC_PHYS_PAGES"))
+    except (AttributeError, OSError, ValueError):
+        return None
+
+
+def check_memory_for(num_samples: int, sample_shape: tuple[int, ...]) -> None:
+    """Refuse, before any work, a number of samples whose float32 results (held in memory, then
+    joined: twice their size) cannot fit in this machine's memory."""
+    needed = 2 * 4 * int(num_samples) * int(np.prod(sample_shape))
+    available = memory_bytes()
+    if available is not None and needed > available:
+        raise ConfigError(
+            f"{num_samples:,} samples of shape {tuple(sample_shape)} need about "
+            f"{needed / 2**30:,.1f} GiB in memory, more than this machine's "
+            f"{available / 2**30:,.1f} GiB; ask for fewer (several calls with different --seed "
+            "values give more)"
+        )
+
+
 def load_init_noise(path: str | Path, sample_shape: tuple[int, ...]) -> torch.Tensor:
     """Initial noise x_T from a ``.npy`` file: (N, *sample_shape) or one (*sample_shape)."""
     path = Path(path).expanduser()
+    how = "save it with numpy.save(path, array) as a .npy file"
     try:
-        array = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as exc:
+        loaded = np.load(path, allow_pickle=False)
+    except Exception as exc:  # EOFError (empty file), ValueError (pickle, text), OSError, ...
+        reason = "the file is empty" if path.is_file() and path.stat().st_size == 0 else (
+            " ".join(str(exc).split()) or type(exc).__name__)
+        raise SamplingError(f"cannot read initial noise {path}: {reason}; {how}") from exc
+    if not isinstance(loaded, np.ndarray):  # an .npz archive
+        keys = list(loaded.keys())
+        loaded.close()
         raise SamplingError(
-            f"cannot read initial noise {path}: {exc}; save it with numpy.save(path, array)"
-        ) from exc
+            f"initial noise {path} is an .npz archive (arrays {', '.join(keys) or 'none'}), "
+            f"not one array; {how}"
+        )
+    array = loaded
     if tuple(array.shape) == sample_shape:
         array = array[None]
     if tuple(array.shape[1:]) != sample_shape:
@@ -271,6 +303,7 @@ def generate(
         raise ConfigError("the number of samples must be at least 1")
     if batch_size < 1:
         raise ConfigError("batch size must be at least 1")
+    check_memory_for(num_samples, sample_shape)
     if guidance is not None:
         if class_label is None or not num_classes:
             raise ConfigError(
@@ -279,13 +312,13 @@ def generate(
         from diffstudio.engine.guidance import guided_model
 
         model = guided_model(model, class_label, guidance, num_classes)
-    seeds = [seed + i for i in range(num_samples)]
+    seeds = range(seed, seed + num_samples)
     outputs = []
     model.network_evaluations = 0
     evaluations_per_batch = 0
     started = time.perf_counter()
     for batch_index, first in enumerate(range(0, num_samples, batch_size)):
-        batch_seeds = seeds[first : first + batch_size]
+        batch_seeds = list(seeds[first : first + batch_size])
         if class_label is not None:
             model.class_labels = torch.full((len(batch_seeds),), class_label, dtype=torch.long)
         before = model.network_evaluations
@@ -302,14 +335,14 @@ def generate(
         evaluations_per_batch = model.network_evaluations - before
         if not torch.isfinite(result).all():
             raise SamplingError(
-                f"sampler {sampler_id!r} produced NaN or infinite values; try more steps, "
-                "another sampler, or check the checkpoint"
+                f"sampler {sampler_id!r} (plugin {contribution.plugin or '?'}) produced NaN or "
+                "infinite values; try more steps, another sampler, or check the checkpoint"
             )
         outputs.append(result.detach().float().cpu())
     seconds = time.perf_counter() - started
     return SampleResult(
         samples=torch.cat(outputs),
-        seeds=seeds,
+        seeds=list(seeds),
         sampler=sampler_id,
         params=values,
         network_evaluations=evaluations_per_batch,
