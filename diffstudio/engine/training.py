@@ -55,6 +55,7 @@ from diffstudio.engine.training_state import (
     TrainClock,
     ema_update,
     lr_at,
+    raise_diverged_weights,
 )
 from diffstudio.errors import ConfigError, RunError, TrainingError
 from diffstudio.plugin_manager import PluginRegistry, load_plugins
@@ -420,8 +421,13 @@ class Trainer:
 
     def _save(self, session: Session, window: _Window) -> TrainEvent | None:
         """A checkpoint at the current step, unless the loss has diverged since the last log
-        (never save weights that already diverged)."""
+        or the weights themselves are not finite (never save weights that already diverged:
+        a kept checkpoint must sample)."""
         window.losses.raise_if_diverged(window.step)
+        bad = session.nonfinite_weights(self.config)
+        if bad is not None:
+            raise_diverged_weights(bad, window.step,
+                                   self.run_folder.latest_checkpoint() is not None)
         window.saved_step = window.step
         return self._checkpoint(session, window.step, window.last_loss,
                                 window.clock.trained(time.perf_counter()), session.total_steps)
