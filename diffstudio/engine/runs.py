@@ -3,7 +3,8 @@
 ::
 
     run/
-      config.json                     the training config, dataset summary, versions
+      config.json                     the training config, dataset summary, versions, and
+                                      "history": the settings each resume changed
       metrics.jsonl                   one JSON object per logged step (step, loss, lr, images/s)
       latest.json                     names the newest complete checkpoint (written atomically)
       checkpoints/step-00001000/
@@ -266,6 +267,11 @@ class Run:
     def config(self) -> RunConfig:
         """The typed config (:class:`RunConfig`)."""
         return RunConfig.from_dict(self.read_config(), str(self.config_path))
+
+    def config_history(self) -> list[dict[str, Any]]:
+        """What each resume changed: ``[{"step", "time", "changes": {name: [old, new]}}]``."""
+        history = self.read_config().get("history")
+        return list(history) if isinstance(history, list) else []
 
     def write_config(self, config: dict[str, Any]) -> None:
         atomic_write_json(self.config_path, config)

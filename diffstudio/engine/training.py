@@ -48,7 +48,7 @@ from diffstudio.engine.objectives import hybrid_loss, simple_loss
 from diffstudio.engine.processes import DiffusionProcess
 from diffstudio.engine.runs import Run, optimizer_state_from_tensors, optimizer_state_tensors
 from diffstudio.engine.schedules.ddpm import ScheduleProcess
-from diffstudio.engine.train_config import TrainConfig
+from diffstudio.engine.train_config import TrainConfig, resume_changes
 from diffstudio.engine.training_state import (
     LossWindow,
     Session,
@@ -238,6 +238,9 @@ class Trainer:
         self._stop, self.result = False, None
         self.config = TrainConfig.from_dict(self._with_defaults(self.config.to_dict()))
         saved, start_checkpoint = self._target()
+        changes = (resume_changes(saved.get("train") or {}, self.config.to_dict(),
+                                  str(self.run_folder.path), strict=start_checkpoint is not None)
+                   if self.resume else {})
         built = self._build()
         if not any(p.requires_grad for p in built.network.parameters()):
             return (yield from self._exact_network_run(built.network, built.dataset))
@@ -249,7 +252,9 @@ class Trainer:
             self.run_folder.truncate_metrics(0)
         if self.is_main:
             self.run_folder.path.mkdir(parents=True, exist_ok=True)
-            self.run_folder.write_config(self._run_config(session.dataset, session.total_steps))
+            self.run_folder.write_config(self._run_config(
+                session.dataset, session.total_steps,
+                history=self._history(saved, changes, session.start_step)))
         return (yield from self._loop(session))
 
     # -- the steps of run() ------------------------------------------------------------------
@@ -314,18 +319,7 @@ class Trainer:
         exactly where it stopped."""
         from diffstudio.engine.runs import load_network_weights
 
-        config, run = self.config, self.run_folder
-        if saved.get("train") != config.to_dict():
-            # Only the length of the run may change on resume.
-            differing = sorted(
-                k for k, v in config.to_dict().items()
-                if saved.get("train", {}).get(k) != v and k not in ("steps", "epochs")
-            )
-            if differing:
-                raise RunError(
-                    f"resuming {run.path} with different settings ({', '.join(differing)}); "
-                    "only steps/epochs may change. Start a new run for other settings."
-                )
+        run = self.run_folder
         load_network_weights(session.network, Run.weights_dir(checkpoint, ema=False))
         load_network_weights(session.ema_network, Run.weights_dir(checkpoint, ema=True))
         tensors, metadata, state = Run.read_training_state(checkpoint)
@@ -334,6 +328,12 @@ class Trainer:
         if "rng.torch" in tensors:
             torch.set_rng_state(tensors["rng.torch"])
         session.start_step = int(state["step"])
+        if session.total_steps < session.start_step:
+            raise RunError(
+                f"{run.path} is already at step {session.start_step}; a resume sets the new "
+                f"total, and {session.total_steps} steps is fewer. Give --steps "
+                f"{session.start_step} or more"
+            )
         session.trained_seconds = float(state.get("trained_seconds", 0.0))
         if self.is_main:
             run.clean_partial()
@@ -533,12 +533,25 @@ class Trainer:
     def _stop_requested(self) -> bool:
         return self.should_stop is not None and bool(self.should_stop())
 
-    def _run_config(self, dataset: Dataset, total_steps: int) -> dict[str, Any]:
+    @staticmethod
+    def _history(saved: dict[str, Any], changes: dict[str, list[Any]],
+                 step: int) -> list[dict[str, Any]]:
+        """The run's config history with this resume's changes appended (when it has any):
+        ``[{"step", "time", "changes": {name: [old, new]}}, ...]``."""
+        history = list(saved.get("history") or [])
+        if changes:
+            history.append({"step": step, "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                            "changes": changes})
+        return history
+
+    def _run_config(self, dataset: Dataset, total_steps: int,
+                    history: list[dict[str, Any]] | None = None) -> dict[str, Any]:
         import diffusers
 
         import diffstudio
 
         return {
+            "history": history or [],
             "format": 1,
             "train": self.config.to_dict(),
             "total_steps": total_steps,

@@ -68,3 +68,60 @@ def test_weights_diverged_before_any_checkpoint_says_none_was_written(tmp_path, 
     with pytest.raises(TrainingError, match="no checkpoint was written"):
         Trainer(points_config(), tmp_path / "run", registry=REGISTRY).train()
     assert Run(tmp_path / "run").latest_checkpoint() is None
+
+
+# -- what a resume may change -------------------------------------------------------------------
+def test_resume_takes_the_safe_settings_and_records_each_change(tmp_path):
+    run_dir = tmp_path / "run"
+    Trainer(points_config(steps=4, checkpoint_every=2), run_dir, registry=REGISTRY).train()
+    resumed = points_config(steps=8, checkpoint_every=2, learning_rate=1e-4, grad_clip=0.5,
+                            ema_decay=0.9, batch_size=4, lr_schedule="constant", log_every=2)
+    result = Trainer(resumed, run_dir, resume=True, registry=REGISTRY).train()
+    assert result.status == "completed" and result.step == 8
+    run = Run(run_dir)
+    assert run.config().train["learning_rate"] == 1e-4
+    [entry] = run.config_history()
+    assert entry["step"] == 4 and entry["time"]
+    assert entry["changes"]["learning_rate"] == [1e-3, 1e-4]
+    assert entry["changes"]["steps"] == [4, 8]
+    assert set(entry["changes"]) == {"learning_rate", "grad_clip", "ema_decay", "batch_size",
+                                     "lr_schedule", "log_every", "steps"}
+    lrs = [m["lr"] for m in run.metrics() if m["step"] > 4]
+    assert lrs and all(lr == pytest.approx(1e-4) for lr in lrs)
+    # A second resume appends; the first entry stays.
+    Trainer(points_config(steps=10, checkpoint_every=2, learning_rate=1e-4, grad_clip=0.5,
+                          ema_decay=0.9, batch_size=4, lr_schedule="constant", log_every=2,
+                          preview_every=0, device="cpu", mixed_precision="no"),
+            run_dir, resume=True, registry=REGISTRY).train()
+    history = Run(run_dir).config_history()
+    assert len(history) == 2 and history[0] == entry
+    assert history[1]["changes"] == {"mixed_precision": ["auto", "no"], "steps": [8, 10]}
+    assert json.loads(Run(run_dir).config_path.read_text())["history"] == history
+
+
+@pytest.mark.parametrize("change", [
+    {"network_params": {"hidden": 32, "depth": 1}},
+    {"num_timesteps": 60},
+    {"prediction_type": "sample"},
+    {"dataset_params": {"num_points": 128}},
+    {"seed": 2},
+])
+def test_resume_refuses_what_changes_the_model_and_lists_what_may_change(tmp_path, change):
+    run_dir = tmp_path / "run"
+    Trainer(points_config(steps=2), run_dir, registry=REGISTRY).train()
+    before = Run(run_dir).config_path.read_text()
+    with pytest.raises(RunError) as caught:
+        Trainer(points_config(steps=4, **change), run_dir, resume=True, registry=REGISTRY).train()
+    message = str(caught.value)
+    assert f"would change {next(iter(change))}" in message
+    assert "only these settings may change: steps, epochs, batch_size, learning_rate" in message
+    assert Run(run_dir).config_path.read_text() == before
+
+
+def test_resume_with_fewer_steps_than_done_refuses_and_keeps_the_total(tmp_path):
+    run_dir = tmp_path / "run"
+    Trainer(points_config(steps=6, checkpoint_every=3), run_dir, registry=REGISTRY).train()
+    with pytest.raises(RunError, match=r"already at step 6.*Give --steps 6 or more"):
+        Trainer(points_config(steps=5, checkpoint_every=3), run_dir, resume=True,
+                registry=REGISTRY).train()
+    assert Run(run_dir).config().total_steps == 6
