@@ -7,6 +7,7 @@
                                       "history": the settings each resume changed
       metrics.jsonl                   one JSON object per logged step (step, loss, lr, images/s)
       latest.json                     names the newest complete checkpoint (written atomically)
+      train.lock                      while training writes: its pid, host and start (run_lock)
       checkpoints/step-00001000/
         network/                      diffusers save_pretrained layout (config.json + safetensors)
         network_ema/                  the EMA copy, same layout (used for sampling)
@@ -39,6 +40,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from diffstudio.engine.io import atomic_directory, atomic_write_json, atomic_write_text
+from diffstudio.engine.run_lock import LockHolder, RunLock
 from diffstudio.errors import RunError
 
 if TYPE_CHECKING:
@@ -302,6 +304,20 @@ class Run:
         atomic_write_text(
             self.metrics_path, "".join(json.dumps(r, sort_keys=True) + "\n" for r in kept)
         )
+
+    # -- the writer's lock ----------------------------------------------------------------
+    @property
+    def lock_path(self) -> Path:
+        return self.path / "train.lock"
+
+    def writer_lock(self) -> RunLock:
+        """The lock training holds while it writes this run (one writer per run); sampling
+        and evaluation do not need it."""
+        return RunLock(self.lock_path, what=f"the run {self.path}")
+
+    def lock_holder(self) -> LockHolder | None:
+        """Who is training this run now (pid, host, since), or None (a stale lock is None)."""
+        return self.writer_lock().holder()
 
     # -- checkpoints ----------------------------------------------------------------------
     @property

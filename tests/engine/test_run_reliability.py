@@ -4,6 +4,10 @@ the settings that are safe to change, one writer per run, nothing left half-done
 from __future__ import annotations
 
 import json
+import os
+import socket
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -125,3 +129,86 @@ def test_resume_with_fewer_steps_than_done_refuses_and_keeps_the_total(tmp_path)
         Trainer(points_config(steps=5, checkpoint_every=3), run_dir, resume=True,
                 registry=REGISTRY).train()
     assert Run(run_dir).config().total_steps == 6
+
+
+# -- one writer per run -------------------------------------------------------------------------
+HOLD_LOCK = ("import sys, time\n"
+             "from diffstudio.engine.runs import Run\n"
+             "Run(sys.argv[1]).writer_lock().acquire()\n"
+             "print('held', flush=True)\n"
+             "time.sleep(120)\n")
+
+
+def test_a_second_writer_is_refused_naming_the_holder_and_a_killed_holder_is_taken_over(
+    tmp_path
+):
+    run_dir = tmp_path / "run"
+    Trainer(points_config(steps=2), run_dir, registry=REGISTRY).train()
+    assert Run(run_dir).lock_holder() is None and not Run(run_dir).lock_path.exists()
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(run_dir)],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        found = Run(run_dir).lock_holder()
+        assert found is not None and found.pid == holder.pid
+        assert found.host == socket.gethostname()
+        metrics = Run(run_dir).metrics_path.read_text()
+        with pytest.raises(RunError) as caught:
+            Trainer(points_config(steps=4), run_dir, resume=True, registry=REGISTRY).train()
+        assert f"pid {holder.pid} on {socket.gethostname()}" in str(caught.value)
+        assert Run(run_dir).metrics_path.read_text() == metrics  # nothing written
+        assert Run(run_dir).latest_checkpoint().name == "step-00000002"
+    finally:
+        holder.kill()  # SIGKILL: the lock file stays behind, stale
+        holder.wait()
+    assert Run(run_dir).lock_path.exists() and Run(run_dir).lock_holder() is None
+    result = Trainer(points_config(steps=4), run_dir, resume=True, registry=REGISTRY).train()
+    assert result.step == 4 and not Run(run_dir).lock_path.exists()
+
+
+def test_a_stale_lock_of_a_dead_pid_is_taken_over(tmp_path):
+    run_dir = tmp_path / "run"
+    Trainer(points_config(steps=2), run_dir, registry=REGISTRY).train()
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()  # reaped: its pid is no longer alive
+    Run(run_dir).lock_path.write_text(json.dumps(
+        {"pid": dead.pid, "host": socket.gethostname(), "since": 1.0, "token": "old"}))
+    assert Run(run_dir).lock_holder() is None
+    result = Trainer(points_config(steps=4), run_dir, resume=True, registry=REGISTRY).train()
+    assert result.step == 4 and not Run(run_dir).lock_path.exists()
+
+
+def test_a_lock_from_another_host_counts_as_held(tmp_path):
+    run_dir = tmp_path / "run"
+    Trainer(points_config(steps=2), run_dir, registry=REGISTRY).train()
+    Run(run_dir).lock_path.write_text(json.dumps(
+        {"pid": 12345, "host": "elsewhere.example", "since": 1.0, "token": "x"}))
+    with pytest.raises(RunError, match=r"pid 12345 on elsewhere\.example"):
+        Trainer(points_config(steps=4), run_dir, resume=True, registry=REGISTRY).train()
+
+
+def test_two_trainers_of_one_run_in_one_process_do_not_interleave(tmp_path):
+    run_dir = tmp_path / "run"
+    Trainer(points_config(steps=2), run_dir, registry=REGISTRY).train()
+    first = Trainer(points_config(steps=6), run_dir, resume=True, registry=REGISTRY).run()
+    assert next(first).kind == "start"
+    holder = Run(run_dir).lock_holder()
+    assert holder is not None and holder.pid == os.getpid()
+    with pytest.raises(RunError, match="being written by another process"):
+        Trainer(points_config(steps=6), run_dir, resume=True, registry=REGISTRY).train()
+    for _ in first:
+        pass
+    steps = [m["step"] for m in Run(run_dir).metrics()]
+    assert steps == [1, 2, 3, 4, 5, 6]
+    assert Run(run_dir).lock_holder() is None
+
+
+def test_sampling_a_run_being_trained_needs_no_lock(tmp_path):
+    run_dir = tmp_path / "run"
+    Trainer(points_config(steps=2), run_dir, registry=REGISTRY).train()
+    with Run(run_dir).writer_lock():
+        loaded = load_model(run_dir, device="cpu", registry=REGISTRY)
+        result = generate(loaded.model, "ddim", {"steps": 3}, sample_shape=(2,), num_samples=2,
+                          seed=0, registry=REGISTRY)
+    assert result.samples.shape == (2, 2)
+
