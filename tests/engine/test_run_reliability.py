@@ -8,6 +8,7 @@ import os
 import socket
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -212,3 +213,48 @@ def test_sampling_a_run_being_trained_needs_no_lock(tmp_path):
                           seed=0, registry=REGISTRY)
     assert result.samples.shape == (2, 2)
 
+
+
+# -- nothing left half-done ---------------------------------------------------------------------
+def test_a_prune_killed_half_way_leaves_no_half_checkpoint(tmp_path, monkeypatch):
+    import diffstudio.engine.runs as runs
+
+    run_dir = tmp_path / "run"
+    Trainer(points_config(steps=4, checkpoint_every=2, keep_checkpoints=1), run_dir,
+            registry=REGISTRY).train()
+    real_rmtree = runs.shutil.rmtree
+
+    def killed_rmtree(path, *args, **kwargs):  # deletes state.json, then the process dies
+        (Path(path) / "state.json").unlink()
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(runs.shutil, "rmtree", killed_rmtree)
+    with pytest.raises(KeyboardInterrupt):
+        Trainer(points_config(steps=6, checkpoint_every=2, keep_checkpoints=1), run_dir,
+                resume=True, registry=REGISTRY).train()
+    monkeypatch.setattr(runs.shutil, "rmtree", real_rmtree)
+    names = sorted(p.name for p in (run_dir / "checkpoints").iterdir())
+    # The pruned step-4 was renamed before it was deleted: no step-* folder is half gone.
+    assert [n for n in names if n.startswith("step-")] == ["step-00000006"]
+    assert all(Run(run_dir).state_file(run_dir / "checkpoints" / n).is_file()
+               for n in names if n.startswith("step-"))
+
+
+def test_leftovers_of_a_killed_prune_are_cleaned_when_training_starts(tmp_path):
+    run_dir = tmp_path / "run"
+    Trainer(points_config(steps=4, checkpoint_every=2, keep_checkpoints=3), run_dir,
+            registry=REGISTRY).train()
+    checkpoints = run_dir / "checkpoints"
+    # What old code left: a half-deleted checkpoint (its state.json already gone) ...
+    half = checkpoints / "step-00000002"
+    Run.state_file(half).unlink()
+    (half / "training_state.safetensors").unlink()
+    # ... and a trash folder of a prune killed between its rename and its deletion.
+    trash = checkpoints / ".trash-step-00000001-deadbeef"
+    (trash / "network").mkdir(parents=True)
+    assert Run(run_dir).latest_checkpoint().name == "step-00000004"
+    result = Trainer(points_config(steps=6, checkpoint_every=2, keep_checkpoints=3), run_dir,
+                     resume=True, registry=REGISTRY).train()
+    assert result.step == 6
+    assert sorted(p.name for p in checkpoints.iterdir()) == ["step-00000004", "step-00000006"]
+    assert [m["step"] for m in Run(run_dir).metrics()] == [1, 2, 3, 4, 5, 6]
