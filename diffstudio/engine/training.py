@@ -252,7 +252,7 @@ class Trainer:
                 saved, start_checkpoint = self._target()
                 changes = self._changes(saved, start_checkpoint)
             if start_checkpoint is not None:
-                self._restore(session, start_checkpoint, saved)
+                self._restore(session, start_checkpoint)
             elif self.resume and self.is_main:  # a run killed before its first checkpoint
                 self.run_folder.clean_partial()
                 self.run_folder.truncate_metrics(0)
@@ -346,7 +346,7 @@ class Trainer:
         )
         return session
 
-    def _restore(self, session: Session, checkpoint: Path, saved: dict[str, Any]) -> None:
+    def _restore(self, session: Session, checkpoint: Path) -> None:
         """Weights, optimizer moments and RNG states of ``checkpoint``: the run continues
         exactly where it stopped."""
         from diffstudio.engine.runs import load_network_weights

@@ -78,7 +78,8 @@ def raise_if_diverged(mean_loss: float, step: int) -> None:
     if not math.isfinite(mean_loss):
         raise TrainingError(
             f"the loss became {mean_loss} at step {step}; training stopped and the last good "
-            "checkpoint is kept. Lower the learning rate or enable gradient clipping, then resume"
+            "checkpoint is kept. Lower the learning rate or enable gradient clipping, then resume "
+            "('diffstudio train --resume RUN --lr ...')"
         )
 
 
