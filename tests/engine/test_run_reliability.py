@@ -8,6 +8,7 @@ import os
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -258,3 +259,31 @@ def test_leftovers_of_a_killed_prune_are_cleaned_when_training_starts(tmp_path):
     assert result.step == 6
     assert sorted(p.name for p in checkpoints.iterdir()) == ["step-00000004", "step-00000006"]
     assert [m["step"] for m in Run(run_dir).metrics()] == [1, 2, 3, 4, 5, 6]
+
+
+RACE = ("import sys, time\n"
+        "from diffstudio.engine.run_lock import RunLock\n"
+        "from diffstudio.errors import RunError\n"
+        "start = float(sys.argv[2])\n"
+        "time.sleep(max(0.0, start - time.time()))\n"
+        "try:\n"
+        "    with RunLock(sys.argv[1]):\n"
+        "        print('won', flush=True)\n"
+        "        time.sleep(1.5)\n"
+        "except RunError:\n"
+        "    print('refused', flush=True)\n")
+
+
+def test_processes_racing_for_one_stale_lock_leave_exactly_one_holder(tmp_path):
+    lock = tmp_path / "train.lock"
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    lock.write_text(json.dumps({"pid": dead.pid, "host": socket.gethostname(), "since": 1.0,
+                                "token": "stale"}))
+    start = time.time() + 1.0  # all four try at once
+    racers = [subprocess.Popen([sys.executable, "-c", RACE, str(lock), str(start)],
+                               stdout=subprocess.PIPE, text=True) for _ in range(4)]
+    outcomes = [racer.communicate(timeout=60)[0].strip() for racer in racers]
+    assert sorted(outcomes) == ["refused", "refused", "refused", "won"]
+    assert not lock.exists()  # the winner released it
+    assert not list(tmp_path.glob("*.break")) and not list(tmp_path.glob(".*.tmp"))
