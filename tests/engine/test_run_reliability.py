@@ -287,3 +287,23 @@ def test_processes_racing_for_one_stale_lock_leave_exactly_one_holder(tmp_path):
     assert sorted(outcomes) == ["refused", "refused", "refused", "won"]
     assert not lock.exists()  # the winner released it
     assert not list(tmp_path.glob("*.break")) and not list(tmp_path.glob(".*.tmp"))
+
+
+def test_a_late_breaker_of_a_stale_lock_never_removes_the_fresh_one(tmp_path):
+    """B found the lock stale; before B removes it, A takes it over. B must leave A's lock."""
+    from diffstudio.engine.run_lock import LockHolder, RunLock
+
+    path = tmp_path / "train.lock"
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    stale = LockHolder(dead.pid, socket.gethostname(), 1.0, "stale")
+    path.write_text(json.dumps({"pid": stale.pid, "host": stale.host, "since": stale.since,
+                                "token": stale.token}))
+    first = RunLock(path).acquire()  # A: takes the stale lock over
+    RunLock(path)._break(stale)  # B, late, with what it read before
+    holder = RunLock(path).holder()
+    assert holder is not None and holder.token == first.token
+    with pytest.raises(RunError, match="being written by another process"):
+        RunLock(path).acquire()
+    first.release()
+    assert not path.exists()
