@@ -48,6 +48,8 @@ class LockHolder:
 
     def describe(self) -> str:
         when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(self.since))
+        if self.pid < 0:
+            return f"an unknown process (its lock file is unreadable; written {when})"
         return f"pid {self.pid} on {self.host} (since {when})"
 
 

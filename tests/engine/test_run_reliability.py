@@ -307,3 +307,13 @@ def test_a_late_breaker_of_a_stale_lock_never_removes_the_fresh_one(tmp_path):
         RunLock(path).acquire()
     first.release()
     assert not path.exists()
+
+
+def test_an_unreadable_lock_file_counts_as_held_and_says_so(tmp_path):
+    from diffstudio.engine.run_lock import RunLock
+
+    path = tmp_path / "train.lock"
+    path.write_text("{torn", encoding="utf-8")
+    with pytest.raises(RunError, match=r"an unknown process \(its lock file is unreadable"):
+        RunLock(path).acquire()
+    assert path.read_text(encoding="utf-8") == "{torn"
