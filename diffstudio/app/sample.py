@@ -239,6 +239,12 @@ def sample(
         from diffstudio.engine.sampling import generate, load_init_noise
 
         loaded = load_source(request.source, device=request.device, registry=registry)
+        out = None
+        if request.save:  # a folder that cannot take the samples fails now, not after the work
+            from diffstudio.engine.sampling import check_samples_out
+
+            out = check_samples_out(request.out or default_out(loaded, request.sampler),
+                                    overwrite=request.overwrite)
         for note in loaded.notes:
             emit(Note(note))
         summary = model_summary(loaded, registry)
@@ -277,9 +283,8 @@ def sample(
         }
         outcome = SampleOutcome(result, result.samples.numpy(), summary, metadata,
                                 live.trajectory, live.frames_sent, live.frames_skipped)
-        if request.save:
-            save_outcome(outcome, request.out or default_out(loaded, request.sampler),
-                         overwrite=request.overwrite)
+        if out is not None:
+            save_outcome(outcome, out, overwrite=request.overwrite)
         return outcome
 
     yield from events_of(work, should_stop=should_stop, name="diffstudio-sample")
@@ -295,16 +300,25 @@ def default_out(loaded: LoadedSource, sampler: str) -> Path:
 
 
 def save_outcome(outcome: SampleOutcome, out: str | Path, *, overwrite: bool = False) -> Path:
-    """Write the samples (PNGs with metadata + samples.npz) and, for images, grid.png."""
-    from diffstudio.engine.gallery import save_grid
-    from diffstudio.engine.sampling import save_samples
+    """Write the samples (PNGs with metadata + samples.npz) and, for images, grid.png.
 
-    folder = Path(out).expanduser()
-    outcome.paths = save_samples(outcome.result, folder, metadata=outcome.metadata,
-                                 overwrite=overwrite)
-    if outcome.result.samples.dim() == 4:
-        save_grid(outcome.result.samples, folder / "grid.png",
-                  metadata={**outcome.metadata, "kind": "grid"})
+    Everything is written into a temporary folder beside ``out`` first: a failure leaves
+    ``out`` as it was. With ``overwrite`` ``out`` then holds exactly these samples (an
+    earlier, larger call's PNGs do not stay beside them); without it the files join ``out``
+    when none of them would replace a file there."""
+    from diffstudio.engine.gallery import save_grid
+    from diffstudio.engine.io import staged_directory
+    from diffstudio.engine.sampling import check_samples_out, refuse_existing, save_samples
+
+    folder = check_samples_out(out, overwrite=overwrite)
+    if not overwrite and folder.is_dir():
+        refuse_existing(outcome.result, folder)
+    with staged_directory(folder, replace=overwrite) as temp:
+        written = save_samples(outcome.result, temp, metadata=outcome.metadata, overwrite=True)
+        if outcome.result.samples.dim() == 4:
+            save_grid(outcome.result.samples, temp / "grid.png",
+                      metadata={**outcome.metadata, "kind": "grid"})
+    outcome.paths = [folder / path.name for path in written]
     outcome.out = folder
     return folder
 

@@ -21,6 +21,7 @@ __all__ = [
     "atomic_write_json",
     "atomic_write_text",
     "file_sha256",
+    "staged_directory",
 ]
 
 
@@ -96,6 +97,38 @@ def atomic_directory(path: str | os.PathLike[str]) -> Iterator[Path]:
     try:
         yield temp
         os.replace(temp, target)
+    except BaseException:
+        shutil.rmtree(temp, ignore_errors=True)
+        raise
+    _fsync_dir(target.parent)
+
+
+@contextlib.contextmanager
+def staged_directory(path: str | os.PathLike[str], *, replace: bool) -> Iterator[Path]:
+    """Yield a temporary directory beside ``path`` to write into; on success its files land in
+    ``path``: with ``replace`` ``path`` becomes exactly the new folder (the old one is renamed
+    aside, the new one renamed in, the old one deleted), otherwise the files are moved into
+    ``path`` (created when missing), each replacing its namesake.
+
+    On an exception the temporary directory is removed and ``path`` is untouched (a folder
+    this call would have created is not left behind empty).
+    """
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    temp = Path(tempfile.mkdtemp(prefix=f".tmp-{target.name}-", dir=target.parent))
+    try:
+        yield temp
+        if not target.exists():
+            os.replace(temp, target)
+        elif replace:
+            old = Path(tempfile.mkdtemp(prefix=f".trash-{target.name}-", dir=target.parent))
+            os.replace(target, old / target.name)
+            os.replace(temp, target)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            for child in temp.iterdir():
+                os.replace(child, target / child.name)
+            temp.rmdir()
     except BaseException:
         shutil.rmtree(temp, ignore_errors=True)
         raise

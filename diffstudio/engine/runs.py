@@ -3,9 +3,11 @@
 ::
 
     run/
-      config.json                     the training config, dataset summary, versions
+      config.json                     the training config, dataset summary, versions, and
+                                      "history": the settings each resume changed
       metrics.jsonl                   one JSON object per logged step (step, loss, lr, images/s)
       latest.json                     names the newest complete checkpoint (written atomically)
+      train.lock                      while training writes: its pid, host and start (run_lock)
       checkpoints/step-00001000/
         network/                      diffusers save_pretrained layout (config.json + safetensors)
         network_ema/                  the EMA copy, same layout (used for sampling)
@@ -16,7 +18,9 @@
       evaluations/<name>.json         evaluation results
 
 Checkpoints are built in a temporary folder and renamed into place, then ``latest.json`` is
-replaced atomically, so a process killed at any moment leaves the previous checkpoint intact.
+replaced atomically, so a process killed at any moment leaves the previous checkpoint intact;
+old ones are pruned by renaming them to a ``.trash-`` name, then deleting it, and what a kill
+left (temporary, trash or incomplete folders) is removed when training starts again.
 Nothing here unpickles: weights and optimizer state are safetensors, the rest is JSON.
 
 Importing this module is cheap (no torch): the window lists and describes runs before torch has
@@ -28,15 +32,18 @@ read instead of indexing the JSON themselves.
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import time
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from diffstudio.engine.io import atomic_directory, atomic_write_json, atomic_write_text
+from diffstudio.engine.run_lock import LockHolder, RunLock
 from diffstudio.errors import RunError
 
 if TYPE_CHECKING:
@@ -55,6 +62,7 @@ __all__ = [
 WEIGHTS_NAME = "diffusion_pytorch_model.safetensors"
 _CHECKPOINT = re.compile(r"^step-(\d+)$")
 _STATE_KEY = "diffstudio"
+_TRASH = ".trash-"  # a checkpoint being deleted (renamed first, so none is left half-deleted)
 
 
 def save_network(network: torch.nn.Module, folder: Path) -> None:
@@ -257,6 +265,11 @@ class Run:
         """The typed config (:class:`RunConfig`)."""
         return RunConfig.from_dict(self.read_config(), str(self.config_path))
 
+    def config_history(self) -> list[dict[str, Any]]:
+        """What each resume changed: ``[{"step", "time", "changes": {name: [old, new]}}]``."""
+        history = self.read_config().get("history")
+        return list(history) if isinstance(history, list) else []
+
     def write_config(self, config: dict[str, Any]) -> None:
         atomic_write_json(self.config_path, config)
 
@@ -286,6 +299,20 @@ class Run:
         atomic_write_text(
             self.metrics_path, "".join(json.dumps(r, sort_keys=True) + "\n" for r in kept)
         )
+
+    # -- the writer's lock ----------------------------------------------------------------
+    @property
+    def lock_path(self) -> Path:
+        return self.path / "train.lock"
+
+    def writer_lock(self) -> RunLock:
+        """The lock training holds while it writes this run (one writer per run); sampling
+        and evaluation do not need it."""
+        return RunLock(self.lock_path, what=f"the run {self.path}")
+
+    def lock_holder(self) -> LockHolder | None:
+        """Who is training this run now (pid, host, since), or None (a stale lock is None)."""
+        return self.writer_lock().holder()
 
     # -- checkpoints ----------------------------------------------------------------------
     @property
@@ -380,7 +407,7 @@ class Run:
 
         target = self.checkpoint_dir(step)
         if target.exists():
-            shutil.rmtree(target)  # a checkpoint of this very step is being redone after resume
+            self._discard(target)  # a checkpoint of this very step is being redone after resume
         with atomic_directory(target) as temp:
             save_network(network, self.weights_dir(temp, ema=False))
             save_network(ema_network, self.weights_dir(temp, ema=True))
@@ -394,15 +421,34 @@ class Run:
             self.path / "latest.json", {"checkpoint": f"checkpoints/{target.name}", "step": step}
         )
         for _, folder in self.checkpoints()[:-keep] if keep > 0 else []:
-            shutil.rmtree(folder, ignore_errors=True)
+            self._discard(folder)
         return target
 
+    def _discard(self, folder: Path) -> None:
+        """Delete a checkpoint folder so that a kill mid-way leaves no half checkpoint under
+        a checkpoint's name: rename it to a trash name first (atomic), then delete that."""
+        trash = folder.with_name(f"{_TRASH}{folder.name}-{uuid.uuid4().hex[:8]}")
+        try:
+            os.replace(folder, trash)
+        except FileNotFoundError:
+            return
+        shutil.rmtree(trash, ignore_errors=True)
+
     def clean_partial(self) -> None:
-        """Remove temporary folders left by a process killed mid-checkpoint."""
-        if self.checkpoints_dir.is_dir():
-            for child in self.checkpoints_dir.iterdir():
-                if child.name.startswith(".tmp-"):
-                    shutil.rmtree(child, ignore_errors=True)
+        """Remove what a process killed mid-checkpoint or mid-prune left: temporary and trash
+        folders, and checkpoint folders that are not complete (no state.json) unless
+        latest.json names them. Call it holding the run's writer lock."""
+        if not self.checkpoints_dir.is_dir():
+            return
+        latest = self.latest_checkpoint()
+        for child in self.checkpoints_dir.iterdir():
+            if not child.is_dir():
+                continue
+            if child.name.startswith((".tmp-", _TRASH)):
+                shutil.rmtree(child, ignore_errors=True)
+            elif (_CHECKPOINT.match(child.name) and not self.state_file(child).is_file()
+                  and child != latest):
+                self._discard(child)
 
     @classmethod
     def read_training_state(

@@ -10,6 +10,7 @@ noise.
 from __future__ import annotations
 
 import os
+import re
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -32,11 +33,14 @@ __all__ = [
     "LoadedModel",
     "SampleResult",
     "call_sampler",
+    "check_samples_out",
     "generate",
     "load_init_noise",
     "load_model",
+    "refuse_existing",
     "resolve_device",
     "sample_batch",
+    "sample_file_names",
     "save_samples",
 ]
 
@@ -353,6 +357,59 @@ def generate(
     )
 
 
+_SAMPLE_FILE = re.compile(r"^(sample-\d+\.png|samples\.npz|grid\.png)$")
+
+
+def sample_file_names(result: SampleResult) -> list[str]:
+    """The PNG names :func:`save_samples` writes for ``result`` (none for 2-D points)."""
+    return [f"sample-{seed:06d}.png" for seed in result.seeds] if result.samples.dim() == 4 \
+        else []
+
+
+def refuse_existing(result: SampleResult, out: Path) -> None:
+    """Raise :class:`SamplingError` when writing ``result`` into ``out`` would replace files."""
+    targets = [out / name for name in sample_file_names(result)] + [out / "samples.npz"]
+    existing = [str(p) for p in targets if p.exists()]
+    if existing:
+        raise SamplingError(
+            f"{len(existing)} file(s) already exist in {out} (e.g. {existing[0]}); choose "
+            "another folder or pass --overwrite"
+        )
+
+
+def check_samples_out(out: str | Path, *, overwrite: bool) -> Path:
+    """Check, before any sampling work, that samples can be written to ``out``; returns it.
+
+    ``out`` must be a folder (or not exist yet) whose parent can be created and written to;
+    with ``overwrite`` an existing ``out`` is replaced whole, so it may hold only what
+    :func:`save_samples` writes (sample PNGs, samples.npz, grid.png) -- never a folder of
+    other files. Raises :class:`SamplingError` saying what is wrong."""
+    import tempfile
+
+    folder = Path(out).expanduser()
+    if folder.exists() and not folder.is_dir():
+        raise SamplingError(f"cannot write samples to {folder}: it is a file, not a folder")
+    if overwrite and folder.is_dir():
+        foreign = sorted(p.name for p in folder.iterdir() if not _SAMPLE_FILE.match(p.name))
+        if foreign:
+            raise SamplingError(
+                f"--overwrite replaces the whole folder {folder}, which holds other files than "
+                f"samples (e.g. {foreign[0]}); choose an empty folder or one written by "
+                "'diffstudio sample'"
+            )
+    try:
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        for where in (folder.parent, folder) if folder.is_dir() else (folder.parent,):
+            probe = tempfile.mkdtemp(prefix=".tmp-write-check-", dir=where)
+            os.rmdir(probe)
+    except OSError as exc:
+        raise SamplingError(
+            f"cannot write samples to {folder}: {exc.strerror or exc} ({type(exc).__name__}); "
+            "choose a folder you can write to (--out)"
+        ) from exc
+    return folder
+
+
 def save_samples(
     result: SampleResult,
     out_dir: str | Path,
@@ -371,16 +428,9 @@ def save_samples(
 
     out = Path(out_dir).expanduser()
     out.mkdir(parents=True, exist_ok=True)
-    images = result.samples.dim() == 4
-    names = [f"sample-{seed:06d}.png" for seed in result.seeds] if images else []
-    targets = [out / name for name in names] + [out / "samples.npz"]
+    names = sample_file_names(result)
     if not overwrite:
-        existing = [str(p) for p in targets if p.exists()]
-        if existing:
-            raise SamplingError(
-                f"{len(existing)} file(s) already exist in {out} (e.g. {existing[0]}); choose "
-                "another folder or pass --overwrite"
-            )
+        refuse_existing(result, out)
     common = {
         **dict(metadata),
         "sampler": result.sampler,

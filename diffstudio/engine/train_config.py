@@ -10,63 +10,91 @@ This module imports no torch: the window builds its form from it before torch ha
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from diffstudio.errors import ConfigError
+from diffstudio.errors import ConfigError, RunError
 from diffstudio.specs import Param
 
-__all__ = ["COMPONENT_FIELDS", "PREDICTION_TYPES", "TRAIN_SETTINGS", "TrainConfig", "setting"]
+__all__ = [
+    "COMPONENT_FIELDS",
+    "PREDICTION_TYPES",
+    "TRAIN_SETTINGS",
+    "TrainConfig",
+    "TrainSetting",
+    "resume_changes",
+    "setting",
+]
 
 # As diffstudio.engine.parameterization.PREDICTION_TYPES (a test keeps them equal); repeated so
 # this module stays free of torch.
 PREDICTION_TYPES: tuple[str, ...] = ("epsilon", "sample", "v_prediction", "score")
 
+
+
+@dataclass(frozen=True)
+class TrainSetting(Param):
+    """One training setting: a :class:`~diffstudio.specs.Param` that also says whether a
+    resumed run may change it. ``resumable`` settings change how training goes on (its length,
+    the learning rate and its schedule, clipping, EMA decay, batch size, device, precision,
+    intervals), not the model being trained (network, schedule, data, objective)."""
+
+    resumable: bool = False
+
+
 # The fields that are not plain settings: the components and their plugin parameters.
 COMPONENT_FIELDS = ("dataset", "dataset_params", "network", "network_params", "schedule",
                     "schedule_params")
 
-TRAIN_SETTINGS: tuple[Param, ...] = (
-    Param("num_timesteps", "int", 1000, minimum=2, maximum=100_000,
-          help="T, the number of diffusion steps of the forward process"),
-    Param("prediction_type", "choice", "epsilon", choices=PREDICTION_TYPES,
-          help="what the network predicts: the noise eps, x_0 (sample), v, or the score"),
-    Param("steps", "int", 3000, minimum=0, maximum=100_000_000,
-          help="optimizer steps to train for (on continuing: the new total)"),
-    Param("epochs", "int", 0, minimum=0, maximum=1_000_000,
-          help="> 0: train for this many passes over the data instead of a number of steps"),
-    Param("batch_size", "int", 128, minimum=1, maximum=65_536, help="samples per step"),
-    Param("learning_rate", "float", 1e-3, minimum=1e-8, maximum=1.0,
-          help="AdamW learning rate after warm-up"),
-    Param("lr_schedule", "choice", "cosine", choices=("constant", "linear", "cosine"),
-          help="how the learning rate decays after warm-up"),
-    Param("warmup_steps", "int", 500, minimum=0,
-          help="steps of linear learning-rate warm-up"),
-    Param("weight_decay", "float", 0.0, minimum=0.0, maximum=1.0, help="AdamW weight decay"),
-    Param("ema_decay", "float", 0.999, minimum=0.0, maximum=0.99999,
-          help="decay of the EMA copy of the weights used for previews and sampling"),
-    Param("grad_clip", "float", 1.0, minimum=0.0, maximum=1e6,
-          help="largest gradient norm (0: no clipping)"),
-    Param("label_dropout", "float", 0.1, minimum=0.0, maximum=0.99,
-          help="class-conditional networks: share of labels dropped (classifier-free guidance)"),
-    Param("hybrid_lambda", "float", 0.001, minimum=0.0, maximum=0.999,
-          help="learned-variance networks: weight of L_vlb in L_hybrid (Improved DDPM: 0.001)"),
-    Param("mixed_precision", "choice", "auto", choices=("auto", "no", "bf16", "fp16"),
-          help="autocast precision; auto is bf16 on a CUDA GPU that has it, else float32"),
-    Param("device", "str", "auto", help="auto, cpu, cuda, cuda:N or mps"),
-    Param("seed", "int", 0, minimum=0, maximum=2**31 - 1, help="seeds initialisation and data"),
-    Param("log_every", "int", 10, minimum=1,
-          help="steps between points of the loss curve"),
-    Param("checkpoint_every", "int", 500, minimum=1,
-          help="steps between checkpoints (a stop always writes one)"),
-    Param("keep_checkpoints", "int", 2, minimum=0, maximum=1000,
-          help="checkpoints kept on disk (0: all)"),
-    Param("preview_every", "int", 500, minimum=0,
-          help="steps between preview samples from the EMA weights (0: none)"),
-    Param("preview_samples", "int", 16, minimum=1, maximum=4096,
-          help="samples in each preview (use hundreds for 2-D points)"),
-    Param("preview_steps", "int", 25, minimum=1, maximum=10_000,
-          help="DDIM steps used for the previews"),
+TRAIN_SETTINGS: tuple[TrainSetting, ...] = (
+    TrainSetting("num_timesteps", "int", 1000, minimum=2, maximum=100_000,
+                 help="T, the number of diffusion steps of the forward process"),
+    TrainSetting("prediction_type", "choice", "epsilon", choices=PREDICTION_TYPES,
+                 help="what the network predicts: the noise eps, x_0 (sample), v, or the score"),
+    TrainSetting("steps", "int", 3000, minimum=0, maximum=100_000_000, resumable=True,
+                 help="optimizer steps to train for (on continuing: the new total)"),
+    TrainSetting("epochs", "int", 0, minimum=0, maximum=1_000_000, resumable=True,
+                 help="> 0: train for this many passes over the data instead of a number of steps"),
+    TrainSetting("batch_size", "int", 128, minimum=1, maximum=65_536, resumable=True,
+                 help="samples per step"),
+    TrainSetting("learning_rate", "float", 1e-3, minimum=1e-8, maximum=1.0, resumable=True,
+                 help="AdamW learning rate after warm-up"),
+    TrainSetting("lr_schedule", "choice", "cosine", choices=("constant", "linear", "cosine"),
+                 resumable=True, help="how the learning rate decays after warm-up"),
+    TrainSetting("warmup_steps", "int", 500, minimum=0, resumable=True,
+                 help="steps of linear learning-rate warm-up"),
+    TrainSetting("weight_decay", "float", 0.0, minimum=0.0, maximum=1.0,
+                 help="AdamW weight decay"),
+    TrainSetting("ema_decay", "float", 0.999, minimum=0.0, maximum=0.99999, resumable=True,
+                 help="decay of the EMA copy of the weights used for previews and sampling"),
+    TrainSetting("grad_clip", "float", 1.0, minimum=0.0, maximum=1e6, resumable=True,
+                 help="largest gradient norm (0: no clipping)"),
+    TrainSetting("label_dropout", "float", 0.1, minimum=0.0, maximum=0.99,
+                 help="class-conditional networks: share of labels dropped (classifier-free "
+                      "guidance)"),
+    TrainSetting("hybrid_lambda", "float", 0.001, minimum=0.0, maximum=0.999,
+                 help="learned-variance networks: weight of L_vlb in L_hybrid (Improved DDPM: "
+                      "0.001)"),
+    TrainSetting("mixed_precision", "choice", "auto", choices=("auto", "no", "bf16", "fp16"),
+                 resumable=True,
+                 help="autocast precision; auto is bf16 on a CUDA GPU that has it, else float32"),
+    TrainSetting("device", "str", "auto", resumable=True,
+                 help="auto, cpu, cuda, cuda:N or mps"),
+    TrainSetting("seed", "int", 0, minimum=0, maximum=2**31 - 1,
+                 help="seeds initialisation and data"),
+    TrainSetting("log_every", "int", 10, minimum=1, resumable=True,
+                 help="steps between points of the loss curve"),
+    TrainSetting("checkpoint_every", "int", 500, minimum=1, resumable=True,
+                 help="steps between checkpoints (a stop always writes one)"),
+    TrainSetting("keep_checkpoints", "int", 2, minimum=0, maximum=1000, resumable=True,
+                 help="checkpoints kept on disk (0: all)"),
+    TrainSetting("preview_every", "int", 500, minimum=0, resumable=True,
+                 help="steps between preview samples from the EMA weights (0: none)"),
+    TrainSetting("preview_samples", "int", 16, minimum=1, maximum=4096, resumable=True,
+                 help="samples in each preview (use hundreds for 2-D points)"),
+    TrainSetting("preview_steps", "int", 25, minimum=1, maximum=10_000, resumable=True,
+                 help="DDIM steps used for the previews"),
 )
 
 _BY_NAME = {param.name: param for param in TRAIN_SETTINGS}
@@ -75,6 +103,27 @@ _BY_NAME = {param.name: param for param in TRAIN_SETTINGS}
 def setting(name: str) -> Param:
     """The declaration of one training setting."""
     return _BY_NAME[name]
+
+
+def resume_changes(saved: Mapping[str, Any], given: Mapping[str, Any], where: str = "the run",
+                   *, strict: bool = True) -> dict[str, list[Any]]:
+    """The settings a resume changes, ``{name: [old, new]}``, between the run's saved "train"
+    dict and the new one. With ``strict`` (the run has a checkpoint: there is a model to keep)
+    a change to anything not declared ``resumable`` -- a component, its parameters, T, the
+    prediction type, the objective, the seed -- is a :class:`RunError` that lists what may
+    change."""
+    changes = {name: [saved.get(name), value] for name, value in sorted(given.items())
+               if saved.get(name) != value}
+    fixed = [name for name in changes
+             if name not in _BY_NAME or not _BY_NAME[name].resumable]
+    if strict and fixed:
+        may = ", ".join(param.name for param in TRAIN_SETTINGS if param.resumable)
+        raise RunError(
+            f"resuming {where} would change {', '.join(fixed)}, which change the model being "
+            f"trained; on resume only these settings may change: {may}. Start a new run "
+            "(--out) for other settings"
+        )
+    return changes
 
 
 @dataclass

@@ -21,14 +21,15 @@ writes.
 Batches are drawn with replacement from the in-memory dataset with a seeded generator (an
 "epoch" is ceil(N / batch) steps), which makes a resumed run continue exactly where it stopped.
 
-This module is about 600 lines, over the engine's ~500: it is one algorithm, the training loop
-as a generator (``Trainer.run``) with its restore, step, log, preview and checkpoint methods,
-kept in one file to be read top to bottom; its state between steps is already in
-:mod:`diffstudio.engine.training_state`.
+This module is about 650 lines, over the engine's ~500: it is one algorithm, the training loop
+as a generator (``Trainer.run``) with its lock, restore, step, log, preview and checkpoint
+methods, kept in one file to be read top to bottom; its state between steps is already in
+:mod:`diffstudio.engine.training_state`, the lock in :mod:`diffstudio.engine.run_lock`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import math
@@ -46,15 +47,17 @@ from diffstudio.engine.datasets import Dataset
 from diffstudio.engine.model import DiffusionModel
 from diffstudio.engine.objectives import hybrid_loss, simple_loss
 from diffstudio.engine.processes import DiffusionProcess
+from diffstudio.engine.run_lock import RunLock
 from diffstudio.engine.runs import Run, optimizer_state_from_tensors, optimizer_state_tensors
 from diffstudio.engine.schedules.ddpm import ScheduleProcess
-from diffstudio.engine.train_config import TrainConfig
+from diffstudio.engine.train_config import TrainConfig, resume_changes
 from diffstudio.engine.training_state import (
     LossWindow,
     Session,
     TrainClock,
     ema_update,
     lr_at,
+    raise_diverged_weights,
 )
 from diffstudio.errors import ConfigError, RunError, TrainingError
 from diffstudio.plugin_manager import PluginRegistry, load_plugins
@@ -166,6 +169,7 @@ class Trainer:
         self.is_main = True  # set from the accelerator when training starts
         self.result: TrainResult | None = None  # how the last run() ended
         self._stop = False
+        self._made_folder = False  # this trainer created the run folder (removed on failure)
 
     def _accelerator(self) -> Any:
         from accelerate import Accelerator
@@ -237,19 +241,45 @@ class Trainer:
         self._stop, self.result = False, None
         self.config = TrainConfig.from_dict(self._with_defaults(self.config.to_dict()))
         saved, start_checkpoint = self._target()
+        changes = self._changes(saved, start_checkpoint)  # refused before building anything
         built = self._build()
         if not any(p.requires_grad for p in built.network.parameters()):
             return (yield from self._exact_network_run(built.network, built.dataset))
         session = self._prepare(built)
-        if start_checkpoint is not None:
-            self._restore(session, start_checkpoint, saved)
-        elif self.resume and self.is_main:  # a run killed before its first checkpoint
-            self.run_folder.clean_partial()
-            self.run_folder.truncate_metrics(0)
-        if self.is_main:
-            self.run_folder.path.mkdir(parents=True, exist_ok=True)
-            self.run_folder.write_config(self._run_config(session.dataset, session.total_steps))
-        return (yield from self._loop(session))
+        lock = self._take_lock()
+        try:
+            if lock is not None:  # under the lock, look again: another writer may have been first
+                saved, start_checkpoint = self._target()
+                changes = self._changes(saved, start_checkpoint)
+            if start_checkpoint is not None:
+                self._restore(session, start_checkpoint)
+            elif self.resume and self.is_main:  # a run killed before its first checkpoint
+                self.run_folder.clean_partial()
+                self.run_folder.truncate_metrics(0)
+            if self.is_main:
+                self.run_folder.path.mkdir(parents=True, exist_ok=True)
+                self.run_folder.write_config(self._run_config(
+                    session.dataset, session.total_steps,
+                    history=self._history(saved, changes, session.start_step)))
+            return (yield from self._loop(session))
+        finally:
+            self._release_lock(lock)
+
+    def _take_lock(self) -> RunLock | None:
+        """The run's writer lock (main process only): a second writer of the same run is
+        refused, naming the first one's pid and host."""
+        if not self.is_main:
+            return None
+        self._made_folder = not self.run_folder.path.exists()
+        return self.run_folder.writer_lock().acquire()
+
+    def _release_lock(self, lock: RunLock | None) -> None:
+        if lock is None:
+            return
+        lock.release()
+        if self._made_folder and not self.run_folder.exists():
+            with contextlib.suppress(OSError):  # a new run that failed before its config
+                self.run_folder.path.rmdir()
 
     # -- the steps of run() ------------------------------------------------------------------
     def _target(self) -> tuple[dict[str, Any], Path | None]:
@@ -266,6 +296,14 @@ class Trainer:
                 "another output folder"
             )
         return {}, None
+
+    def _changes(self, saved: dict[str, Any], checkpoint: Path | None) -> dict[str, list[Any]]:
+        """The settings this resume changes; with a checkpoint (a model to keep), only the
+        resumable ones may."""
+        if not self.resume:
+            return {}
+        return resume_changes(saved.get("train") or {}, self.config.to_dict(),
+                              str(self.run_folder.path), strict=checkpoint is not None)
 
     def _build(self) -> _Built:
         """The dataset, process and network the config names (seeded initialisation)."""
@@ -308,23 +346,12 @@ class Trainer:
         )
         return session
 
-    def _restore(self, session: Session, checkpoint: Path, saved: dict[str, Any]) -> None:
+    def _restore(self, session: Session, checkpoint: Path) -> None:
         """Weights, optimizer moments and RNG states of ``checkpoint``: the run continues
         exactly where it stopped."""
         from diffstudio.engine.runs import load_network_weights
 
-        config, run = self.config, self.run_folder
-        if saved.get("train") != config.to_dict():
-            # Only the length of the run may change on resume.
-            differing = sorted(
-                k for k, v in config.to_dict().items()
-                if saved.get("train", {}).get(k) != v and k not in ("steps", "epochs")
-            )
-            if differing:
-                raise RunError(
-                    f"resuming {run.path} with different settings ({', '.join(differing)}); "
-                    "only steps/epochs may change. Start a new run for other settings."
-                )
+        run = self.run_folder
         load_network_weights(session.network, Run.weights_dir(checkpoint, ema=False))
         load_network_weights(session.ema_network, Run.weights_dir(checkpoint, ema=True))
         tensors, metadata, state = Run.read_training_state(checkpoint)
@@ -333,6 +360,12 @@ class Trainer:
         if "rng.torch" in tensors:
             torch.set_rng_state(tensors["rng.torch"])
         session.start_step = int(state["step"])
+        if session.total_steps < session.start_step:
+            raise RunError(
+                f"{run.path} is already at step {session.start_step}; a resume sets the new "
+                f"total, and {session.total_steps} steps is fewer. Give --steps "
+                f"{session.start_step} or more"
+            )
         session.trained_seconds = float(state.get("trained_seconds", 0.0))
         if self.is_main:
             run.clean_partial()
@@ -420,8 +453,13 @@ class Trainer:
 
     def _save(self, session: Session, window: _Window) -> TrainEvent | None:
         """A checkpoint at the current step, unless the loss has diverged since the last log
-        (never save weights that already diverged)."""
+        or the weights themselves are not finite (never save weights that already diverged:
+        a kept checkpoint must sample)."""
         window.losses.raise_if_diverged(window.step)
+        bad = session.nonfinite_weights(self.config)
+        if bad is not None:
+            raise_diverged_weights(bad, window.step,
+                                   self.run_folder.latest_checkpoint() is not None)
         window.saved_step = window.step
         return self._checkpoint(session, window.step, window.last_loss,
                                 window.clock.trained(time.perf_counter()), session.total_steps)
@@ -514,11 +552,16 @@ class Trainer:
         if self.resume and run.latest_checkpoint() is not None:
             yield TrainEvent("done", 0, 0, message=message)
             return self.result
-        run.path.mkdir(parents=True, exist_ok=True)
-        run.write_config(self._run_config(dataset, 0))
-        path = run.save_checkpoint(0, network, network, {}, {"param_groups": [], "scalars": {}},
-                                   {"loss": None, "trained_seconds": 0.0, "exact": True},
-                                   keep=config.keep_checkpoints)
+        lock = self._take_lock()
+        try:
+            run.path.mkdir(parents=True, exist_ok=True)
+            run.write_config(self._run_config(dataset, 0))
+            path = run.save_checkpoint(0, network, network, {},
+                                       {"param_groups": [], "scalars": {}},
+                                       {"loss": None, "trained_seconds": 0.0, "exact": True},
+                                       keep=config.keep_checkpoints)
+        finally:
+            self._release_lock(lock)
         yield TrainEvent("start", 0, 0, message=message)
         yield TrainEvent("checkpoint", 0, 0, path=str(path))
         yield TrainEvent("done", 0, 0, message="completed")
@@ -527,12 +570,25 @@ class Trainer:
     def _stop_requested(self) -> bool:
         return self.should_stop is not None and bool(self.should_stop())
 
-    def _run_config(self, dataset: Dataset, total_steps: int) -> dict[str, Any]:
+    @staticmethod
+    def _history(saved: dict[str, Any], changes: dict[str, list[Any]],
+                 step: int) -> list[dict[str, Any]]:
+        """The run's config history with this resume's changes appended (when it has any):
+        ``[{"step", "time", "changes": {name: [old, new]}}, ...]``."""
+        history = list(saved.get("history") or [])
+        if changes:
+            history.append({"step": step, "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                            "changes": changes})
+        return history
+
+    def _run_config(self, dataset: Dataset, total_steps: int,
+                    history: list[dict[str, Any]] | None = None) -> dict[str, Any]:
         import diffusers
 
         import diffstudio
 
         return {
+            "history": history or [],
             "format": 1,
             "train": self.config.to_dict(),
             "total_steps": total_steps,

@@ -25,6 +25,7 @@ __all__ = [
     "TrainClock",
     "ema_update",
     "lr_at",
+    "raise_diverged_weights",
     "raise_if_diverged",
 ]
 
@@ -77,8 +78,21 @@ def raise_if_diverged(mean_loss: float, step: int) -> None:
     if not math.isfinite(mean_loss):
         raise TrainingError(
             f"the loss became {mean_loss} at step {step}; training stopped and the last good "
-            "checkpoint is kept. Lower the learning rate or enable gradient clipping, then resume"
+            "checkpoint is kept. Lower the learning rate or enable gradient clipping, then resume "
+            "('diffstudio train --resume RUN --lr ...')"
         )
+
+
+def raise_diverged_weights(what: str, step: int, has_checkpoint: bool) -> None:
+    """Training stops: the ``what`` (weights, EMA weights, network output) of ``step`` are not
+    finite, so they are not checkpointed."""
+    kept = ("the last good checkpoint is kept" if has_checkpoint
+            else "no checkpoint was written, the run restarts from step 0")
+    raise TrainingError(
+        f"the {what} became NaN or infinite at step {step}; training stopped and {kept}. "
+        "Lower the learning rate (--lr) or enable gradient clipping (--grad-clip), then resume "
+        "('diffstudio train --resume RUN --lr ...')"
+    )
 
 
 
@@ -113,6 +127,42 @@ class Session:
     perturbation: Any = None
     model: Any = None
     expand: tuple[int, ...] = (-1,)
+
+    @torch.no_grad()
+    def nonfinite_weights(self, config: TrainConfig) -> str | None:
+        """What is not finite in the weights a checkpoint would keep, or None when all is.
+
+        The loss logged at step N was computed with the weights of step N - 1, so a finite loss
+        does not vouch for the weights an update has just written: check the parameters of the
+        network and of its EMA copy, and one forward pass of each on a few training samples
+        (a fixed probe: its own generator, no dropout, so training's random draws and a resumed
+        run's exactness are untouched)."""
+        for name, params in (("weights", self.params), ("EMA weights", self.ema_params)):
+            if params and not all(bool(torch.isfinite(p).all()) for p in params):
+                return name
+        probe = torch.Generator().manual_seed(0)
+        count = min(4, len(self.dataset))
+        _t, m, s, labels = self.perturbation.draw(count, probe)
+        noise = torch.randn((count, *self.dataset.sample_shape), generator=probe).to(self.device)
+        x0 = self.data[:count]
+        m, s = m.view(self.expand), s.view(self.expand)
+        x_t = m * x0 + s * noise
+        class_labels = self.labels[:count] if self.labels is not None else None
+        for name, network in (("network output", self.raw_network),
+                              ("EMA network output", self.ema_network)):
+            was_training = network.training
+            network.eval()
+            try:
+                model = DiffusionModel(network, self.process,
+                                       prediction_type=config.prediction_type,
+                                       x0_clip=self.dataset.x0_clip)
+                with self.accelerator.autocast():
+                    output = model.network_output(x_t, labels, (m, s), class_labels=class_labels)
+            finally:
+                network.train(was_training)
+            if not bool(torch.isfinite(output).all()):
+                return name
+        return None
 
     def attach(self, config: TrainConfig) -> None:
         """Cache what every step reads: parameter lists, data and labels on the device, the

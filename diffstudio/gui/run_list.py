@@ -27,6 +27,7 @@ class RunSummary:
     checkpoint_step: int | None = None
     modified: datetime | None = None
     error: str = ""
+    training: str = ""  # who is training it now ("pid 123 on host (since ...)"), else ""
 
     @property
     def can_sample(self) -> bool:
@@ -61,6 +62,8 @@ def summarise_run(path: str | Path) -> RunSummary:
         if checkpoint is not None:
             summary.checkpoint_step = run.checkpoint_step(checkpoint)
             summary.step = max(summary.step, summary.checkpoint_step)
+        holder = run.lock_holder()  # a run being trained is busy: its writer holds the lock
+        summary.training = holder.describe() if holder is not None else ""
     except (DiffstudioError, OSError, ValueError, TypeError) as exc:
         summary.error = str(exc)
     return summary

@@ -40,7 +40,8 @@ def test_training_passes_the_marginal_of_each_sample(tmp_path, monkeypatch):
     result = Trainer(config, tmp_path / "run").train()
     assert result.step == 3
     network = built[0]
-    assert len(network.marginals) == 3
+    # The 3 steps (batch 8), then the checkpoint's finiteness probe (a forward pass of 4).
+    assert [m.shape[0] for m, _ in network.marginals] == [8, 8, 8, 4]
     m, s = network.marginals[0]
     assert m.shape == s.shape == (8,)
     # VP: m^2 + s^2 = 1 for every sample, each with its own time.

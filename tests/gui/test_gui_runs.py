@@ -75,3 +75,18 @@ def test_bare_diffstudio_opens_the_window(tmp_path):
     assert "diffstudio-launch window_shown_s=" in result.stderr
     assert "diffstudio-launch engine_ready_s=" in result.stderr
     assert (tmp_path / "settings.ini").is_file()  # the window saved its settings on closing
+
+
+def test_a_run_being_trained_is_shown_busy(tmp_path):
+    from diffstudio.cli import main
+    from diffstudio.gui.run_list import summarise_run
+
+    run_dir = tmp_path / "run"
+    assert main(["train", "--out", str(run_dir), "--dataset", "toy2d", "--dataset.num-points",
+                 "64", "--steps", "2", "--batch-size", "8", "--checkpoint-every", "2",
+                 "--preview-every", "0", "--device", "cpu", "--quiet"]) == 0
+    assert summarise_run(run_dir).training == ""
+    with Run(run_dir).writer_lock():
+        busy = summarise_run(run_dir)
+    assert f"pid {os.getpid()} on " in busy.training and busy.can_sample
+    assert summarise_run(run_dir).training == ""

@@ -150,6 +150,8 @@ class RunsView(QWidget):
         for row, run in enumerate(runs):
             loss = f"{run.last_loss:.4g}" if run.last_loss is not None else ""
             step = f"{run.step:,} / {run.total_steps:,}" if run.total_steps else f"{run.step:,}"
+            if run.training:
+                step += " (training)"
             checkpoint = f"step {run.checkpoint_step:,}" if run.checkpoint_step is not None \
                 else "none"
             modified = f"{run.modified:%Y-%m-%d %H:%M}" if run.modified else ""
@@ -157,7 +159,8 @@ class RunsView(QWidget):
                      modified)
             for column, text in enumerate(cells):
                 item = QTableWidgetItem(text)
-                item.setToolTip(run.error or run.path)
+                item.setToolTip(run.error or (f"{run.path}\nbeing trained by {run.training}"
+                                              if run.training else run.path))
                 self.table.setItem(row, column, item)
         for column in range(1, len(_COLUMNS)):
             self.table.resizeColumnToContents(column)
