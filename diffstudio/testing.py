@@ -55,6 +55,8 @@ What is checked:
 * finite output at 1, 2 and 10 steps (the step count is passed as ``steps_param``, ``"steps"``
   by default; set it to ``None`` for a sampler without one);
 * the model's ``network_evaluations`` counter increases;
+* with ``contribution`` set, its effective defaults on 2-D points (schema defaults under the
+  data's suggestions, as the app lays them) move the points;
 * with ``contribution`` set, :meth:`SamplerConformance.check_signature_matches_schema`: every
   declared ``Param`` is a keyword of the function with the same default, and every keyword of
   the function besides the shared ones is declared (:func:`signature_schema_mismatches` gives
@@ -80,11 +82,13 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
+from diffstudio.engine.datasets import Dataset
 from diffstudio.engine.model import DiffusionModel
 from diffstudio.engine.samplers import SamplerStep, per_sample_generators
 from diffstudio.engine.sampling import call_sampler, sample_batch
 from diffstudio.engine.schedules import NoiseSchedule
 from diffstudio.engine.schedules.linear import linear_schedule
+from diffstudio.engine.suggestions import effective_params, noise_scale, suggest_sampler_defaults
 from diffstudio.errors import Cancelled
 from diffstudio.specs import Contribution, Param
 
@@ -481,6 +485,33 @@ class SamplerConformance:
         assert out.shape == x.shape
         assert bool(torch.isfinite(out).all()), f"non-finite output at {num_steps} steps"
         assert steps and len(steps) == steps[0].num_steps
+
+    def test_effective_defaults_move_2d_points(self) -> None:
+        """With its effective defaults on 2-D points (the schema's defaults under the data's
+        suggestions, as ``app.sample`` lays them, :mod:`diffstudio.engine.suggestions`), the
+        sampler moves the initial noise: the mean displacement is not ~0 (issue 17: plain
+        Langevin at eps = 2e-5 did not move)."""
+        if self.contribution is None or "points" not in self.model_cases:
+            import pytest
+
+            pytest.skip("needs `contribution` and the points case")
+        model, shape = self.build_model("points")
+        data = 0.5 * torch.randn((2000, 2), generator=torch.Generator().manual_seed(7))
+        scale = noise_scale(Dataset("gaussian", data, "points"))
+        suggested = suggest_sampler_defaults(self.contribution.id, model, scale)
+        params = effective_params(self.contribution, {}, suggested)
+        if self.steps_param in params:
+            params[self.steps_param] = min(params[self.steps_param], model.num_timesteps)
+        x = torch.randn((64, *shape), generator=torch.Generator().manual_seed(3))
+        sampler_id, plugin = self._ids()
+        out = call_sampler(self.sampler_function(), model, x.clone(),
+                           per_sample_generators(range(64)), params=params,
+                           sampler_id=sampler_id, plugin=plugin)
+        displacement = float((out - x).flatten(1).norm(dim=1).mean())
+        assert displacement > 0.2, (
+            f"sampler {sampler_id!r} with its effective defaults {params} moved the points by "
+            f"{displacement:.3g} on average: its defaults do not fit data of this scale; "
+            "suggest better ones (docs/plugins.md, 'Sampler defaults from the data')")
 
     def test_counts_network_evaluations(self, case: str) -> None:
         model, x, _ = self._run(case)

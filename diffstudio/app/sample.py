@@ -38,6 +38,7 @@ __all__ = [
     "interpolate",
     "model_summary",
     "sample",
+    "sampler_suggestions",
     "save_outcome",
     "to_numpy",
 ]
@@ -59,7 +60,9 @@ class SampleRequest:
     second, each with the first ``live_count`` samples (all of them for points);
     ``strip_length`` steps of the first sample are kept for the trajectory strip. ``save``
     writes PNGs (with metadata), ``samples.npz`` and a grid to ``out`` (default: a new folder
-    under the run's samples/, or ./samples/ for a pretrained model).
+    under the run's samples/, or ./samples/ for a pretrained model). Sampler parameters left
+    unset take the values the data suggests (:func:`sampler_suggestions`, each said in a Note)
+    unless ``preset`` names a set in ``engine.suggestions.PRESETS`` (``"seed-images"``).
     """
 
     source: ModelSource
@@ -79,6 +82,7 @@ class SampleRequest:
     save: bool = False
     out: str | None = None
     overwrite: bool = False
+    preset: str | None = None
 
     def validate(self, registry: Any) -> SampleRequest:
         self.source.validate()
@@ -175,6 +179,22 @@ def model_summary(loaded: LoadedSource, registry: Any, limit: int = 4000) -> Mod
     return summary
 
 
+def sampler_suggestions(loaded: LoadedSource, sampler_id: str, registry: Any) -> Any:
+    """The sampler defaults the run's data suggests (an engine ``SamplerDefaults``): what
+    :func:`sample` uses for every parameter the request leaves unset, and what ``diffstudio
+    sample RUN --help`` shows."""
+    from diffstudio.engine.components import build_dataset
+    from diffstudio.engine.suggestions import noise_scale, suggest_sampler_defaults
+
+    scale = None
+    if loaded.kind == "points" and loaded.dataset is not None:
+        scale = noise_scale(build_dataset(registry, *loaded.dataset))
+    suggested = suggest_sampler_defaults(sampler_id, loaded.model, scale)
+    declared = {param.name for param in registry.get("sampler", sampler_id).params}
+    suggested.values = {k: v for k, v in suggested.values.items() if k in declared}
+    return suggested
+
+
 def _registry(registry: Any) -> Any:
     if registry is not None:
         return registry
@@ -256,6 +276,21 @@ def sample(
             num = None if init_noise is not None else 16
         total = num if num is not None else int(init_noise.shape[0])  # type: ignore[union-attr]
         params = {**loaded.sampler_defaults.get(request.sampler, {}), **dict(request.params)}
+        suggested = sampler_suggestions(loaded, request.sampler, registry)
+        for name, suggestion in suggested.values.items():
+            if name not in params and not request.preset:
+                emit(Note(f"{request.sampler}: {suggestion.describe(name)}"))
+        for note in suggested.notes:
+            emit(Note(note, level="warning"))
+        if request.preset:
+            from diffstudio.engine.suggestions import PRESETS
+
+            if request.preset not in PRESETS:
+                raise ConfigError(f"unknown preset {request.preset!r}; choose one of "
+                                  f"{sorted(PRESETS)}")
+            params = {**PRESETS[request.preset].get(request.sampler, {}), **params}
+        else:
+            params = {**{k: s.value for k, s in suggested.values.items()}, **params}
         live = _LiveView(request, emit, loaded.model, -(-total // request.batch_size))
         class_label = request.class_label
         if class_label is not None:

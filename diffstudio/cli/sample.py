@@ -18,11 +18,12 @@ __all__ = ["cmd_sample"]
 RESERVED = {
     "sampler", "num", "seed", "out", "init_noise", "batch_size", "device", "checkpoint",
     "no_ema", "class_label", "overwrite", "quiet", "help", "safe_mode", "debug", "pretrained",
-    "download", "guidance",
+    "download", "guidance", "preset",
 }
 
 
-def _parser(registry: PluginRegistry, sampler_id: str) -> argparse.ArgumentParser:
+def _parser(registry: PluginRegistry, sampler_id: str, run: str | None = None,
+            argv: tuple[str, ...] = ()) -> argparse.ArgumentParser:
     parser = ArgumentParser(
         prog="diffstudio sample",
         description="Draw samples from a trained run; PNGs carry the parameters that made them.",
@@ -53,18 +54,47 @@ def _parser(registry: PluginRegistry, sampler_id: str) -> argparse.ArgumentParse
                              "evaluations per step")
     parser.add_argument("--overwrite", action="store_true", help="replace existing files")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument("--preset", default=None,
+                        help="a named parameter set under the explicit options: seed-images "
+                             "(Song & Ermon 2019's image settings: sigma 1 -> 0.01, 100 steps "
+                             "per level, eps 2e-5)")
     if sampler_id in registry.ids("sampler"):
         contribution = registry.get("sampler", sampler_id)
         clash = {p.name for p in contribution.params} & RESERVED
         add_contribution_options(parser, contribution, "sampler." if clash else "")
+        if run and ("-h" in argv or "--help" in argv):
+            _explain_suggestions(parser, registry, sampler_id, run)
     return parser
+
+
+def _explain_suggestions(parser: argparse.ArgumentParser, registry: PluginRegistry,
+                         sampler_id: str, run: str) -> None:
+    """With a RUN, ``--help`` shows the value each unset parameter will take and why."""
+    from diffstudio.app.sample import sampler_suggestions
+    from diffstudio.app.sources import load_source
+
+    try:
+        loaded = load_source(ModelSource(run=run), device="cpu", registry=registry)
+        suggested = sampler_suggestions(loaded, sampler_id, registry)
+    except Exception as exc:  # help must still print
+        parser.epilog = f"(no suggested defaults for {run}: {exc})"
+        return
+    lines = [s.describe(name) for name, s in suggested.values.items()] + suggested.notes
+    for action in parser._actions:
+        name = action.dest.rsplit(":", 1)[-1]
+        if action.dest.startswith("param:sampler:") and name in suggested.values:
+            action.help = f"{action.help}; for this run: {suggested.values[name].describe(name)}"
+    if lines:
+        parser.epilog = (f"Values used for {run} where not set (--preset or an option "
+                         "overrides them): " + "; ".join(lines))
 
 
 def cmd_sample(argv: list[str], registry: PluginRegistry) -> int:
     pre = argparse.ArgumentParser(add_help=False)
     pre.add_argument("--sampler", default="ddim")
+    pre.add_argument("run", nargs="?")
     known, _ = pre.parse_known_args(argv)
-    parser = _parser(registry, known.sampler)
+    parser = _parser(registry, known.sampler, known.run, tuple(argv))
     args = parser.parse_args(argv)
     if bool(args.run) == bool(args.pretrained):
         raise ConfigError("give a RUN folder or --pretrained SOURCE (one of them)")
@@ -74,7 +104,7 @@ def cmd_sample(argv: list[str], registry: PluginRegistry) -> int:
         source=source, sampler=args.sampler, params=collect(args, "sampler"),
         num_samples=args.num, seed=args.seed, batch_size=args.batch_size, device=args.device,
         init_noise=args.init_noise, class_label=args.class_label, guidance=args.guidance,
-        save=True, out=args.out, overwrite=args.overwrite,
+        preset=args.preset, save=True, out=args.out, overwrite=args.overwrite,
     )
     outcome: Any = drive(sample(request, registry=registry), quiet=args.quiet)
     result = outcome.result

@@ -192,3 +192,17 @@ def test_a_pretrained_diffusers_folder_samples_from_the_window(qtbot, make_windo
     assert view.sample_button.isEnabled()
     state = view.state()
     assert state["source"] == "pretrained" and state["pretrained"].endswith("nowhere")
+
+
+def test_a_points_run_shows_the_values_the_data_suggests(qtbot, make_window, trained_points_run):
+    """Issue 17: the form left at its defaults samples with the data's suggestions, and the
+    page says which value is used and why."""
+    window = make_window()
+    view = _sample_view(window, trained_points_run)
+    view.sampler_picker.select("annealed-langevin", {"steps_per_level": 2})
+    view.options.set_values({"num_samples": 50, "batch_size": 50})
+    request = view.build_request()
+    assert "step_lr" not in request.params and request.params["steps_per_level"] == 2
+    assert view.start()
+    qtbot.waitUntil(lambda: view.job is None, timeout=120_000)
+    assert "step_lr = " in view.used_values.text() and "sigma_min²" in view.used_values.text()

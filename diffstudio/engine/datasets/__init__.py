@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 
@@ -33,6 +33,10 @@ class Dataset:
     ``log_density``, when the data distribution is known exactly (the toy Gaussian mixture),
     maps points (..., D) float64 to their log-density (...): the particle view draws it under
     the samples, and exact-score tests use it. None for data known only by its samples.
+
+    ``noise_scale``, optional: a :class:`diffstudio.engine.suggestions.NoiseScale` (sigma_max,
+    sigma_min, extent) the dataset declares for samplers' suggested defaults; when None, points
+    get one computed from the data (largest pairwise distance) and images none.
     """
 
     name: str
@@ -44,6 +48,7 @@ class Dataset:
     skipped: list[SkippedFile] = field(default_factory=list)
     source: str = ""
     log_density: Callable[[torch.Tensor], torch.Tensor] | None = None
+    noise_scale: Any = None
 
     def __len__(self) -> int:
         return self.data.shape[0]

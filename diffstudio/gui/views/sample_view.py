@@ -211,6 +211,11 @@ class SampleView(QWidget):
         live = QWidget()
         live_layout = QVBoxLayout(live)
         live_layout.addWidget(self.status)
+        # The values the sampler runs with where the form was left at its defaults, and why.
+        self.used_values = QLabel("")
+        self.used_values.setWordWrap(True)
+        self.used_values.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        live_layout.addWidget(self.used_values)
         live_splitter = QSplitter(Qt.Orientation.Vertical)
         live_splitter.addWidget(self.live_stack)
         live_splitter.addWidget(self.strip_box)
@@ -387,6 +392,10 @@ class SampleView(QWidget):
         if pretrained is None and run is None:
             raise ConfigError("choose a trained run first (train one on the Train page)")
         sampler_id, params = self.sampler_picker.validated()
+        # A value left at the schema default is "not set": the run's data may suggest a better
+        # one (issue 17), which the job reports as a note shown under the status line.
+        defaults = self.studio.registry.get("sampler", sampler_id).defaults()
+        params = {name: value for name, value in params.items() if value != defaults.get(name)}
         options = self.options.validated()
         source = ModelSource(pretrained=pretrained) if pretrained is not None else \
             self.run_source()
@@ -411,6 +420,8 @@ class SampleView(QWidget):
             return False
         job = SampleJob(request, registry=self.studio.registry)
         job.model_loaded.connect(self._on_model_loaded)
+        job.note.connect(self._on_note)
+        self.used_values.setText("")
         job.frame_ready.connect(self._on_frame)
         job.succeeded.connect(self._on_succeeded)
         job.cancelled.connect(self._on_cancelled)
@@ -430,6 +441,10 @@ class SampleView(QWidget):
         if self.job is not None:
             self.job.request_stop()
             self.status.setText("Cancelling before the next step…")
+
+    def _on_note(self, text: str, level: str) -> None:
+        lines = [line for line in self.used_values.text().split("\n") if line]
+        self.used_values.setText("\n".join([*lines, ("⚠ " if level == "warning" else "") + text]))
 
     def _on_model_loaded(self, summary: ModelSummary) -> None:
         self.summary = summary
