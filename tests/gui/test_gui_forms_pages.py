@@ -73,3 +73,18 @@ def test_sliders_and_toolbar_fields_are_guarded_too(qtbot, make_window):
     before = threads.value()
     _wheel(threads, -1)
     assert threads.value() == before
+
+
+def test_a_failed_dataset_load_leaves_no_old_preview_and_its_error_goes(qtbot, make_window,
+                                                                        tmp_path):
+    window = make_window()
+    view = window.data_view
+    qtbot.waitUntil(lambda: view.preview is not None, timeout=120_000)
+    assert view.images.caption()
+    view.picker.select("image-folder", {"root": str(tmp_path / "no-such-folder")})
+    assert view.info.text() == ""  # the digits description is gone with the choice
+    assert view.load()
+    qtbot.waitUntil(lambda: "Could not load" in view.info.text(), timeout=120_000)
+    assert view.images.caption() == ""  # not the digits' "the first 64 of 1,797"
+    view.picker.select("digits")
+    assert "Could not load" not in view.info.text()
