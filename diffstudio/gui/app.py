@@ -20,7 +20,7 @@ from types import TracebackType
 from PySide6.QtGui import QIcon
 from PySide6.QtWidgets import QApplication
 
-from diffstudio.gui import refcount_guard
+from diffstudio.gui import refcount_guard, wheel_guard
 from diffstudio.gui.main_window import MainWindow
 from diffstudio.gui.settings import APPLICATION, ORGANISATION, Preferences, open_settings
 from diffstudio.gui.workers import running_jobs
@@ -55,6 +55,7 @@ def create_application() -> QApplication:
     if _ICON.is_file():
         app.setWindowIcon(QIcon(str(_ICON)))
     refcount_guard.install(app)  # PySide6 6.12.0 on Python < 3.12: see the module
+    wheel_guard.install(app)  # the wheel changes only the field that has the focus
     return app  # type: ignore[return-value]
 
 

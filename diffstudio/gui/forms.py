@@ -17,6 +17,12 @@ What the widgets show is what gets validated: :meth:`ParamForm.validated` reads 
 field, checks it with :meth:`diffstudio.specs.Param.coerce` and the whole with the form's
 validator (``Contribution.validate`` for a contribution), and on a bad value marks the field,
 shows the message inline and raises :class:`diffstudio.errors.ConfigError` so that no job starts.
+
+Typed text is never rewritten: the number fields accept any text (a spin box's validator would
+otherwise drop the keys it does not like, so "abc-1e9" became 19), and as the user types each
+field is checked; a bad one gets a red border (and the ``invalid`` property), the reason in its
+tooltip and in a line right below it. The wheel changes a field only once it has the focus
+(:mod:`diffstudio.gui.wheel_guard`).
 """
 
 from __future__ import annotations
@@ -47,11 +53,20 @@ from PySide6.QtWidgets import (
 from diffstudio.errors import ConfigError
 from diffstudio.specs import Contribution, Param
 
-__all__ = ["ContributionPicker", "ParamForm", "PathEdit", "ScientificSpinBox", "label_for"]
+__all__ = [
+    "ContributionPicker",
+    "IntSpinBox",
+    "ParamForm",
+    "PathEdit",
+    "ScientificSpinBox",
+    "field_problem",
+    "label_for",
+]
 
 _INT_LIMIT = 2**31 - 1  # QSpinBox holds a C int
 _FLOAT_LIMIT = 1e15
 _INVALID_STYLE = "border: 1px solid #d9534f; border-radius: 2px;"
+_MESSAGE_STYLE = "color: #b52a25;"
 
 
 _ACRONYMS = {"lr": "LR", "ema": "EMA", "snr": "SNR", "cfg": "CFG", "x0": "x_0"}
@@ -76,7 +91,76 @@ def _tooltip(param: Param) -> str:
     return "\n".join(lines)
 
 
-class ScientificSpinBox(QDoubleSpinBox):
+def field_problem(param: Param, value: Any) -> str | None:
+    """Why ``value`` (as read from a field) is not valid for ``param``, in words for the
+    person who typed it; None when it is valid."""
+    if value is None and param.type == "path":
+        return None
+    try:
+        param.coerce(value)
+    except ConfigError as exc:
+        if isinstance(value, str) and param.type == "int":
+            return f"“{value}” is not a whole number; type digits only, e.g. {param.default}"
+        if isinstance(value, str) and param.type == "float":
+            example = f"{param.default:g}" if isinstance(param.default, int | float) else "0.5"
+            return (f"“{value}” is not a number; type e.g. {example} (1e-4 and 0.0001 are "
+                    "read alike)")
+        return str(exc).replace(f"parameter {param.name!r} ", "")
+    return None
+
+
+class _KeepsTypedText:
+    """Mixed into the spin boxes: text that is not a valid value stays as typed.
+
+    ``validate`` never answers Invalid (which makes Qt drop the key silently) and focus-out does
+    not put the last valid value back; the form marks the text instead (see the module
+    docstring)."""
+
+    def _keeping_typed_text(self, handler: Callable[[Any], None], event: Any) -> None:
+        line = self.lineEdit()  # type: ignore[attr-defined]
+        typed = line.text()
+        acceptable = self.validate(typed, 0)[0] == QValidator.State.Acceptable  # type: ignore
+        handler(event)
+        if not acceptable and line.text() != typed:
+            line.setText(typed)  # Qt wrote the last valid value back over what was typed
+
+    def focusOutEvent(self, event: Any) -> None:
+        self._keeping_typed_text(super().focusOutEvent, event)  # type: ignore[misc]
+
+    def keyPressEvent(self, event: Any) -> None:
+        if event.key() in (Qt.Key.Key_Return, Qt.Key.Key_Enter):
+            self._keeping_typed_text(super().keyPressEvent, event)  # type: ignore[misc]
+        else:
+            super().keyPressEvent(event)  # type: ignore[misc]
+
+
+class IntSpinBox(_KeepsTypedText, QSpinBox):
+    """An integer spin box that keeps whatever is typed (see :class:`_KeepsTypedText`)."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setKeyboardTracking(False)
+
+    def validate(self, text: str, position: int) -> object:
+        try:
+            value = int(text.strip())
+        except ValueError:
+            return QValidator.State.Intermediate, text, position
+        inside = self.minimum() <= value <= self.maximum()
+        state = QValidator.State.Acceptable if inside else QValidator.State.Intermediate
+        return state, text, position
+
+    def valueFromText(self, text: str) -> int:
+        try:
+            return int(text.strip())
+        except ValueError:
+            return self.value()
+
+    def fixup(self, text: str) -> str:
+        return text
+
+
+class ScientificSpinBox(_KeepsTypedText, QDoubleSpinBox):
     """A double spin box for values across many orders of magnitude (1e-8 .. 1e3).
 
     Shows six significant digits (``0.0001`` as ``0.0001``, ``2e-05`` as ``2e-05``), accepts any
@@ -98,23 +182,16 @@ class ScientificSpinBox(QDoubleSpinBox):
             return self.value()
 
     def validate(self, text: str, position: int) -> object:
-        stripped = text.strip()
         try:
-            value = float(stripped)
-        except ValueError:
-            partial = stripped in ("", "-", "+", ".", "-.", "+.") or stripped.lower().endswith(
-                ("e", "e-", "e+")
-            )
-            state = QValidator.State.Intermediate if partial else QValidator.State.Invalid
-            return state, text, position
-        if not math.isfinite(value):
-            return QValidator.State.Invalid, text, position
-        inside = self.minimum() <= value <= self.maximum()
+            value = float(text.strip())
+        except ValueError:  # kept as typed and marked by the form, never dropped
+            return QValidator.State.Intermediate, text, position
+        inside = math.isfinite(value) and self.minimum() <= value <= self.maximum()
         state = QValidator.State.Acceptable if inside else QValidator.State.Intermediate
         return state, text, position
 
     def fixup(self, text: str) -> str:
-        return self.textFromValue(self.value())
+        return text
 
     def stepBy(self, steps: int) -> None:
         value = self.value()
@@ -178,6 +255,8 @@ class ParamForm(QWidget):
         self.validator = validator
         self.editors: dict[str, QWidget] = {}
         self.labels: dict[str, QLabel] = {}
+        self.messages: dict[str, QLabel] = {}  # the line below a field saying what is wrong
+        self._tooltips: dict[str, str] = {}
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         self.form_layout = QFormLayout()
@@ -192,7 +271,16 @@ class ParamForm(QWidget):
             label.setToolTip(_tooltip(param))
             self.editors[param.name] = editor
             self.labels[param.name] = label
+            self._tooltips[param.name] = _tooltip(param)
             self.form_layout.addRow(label, editor)
+            message = QLabel()
+            message.setObjectName(f"message_{param.name}")
+            message.setWordWrap(True)
+            message.setStyleSheet(_MESSAGE_STYLE)
+            self.messages[param.name] = message
+            self.form_layout.addRow("", message)
+            self.form_layout.setRowVisible(message, False)
+            self._watch(param, editor)
         if not self.params:
             self.form_layout.addRow(QLabel("No parameters."))
         self.error_label = QLabel()
@@ -213,7 +301,7 @@ class ParamForm(QWidget):
     # -- building -------------------------------------------------------------------------------
     def _make_editor(self, param: Param) -> QWidget:
         if param.type == "int":
-            spin = QSpinBox()
+            spin = IntSpinBox()
             low = -_INT_LIMIT if param.minimum is None else max(math.ceil(param.minimum),
                                                                 -_INT_LIMIT)
             high = _INT_LIMIT if param.maximum is None else min(math.floor(param.maximum),
@@ -248,6 +336,36 @@ class ParamForm(QWidget):
         line = QLineEdit()
         line.textChanged.connect(self.changed)
         return line
+
+    def _watch(self, param: Param, editor: QWidget) -> None:
+        """Check the field as it is typed into (the text stays as typed; see the module)."""
+        if isinstance(editor, QSpinBox | QDoubleSpinBox):
+            editor.lineEdit().textChanged.connect(lambda _: self.check_field(param.name))
+        elif isinstance(editor, QComboBox):
+            editor.editTextChanged.connect(lambda _: self.check_field(param.name))
+
+    def check_field(self, name: str) -> str | None:
+        """Mark the field ``name`` if what it shows is not valid; returns the problem."""
+        param = next(p for p in self.params if p.name == name)
+        problem = field_problem(param, self._raw_value(param))
+        if problem is None:
+            self._unmark(name)
+        else:
+            self._mark(name, problem)
+        return problem
+
+    def field_message(self, name: str) -> str:
+        """The message shown below the field ("" when it is valid)."""
+        label = self.messages[name]
+        return label.text() if self.form_layout.isRowVisible(label) else ""
+
+    def set_field_enabled(self, name: str, enabled: bool, why: str = "") -> None:
+        """Enable or disable one field; ``why`` (for a disabled field) goes in its tooltip."""
+        editor = self.editors[name]
+        editor.setEnabled(enabled)
+        self.labels[name].setEnabled(enabled)
+        tip = self._tooltips[name]
+        editor.setToolTip(tip if enabled or not why else f"{why}\n\n{tip}")
 
     # -- reading and writing ----------------------------------------------------------------------
     def _raw_value(self, param: Param) -> Any:
@@ -306,6 +424,8 @@ class ParamForm(QWidget):
             finally:
                 editor.blockSignals(False)
         self.clear_error()
+        for param in self.params:  # a value shown as given (out of range) is marked at once
+            self.check_field(param.name)
         self.changed.emit()
 
     @staticmethod
@@ -335,7 +455,7 @@ class ParamForm(QWidget):
             try:
                 param.coerce(value)
             except ConfigError as exc:
-                self._mark(param.name)
+                self._mark(param.name, field_problem(param, value) or str(exc))
                 self.show_error(f"{label_for(param)}: {exc}")
                 raise
         try:
@@ -343,12 +463,27 @@ class ParamForm(QWidget):
         except ConfigError as exc:
             for name in self.editors:
                 if repr(name) in str(exc) or f"{name} " in str(exc):
-                    self._mark(name)
+                    self._mark(name, str(exc))
             self.show_error(str(exc))
             raise
 
-    def _mark(self, name: str) -> None:
-        self.editors[name].setStyleSheet(_INVALID_STYLE)
+    def _mark(self, name: str, message: str) -> None:
+        editor = self.editors[name]
+        editor.setStyleSheet(_INVALID_STYLE)
+        editor.setProperty("invalid", True)
+        editor.setToolTip(f"{message}\n\n{self._tooltips[name]}")
+        self.messages[name].setText(message)
+        self.form_layout.setRowVisible(self.messages[name], True)
+
+    def _unmark(self, name: str) -> None:
+        editor = self.editors[name]
+        if editor.property("invalid"):
+            editor.setStyleSheet("")
+            editor.setProperty("invalid", False)
+            editor.setToolTip(self._tooltips[name])
+        if self.form_layout.isRowVisible(self.messages[name]):
+            self.messages[name].clear()
+            self.form_layout.setRowVisible(self.messages[name], False)
 
     def show_error(self, message: str) -> None:
         self.error_label.setText(message)
@@ -357,8 +492,8 @@ class ParamForm(QWidget):
     def clear_error(self) -> None:
         self.error_label.clear()
         self.error_label.setVisible(False)
-        for editor in self.editors.values():
-            editor.setStyleSheet("")
+        for name in self.editors:
+            self._unmark(name)
 
     def error_text(self) -> str:
         """The message shown inline ("" when the form is valid or not yet checked)."""

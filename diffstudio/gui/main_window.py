@@ -31,6 +31,7 @@ from PySide6.QtWidgets import (
 )
 
 from diffstudio.errors import ConfigError
+from diffstudio.gui import wheel_guard
 from diffstudio.gui.notifications import NotificationArea, NotificationCenter
 from diffstudio.gui.settings import Preferences
 from diffstudio.gui.studio import Studio
@@ -94,6 +95,7 @@ class MainWindow(QMainWindow):
         start_engine: bool = True,
     ) -> None:
         super().__init__()
+        wheel_guard.install()  # once per application (create_application does it too)
         self.setWindowTitle("diffstudio")
         self.preferences = preferences or Preferences()
         self.notifications = NotificationCenter(self)

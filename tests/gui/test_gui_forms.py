@@ -147,3 +147,52 @@ def test_third_party_sampler_gets_a_working_form(qtbot, make_window, install_fak
     assert view.outcome is not None
     assert view.outcome.result.sampler == "acme-shrink"
     assert view.outcome.result.params == {"steps": 7, "factor": 0.25}
+
+
+# -- typed text is never rewritten: it is kept, marked and explained ------------------------------
+@pytest.mark.parametrize(("name", "typed", "fragment"), [
+    ("steps", "abc-1e9", "not a whole number"),  # was silently read as 19
+    ("eta", "fast", "not a number"),  # was dropped key by key
+    ("steps", "900", "<= 500"),
+])
+def test_typed_text_is_kept_marked_and_explained(qtbot, name, typed, fragment):
+    from PySide6.QtCore import Qt
+    from PySide6.QtWidgets import QVBoxLayout, QWidget
+
+    holder = QWidget()
+    qtbot.addWidget(holder)
+    form = ParamForm.for_contribution(SCHEMA)
+    elsewhere = QLineEdit()
+    layout = QVBoxLayout(holder)
+    layout.addWidget(form)
+    layout.addWidget(elsewhere)
+    holder.show()
+    field = form.editors[name]
+    field.setFocus()
+    field.lineEdit().selectAll()
+    qtbot.keyClicks(field.lineEdit(), typed)
+    assert field.lineEdit().text() == typed  # every key kept
+    assert fragment in form.field_message(name) and field.property("invalid")
+    assert form.messages[name].isVisible()  # the line below the field says why
+    assert fragment in field.toolTip() and "d9534f" in field.styleSheet()
+    qtbot.keyClick(field.lineEdit(), Qt.Key.Key_Return)  # Qt would put the old value back
+    elsewhere.setFocus()  # and again on leaving the field
+    assert field.lineEdit().text() == typed and fragment in form.field_message(name)
+    with pytest.raises(ConfigError):
+        form.validated()  # no job starts with it
+    field.setFocus()
+    field.lineEdit().selectAll()
+    qtbot.keyClicks(field.lineEdit(), "5" if name == "steps" else "0.01")
+    assert form.field_message(name) == "" and not field.property("invalid")
+    assert "d9534f" not in field.styleSheet() and not form.messages[name].isVisible()
+    assert form.validated()[name] == pytest.approx(5 if name == "steps" else 0.01)
+
+
+def test_disabled_fields_say_why(qtbot):
+    form = ParamForm.for_contribution(SCHEMA)
+    qtbot.addWidget(form)
+    form.set_field_enabled("eta", False, "only for runs")
+    assert not form.editors["eta"].isEnabled() and not form.labels["eta"].isEnabled()
+    assert form.editors["eta"].toolTip().startswith("only for runs")
+    form.set_field_enabled("eta", True)
+    assert form.editors["eta"].isEnabled() and "only for runs" not in form.editors["eta"].toolTip()

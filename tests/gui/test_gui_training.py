@@ -103,6 +103,11 @@ def test_pause_then_stop_keeps_a_checkpoint_and_continues(qtbot, make_window, tm
     stopped_at = int(checkpoint.name.split("-")[1])
     assert stopped_at >= 4
     assert any("stopped" in n.message for n in window.notifications.items)
+    # One number: the bar and the message give the step the checkpoint was written at, and
+    # the message points at the Continue button beside it, not elsewhere.
+    assert view.progress.value() == stopped_at
+    assert f"stopped at step {stopped_at:,}" in view.status.text()
+    assert "Continue training" in view.status.text() and "Runs page" not in view.status.text()
     # Train again continues the stopped run with only the number of steps editable.
     assert view.resume_dir == str(run_dir)
     assert view.train_button.text() == "Continue training"

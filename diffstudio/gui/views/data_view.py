@@ -71,6 +71,8 @@ class DataView(QWidget):
         layout.addWidget(splitter)
 
         self.load_button.clicked.connect(self.load)
+        # A previous dataset's error (or description) does not belong to the new choice.
+        self.picker.changed.connect(lambda _: self.info.clear())
         studio.registry_changed.connect(
             lambda registry: self.picker.set_contributions(registry.contributions("dataset")))
         studio.engine_ready.connect(self._on_engine_ready)
@@ -119,6 +121,11 @@ class DataView(QWidget):
         self._update_buttons()
 
     def _on_failed(self, message: str, details: str) -> None:
+        # The old preview and caption would pass for this dataset's: clear them.
+        self.images.set_image(None)
+        self.points.set_background(None)
+        self.points.set_particles(None)
+        self.stack.setCurrentWidget(self.images)
         self.info.setText(f"<span style='color:#b52a25'>Could not load the dataset: "
                           f"{message}</span>")
         self.studio.notifications.error(f"Could not load the dataset: {message}", details,

@@ -387,9 +387,11 @@ class TrainView(QWidget):
     def _on_succeeded(self, result: Any) -> None:
         self._last_status = result.status
         loss = f"{result.last_loss:.4g}" if result.last_loss is not None else "n/a"
+        # The bar shows the step the run stopped at, not the last logged one (one number).
+        self.progress.setValue(min(int(result.step), self.progress.maximum()))
         if result.status == "stopped":
             message = (f"Training stopped at step {result.step:,}; its checkpoint is kept. "
-                       "Continue it from the Runs page.")
+                       "Press Continue training to go on from there.")
         else:
             message = f"Training completed: {result.step:,} steps, last loss {loss}."
         self.status.setText(message)
