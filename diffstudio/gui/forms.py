@@ -51,6 +51,7 @@ from PySide6.QtWidgets import (
 )
 
 from diffstudio.errors import ConfigError
+from diffstudio.gui import wheel_guard
 from diffstudio.specs import Contribution, Param
 
 __all__ = [
@@ -281,6 +282,7 @@ class ParamForm(QWidget):
             self.form_layout.addRow("", message)
             self.form_layout.setRowVisible(message, False)
             self._watch(param, editor)
+        wheel_guard.guard_tree(self)  # the wheel edits a field only once it has the focus
         if not self.params:
             self.form_layout.addRow(QLabel("No parameters."))
         self.error_label = QLabel()

@@ -95,7 +95,6 @@ class MainWindow(QMainWindow):
         start_engine: bool = True,
     ) -> None:
         super().__init__()
-        wheel_guard.install()  # once per application (create_application does it too)
         self.setWindowTitle("diffstudio")
         self.preferences = preferences or Preferences()
         self.notifications = NotificationCenter(self)
@@ -206,6 +205,7 @@ class MainWindow(QMainWindow):
         self._restore_window()
         self.train_view.form.set_values(self._known(self.preferences.get_json("train"),
                                                     self.train_view.form))
+        wheel_guard.guard_tree(self)  # every field of the pages and the toolbar
         if start_engine:
             QTimer.singleShot(0, self.start_engine)
 
@@ -228,6 +228,7 @@ class MainWindow(QMainWindow):
                                  source="Start-up")
 
     def _on_registry(self, registry: Any) -> None:
+        wheel_guard.guard_tree(self)  # the plugin forms just built
         self.data_view.restore(self.preferences.get_json("data"))
         self.model_view.restore(self.preferences.get_json("model"))
         self.sample_view.restore(self.preferences.get_json("sample"))
