@@ -7,12 +7,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from tiny_runs import train_flags
 
 from diffstudio.cli import main
 
-TOY = ["--dataset", "toy2d", "--steps", "2", "--batch-size", "8", "--num-timesteps", "20",
-       "--warmup-steps", "0", "--checkpoint-every", "2", "--preview-every", "0", "--device",
-       "cpu", "--quiet"]
+TOY = train_flags()
 
 
 @pytest.fixture(scope="module")

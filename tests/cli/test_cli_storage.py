@@ -14,13 +14,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from tiny_runs import train_flags
 
 from diffstudio.cli import main
 from diffstudio.engine.io import check_writable, storage_problem
 from diffstudio.engine.runs import Run
 
-TOY = ["--dataset", "toy2d", "--batch-size", "8", "--num-timesteps", "20", "--warmup-steps",
-       "0", "--checkpoint-every", "2", "--preview-every", "0", "--device", "cpu", "--quiet"]
+TOY = train_flags(steps=None)
 
 
 def _mount(*args: str) -> bool:

@@ -11,13 +11,13 @@ import sys
 from pathlib import Path
 
 import pytest
+from tiny_runs import train_flags
 
 from diffstudio.cli import main
 from diffstudio.engine.runs import Run
 
 README = Path(__file__).resolve().parents[2] / "README.md"
-TINY_TRAIN = ["--steps", "2", "--batch-size", "4", "--num-timesteps", "20", "--warmup-steps",
-              "0", "--checkpoint-every", "2", "--preview-every", "0", "--device", "cpu", "--quiet"]
+TINY_TRAIN = train_flags(dataset=None, batch_size=4)
 SMALLER = {"--steps": "3", "--steps-per-level": "2", "--num": "4"}
 # These need what no test machine has: downloaded models, the 96 MB Inception weights, a
 # samples folder of a given date. They must fail with one clear line, not a usage error.
