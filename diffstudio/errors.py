@@ -11,6 +11,7 @@ The tree::
     +-- SamplingError           sampling cannot go on (bad initial noise, NaN output)
     +-- EvaluationError         an evaluation cannot run (too few samples, mismatched shapes)
     |   +-- FidWeightsError     the Inception FID weights are missing, wrong or unreadable
+    +-- StorageError            a file could not be written: disk full, read-only, no permission
     +-- Cancelled               the user asked a job to stop; not a failure
 
 Messages say what was passed, what was expected and how to fix it; the cause is chained
@@ -29,6 +30,7 @@ __all__ = [
     "PluginError",
     "RunError",
     "SamplingError",
+    "StorageError",
     "TrainingError",
 ]
 
@@ -67,6 +69,11 @@ class EvaluationError(DiffstudioError):
 
 class FidWeightsError(EvaluationError):
     """The Inception FID weights are absent, fail their SHA-256 check, or cannot be loaded."""
+
+
+class StorageError(DiffstudioError):
+    """A file or folder could not be written (the disk is full, the file system is read-only,
+    or permission is denied); the message says where and what is still intact."""
 
 
 class Cancelled(DiffstudioError):

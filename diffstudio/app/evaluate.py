@@ -22,7 +22,7 @@ import numpy as np
 
 from diffstudio.app.events import Progress
 from diffstudio.app.threaded import Emit, StopCheck, events_of
-from diffstudio.errors import ConfigError
+from diffstudio.errors import ConfigError, StorageError
 
 __all__ = ["EvalOutcome", "EvalRequest", "SweepStep", "evaluate"]
 
@@ -210,6 +210,16 @@ def evaluate(
         raise ConfigError("a step sweep samples a run; give a run folder or no sweep")
     if request.num_samples is not None and request.num_samples < 2:
         raise ConfigError(f"the number of samples must be at least 2, got {request.num_samples}")
+    if request.write:  # before any work: a read-only run would waste the whole evaluation
+        from diffstudio.engine.io import check_writable
+
+        location = Path(request.location).expanduser()
+        folder = Path(request.out).expanduser().parent if request.out else (
+            Run(location).evaluations_dir if Run.is_run(location) else location)
+        problem = check_writable(folder)
+        if problem is not None:
+            raise StorageError(f"cannot write the evaluation result to {folder}: {problem}; "
+                               "give --out FILE.json in a folder you can write to")
 
     def work(emit: Emit, stop: StopCheck) -> EvalOutcome:
         from diffstudio.engine.evaluation import (

@@ -22,7 +22,7 @@ import numpy as np
 from diffstudio.app.events import Note, Progress
 from diffstudio.app.sources import LoadedSource, ModelSource, load_source
 from diffstudio.app.threaded import Emit, StopCheck, events_of
-from diffstudio.errors import ConfigError
+from diffstudio.errors import ConfigError, StorageError
 
 __all__ = [
     "CompareEntry",
@@ -179,19 +179,32 @@ def model_summary(loaded: LoadedSource, registry: Any, limit: int = 4000) -> Mod
     return summary
 
 
+#: Built-in samplers whose ``steps`` count timesteps of the model's discrete grid (1..T).
+DISCRETE_TIME_SAMPLERS = ("ddpm", "ddim", "dpm-solver-pp", "unipc")
+
+
 def sampler_suggestions(loaded: LoadedSource, sampler_id: str, registry: Any) -> Any:
     """The sampler defaults the run's data suggests (an engine ``SamplerDefaults``): what
     :func:`sample` uses for every parameter the request leaves unset, and what ``diffstudio
     sample RUN --help`` shows."""
     from diffstudio.engine.components import build_dataset
-    from diffstudio.engine.suggestions import noise_scale, suggest_sampler_defaults
+    from diffstudio.engine.suggestions import Suggestion, noise_scale, suggest_sampler_defaults
 
     scale = None
     if loaded.kind == "points" and loaded.dataset is not None:
         scale = noise_scale(build_dataset(registry, *loaded.dataset))
     suggested = suggest_sampler_defaults(sampler_id, loaded.model, scale)
-    declared = {param.name for param in registry.get("sampler", sampler_id).params}
-    suggested.values = {k: v for k, v in suggested.values.items() if k in declared}
+    params = {param.name: param for param in registry.get("sampler", sampler_id).params}
+    suggested.values = {k: v for k, v in suggested.values.items() if k in params}
+    # The discrete-time samplers visit at most the model's T timesteps: on a run trained with
+    # fewer than a default's steps (DDPM's 1000, DDIM's 50) the default would be refused.
+    num_timesteps = getattr(loaded.model, "num_timesteps", None)
+    steps = params.get("steps")
+    if sampler_id in DISCRETE_TIME_SAMPLERS and steps is not None and "steps" not in \
+            suggested.values and isinstance(num_timesteps, int) and steps.default > num_timesteps:
+        suggested.values["steps"] = Suggestion(
+            num_timesteps, f"the model has only {num_timesteps} timesteps; the default is "
+            f"{steps.default}")
     return suggested
 
 
@@ -342,17 +355,27 @@ def save_outcome(outcome: SampleOutcome, out: str | Path, *, overwrite: bool = F
     earlier, larger call's PNGs do not stay beside them); without it the files join ``out``
     when none of them would replace a file there."""
     from diffstudio.engine.gallery import save_grid
-    from diffstudio.engine.io import staged_directory
+    from diffstudio.engine.io import staged_directory, storage_problem
     from diffstudio.engine.sampling import check_samples_out, refuse_existing, save_samples
 
     folder = check_samples_out(out, overwrite=overwrite)
     if not overwrite and folder.is_dir():
         refuse_existing(outcome.result, folder)
-    with staged_directory(folder, replace=overwrite) as temp:
-        written = save_samples(outcome.result, temp, metadata=outcome.metadata, overwrite=True)
-        if outcome.result.samples.dim() == 4:
-            save_grid(outcome.result.samples, temp / "grid.png",
-                      metadata={**outcome.metadata, "kind": "grid"})
+    try:
+        with staged_directory(folder, replace=overwrite) as temp:
+            written = save_samples(outcome.result, temp, metadata=outcome.metadata,
+                                   overwrite=True)
+            if outcome.result.samples.dim() == 4:
+                save_grid(outcome.result.samples, temp / "grid.png",
+                          metadata={**outcome.metadata, "kind": "grid"})
+    except OSError as exc:
+        problem = storage_problem(exc)
+        if problem is None:
+            raise
+        raise StorageError(
+            f"could not write the samples to {folder}: {problem}; nothing was written there "
+            "(any earlier samples in it are intact). Free space or choose another folder (--out)"
+        ) from exc
     outcome.paths = [folder / path.name for path in written]
     outcome.out = folder
     return folder

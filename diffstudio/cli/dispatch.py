@@ -26,6 +26,7 @@ from diffstudio.cli.options import ArgumentParser
 from diffstudio.cli.plugins import cmd_plugins
 from diffstudio.cli.sample import cmd_sample
 from diffstudio.cli.train import cmd_train
+from diffstudio.engine.io import storage_problem
 from diffstudio.errors import Cancelled, DiffstudioError
 from diffstudio.plugin_manager import load_plugins, safe_mode_env
 
@@ -94,6 +95,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:
         if debug:
             raise
+        problem = storage_problem(exc)
+        if problem is not None:  # a write failed where no step named it: still one clear line
+            where = getattr(exc, "filename", None)
+            print(f"diffstudio {command}: error: could not write"
+                  f"{f' {where}' if where else ''}: {problem}; free space or choose a folder "
+                  "you can write to", file=sys.stderr)
+            return 2
         print(f"diffstudio {command}: unexpected {type(exc).__name__}: {exc} "
               "(run with --debug for the traceback)", file=sys.stderr)
         return 1

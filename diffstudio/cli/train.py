@@ -86,6 +86,10 @@ def cmd_train(argv: list[str], registry: PluginRegistry) -> int:
         if kind == "start" and not quiet:
             write(f"training {config.dataset}/{config.network}/{config.schedule}: "
                   f"{event.message}")
+        if kind == "start" and getattr(event, "skipped", 0):  # also when quiet: data was left out
+            print(f"diffstudio train: note: skipped {event.skipped} unreadable file(s) of the "
+                  f"dataset (listed with their reasons in {request.run_dir}/config.json)",
+                  file=sys.stderr)
         elif kind == "checkpoint" and not quiet:
             write(f"checkpoint: {event.path}")
 

@@ -6,11 +6,13 @@ A process killed at any moment leaves either the old file or the new one, never 
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
 import shutil
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -20,9 +22,53 @@ __all__ = [
     "atomic_write_bytes",
     "atomic_write_json",
     "atomic_write_text",
+    "check_writable",
     "file_sha256",
+    "recover_staged",
     "staged_directory",
+    "storage_problem",
 ]
+
+_FULL = (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC))
+_DENIED = (errno.EACCES, errno.EPERM)
+
+
+def storage_problem(exc: BaseException) -> str | None:
+    """What went wrong writing a file, in words, when ``exc`` is a storage failure: the disk
+    is full, the file system is read-only, or permission is denied (None for anything else).
+
+    Also reads the failures libraries report without an errno: safetensors says "No space
+    left on device (os error 28)" in a SafetensorError."""
+    code = exc.errno if isinstance(exc, OSError) else None
+    text = str(exc)
+    if code in _FULL or "No space left on device" in text or "os error 28" in text:
+        return "the disk is full (no space left on device)"
+    if code == errno.EROFS or "Read-only file system" in text or "os error 30" in text:
+        return "the file system is read-only"
+    if code in _DENIED or "Permission denied" in text or "os error 13" in text:
+        return "permission denied"
+    return None
+
+
+def check_writable(folder: str | os.PathLike[str]) -> str | None:
+    """Why nothing can be written in ``folder`` (or in the nearest folder above it that exists,
+    when it does not exist yet), in words -- None when a file can be made there. A real probe
+    (a temporary file, removed at once): ``os.access`` cannot see a full disk."""
+    where = Path(folder).expanduser().absolute()
+    while not where.exists() and where != where.parent:
+        where = where.parent
+    if not where.is_dir():
+        return f"{where} is a file, not a folder"
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".tmp-write-check-", dir=where)
+        try:
+            os.write(fd, b"0")
+        finally:
+            os.close(fd)
+            os.unlink(probe)
+    except OSError as exc:
+        return storage_problem(exc) or f"{exc.strerror or exc}"
+    return None
 
 
 def _fsync_dir(path: Path) -> None:
@@ -103,6 +149,34 @@ def atomic_directory(path: str | os.PathLike[str]) -> Iterator[Path]:
     _fsync_dir(target.parent)
 
 
+#: A staging folder untouched this long belongs to a process that was killed, not to a live one.
+STALE_STAGING_SECONDS = 600.0
+
+
+def recover_staged(path: str | os.PathLike[str]) -> None:
+    """Undo what a process killed inside :func:`staged_directory` for ``path`` left beside it.
+
+    Killed between its two renames, ``path`` is missing and its old contents wait in a
+    ``.trash-`` folder: they are put back (the new files were never complete for certain).
+    A ``.trash-`` folder beside an existing ``path`` is the old copy, removed; ``.tmp-``
+    folders unchanged for :data:`STALE_STAGING_SECONDS` are unfinished writes, removed."""
+    target = Path(path)
+    if not target.parent.is_dir():
+        return
+    now = time.time()
+    for child in target.parent.iterdir():
+        if child.name.startswith(f".trash-{target.name}-"):
+            inner = child / target.name
+            with contextlib.suppress(OSError):
+                if not target.exists() and inner.is_dir():
+                    os.replace(inner, target)
+            shutil.rmtree(child, ignore_errors=True)
+        elif child.name.startswith(f".tmp-{target.name}-"):
+            with contextlib.suppress(OSError):
+                if now - child.stat().st_mtime > STALE_STAGING_SECONDS:
+                    shutil.rmtree(child, ignore_errors=True)
+
+
 @contextlib.contextmanager
 def staged_directory(path: str | os.PathLike[str], *, replace: bool) -> Iterator[Path]:
     """Yield a temporary directory beside ``path`` to write into; on success its files land in
@@ -115,6 +189,7 @@ def staged_directory(path: str | os.PathLike[str], *, replace: bool) -> Iterator
     """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
+    recover_staged(target)
     temp = Path(tempfile.mkdtemp(prefix=f".tmp-{target.name}-", dir=target.parent))
     try:
         yield temp
@@ -123,7 +198,12 @@ def staged_directory(path: str | os.PathLike[str], *, replace: bool) -> Iterator
         elif replace:
             old = Path(tempfile.mkdtemp(prefix=f".trash-{target.name}-", dir=target.parent))
             os.replace(target, old / target.name)
-            os.replace(temp, target)
+            try:
+                os.replace(temp, target)
+            except BaseException:
+                os.replace(old / target.name, target)  # the old folder goes back
+                shutil.rmtree(old, ignore_errors=True)
+                raise
             shutil.rmtree(old, ignore_errors=True)
         else:
             for child in temp.iterdir():

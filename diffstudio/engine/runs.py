@@ -406,9 +406,12 @@ class Run:
         from safetensors.torch import save_file
 
         target = self.checkpoint_dir(step)
-        if target.exists():
-            self._discard(target)  # a checkpoint of this very step is being redone after resume
-        with atomic_directory(target) as temp:
+        # A checkpoint of this very step redone after a resume: write the new one first, so a
+        # failed write (a full disk) still leaves the old one.
+        fresh = target.with_name(f".tmp-{target.name}-redo") if target.exists() else target
+        if fresh != target:
+            shutil.rmtree(fresh, ignore_errors=True)  # left by an earlier, killed redo
+        with atomic_directory(fresh) as temp:
             save_network(network, self.weights_dir(temp, ema=False))
             save_network(ema_network, self.weights_dir(temp, ema=True))
             save_file(
@@ -417,6 +420,9 @@ class Run:
                 metadata={_STATE_KEY: json.dumps(metadata)},
             )
             atomic_write_json(self.state_file(temp), {"step": step, **state})
+        if fresh != target:
+            self._discard(target)
+            os.replace(fresh, target)
         atomic_write_json(
             self.path / "latest.json", {"checkpoint": f"checkpoints/{target.name}", "step": step}
         )

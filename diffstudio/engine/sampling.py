@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from diffstudio.engine.components import build_network, build_schedule, get_sampler
-from diffstudio.engine.io import file_sha256
+from diffstudio.engine.io import file_sha256, storage_problem
 from diffstudio.engine.model import DiffusionModel, network_device_dtype
 from diffstudio.engine.pngmeta import write_png
 from diffstudio.engine.runs import WEIGHTS_NAME, Run, load_network_weights
@@ -403,9 +403,10 @@ def check_samples_out(out: str | Path, *, overwrite: bool) -> Path:
             probe = tempfile.mkdtemp(prefix=".tmp-write-check-", dir=where)
             os.rmdir(probe)
     except OSError as exc:
+        problem = storage_problem(exc) or f"{exc.strerror or exc} ({type(exc).__name__})"
         raise SamplingError(
-            f"cannot write samples to {folder}: {exc.strerror or exc} ({type(exc).__name__}); "
-            "choose a folder you can write to (--out)"
+            f"cannot write samples to {folder}: {problem}; choose a folder you can write to "
+            "(--out)"
         ) from exc
     return folder
 

@@ -44,6 +44,7 @@ import torch
 
 from diffstudio.engine.components import build_dataset, build_network, build_schedule
 from diffstudio.engine.datasets import Dataset
+from diffstudio.engine.io import storage_problem
 from diffstudio.engine.model import DiffusionModel
 from diffstudio.engine.objectives import hybrid_loss, simple_loss
 from diffstudio.engine.processes import DiffusionProcess
@@ -59,7 +60,7 @@ from diffstudio.engine.training_state import (
     lr_at,
     raise_diverged_weights,
 )
-from diffstudio.errors import ConfigError, RunError, TrainingError
+from diffstudio.errors import ConfigError, DiffstudioError, RunError, StorageError, TrainingError
 from diffstudio.plugin_manager import PluginRegistry, load_plugins
 
 __all__ = ["TrainConfig", "TrainEvent", "TrainResult", "Trainer", "lr_at"]
@@ -69,7 +70,8 @@ __all__ = ["TrainConfig", "TrainEvent", "TrainResult", "Trainer", "lr_at"]
 class TrainEvent:
     """What the trainer reports. ``kind`` is one of:
 
-    * ``"start"``: step (the first step to run), total_steps, message (device, dataset size)
+    * ``"start"``: step (the first step to run), total_steps, message (device, dataset size),
+      skipped (how many dataset files could not be read; listed in the run's config.json)
     * ``"tick"``: before every step: step (steps done), total_steps, elapsed, eta and the
       images_per_second of the last logged window (None before the first). Cheap: a consumer
       pauses or quits here, between any two steps.
@@ -92,6 +94,7 @@ class TrainEvent:
     images: torch.Tensor | None = None
     path: str | None = None
     message: str = ""
+    skipped: int = 0
     eta: float | None = None
 
 
@@ -246,8 +249,9 @@ class Trainer:
         if not any(p.requires_grad for p in built.network.parameters()):
             return (yield from self._exact_network_run(built.network, built.dataset))
         session = self._prepare(built)
-        lock = self._take_lock()
+        lock = None
         try:
+            lock = self._take_lock()
             if lock is not None:  # under the lock, look again: another writer may have been first
                 saved, start_checkpoint = self._target()
                 changes = self._changes(saved, start_checkpoint)
@@ -262,8 +266,31 @@ class Trainer:
                     session.dataset, session.total_steps,
                     history=self._history(saved, changes, session.start_step)))
             return (yield from self._loop(session))
+        except Exception as exc:
+            problem = storage_problem(exc)
+            if problem is None or isinstance(exc, DiffstudioError):
+                raise
+            raise self._storage_error(problem) from exc
         finally:
             self._release_lock(lock)
+
+    def _storage_error(self, problem: str) -> StorageError:
+        """A write into the run failed (disk full, read-only, no permission): say where, and
+        what is intact -- checkpoints are written whole or not at all."""
+        run = self.run_folder
+        fix = ("copy the run to a writable folder" if "read-only" in problem or
+               "permission" in problem else "free space there")
+        kept = run.latest_checkpoint()
+        steps = {folder: step for step, folder in run.checkpoints()}
+        if kept is not None:
+            return StorageError(
+                f"could not write to the run {run.path}: {problem}. Its last checkpoint "
+                f"(step {steps.get(kept, '?')}) is intact; {fix} and continue with "
+                f"'diffstudio train --resume {run.path}'")
+        again = (f"continue with 'diffstudio train --resume {run.path}' (from step 0)"
+                 if run.exists() else "start the run again")
+        return StorageError(f"could not write to the run {run.path}: {problem}. No checkpoint "
+                            f"was saved yet; {fix} and {again}")
 
     def _take_lock(self) -> RunLock | None:
         """The run's writer lock (main process only): a second writer of the same run is
@@ -388,6 +415,7 @@ class Trainer:
         yield from self._suspended(window.clock, TrainEvent(
             "start", start_step, total_steps,
             message=f"{len(dataset)} samples of shape {dataset.sample_shape} on {device}",
+            skipped=len(dataset.skipped),
         ))
         session.network.train()
         try:

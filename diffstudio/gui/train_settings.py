@@ -19,6 +19,7 @@ __all__ = [
     "DIFFUSION_PARAMS",
     "GUI_DEFAULTS",
     "PREDICTION_TYPES",
+    "RESUMABLE",
     "TRAIN_PARAMS",
     "diffusion_params",
 ]
@@ -52,3 +53,7 @@ TRAIN_PARAMS: tuple[Param, ...] = tuple(
     _for_window(param) for param in TRAIN_SETTINGS
     if param.name not in _DIFFUSION + _ELSEWHERE
 )
+
+#: The settings a continued run may change (its length, optimiser, intervals); the rest shape
+#: the model and stay the run's own (the engine refuses a change to them).
+RESUMABLE = frozenset(param.name for param in TRAIN_SETTINGS if param.resumable)

@@ -8,13 +8,12 @@ import sys
 import numpy as np
 import pytest
 from PIL import Image
+from tiny_runs import train_flags
 
 from diffstudio.cli import main
 from diffstudio.engine.pngmeta import read_png_metadata
 
-TRAIN = ["--dataset", "digits", "--steps", "12", "--batch-size", "8", "--num-timesteps", "50",
-         "--warmup-steps", "2", "--checkpoint-every", "6", "--preview-every", "0",
-         "--device", "cpu", "--quiet"]
+TRAIN = train_flags("digits", 12, num_timesteps=50, warmup_steps=2, checkpoint_every=6)
 
 
 @pytest.fixture(scope="module")

@@ -9,6 +9,7 @@ import os
 import numpy as np
 import pytest
 import torch
+from tiny_runs import train_flags
 
 from diffstudio.cli import main
 from diffstudio.engine.runs import Run
@@ -73,9 +74,7 @@ def test_resume_refuses_fewer_steps_and_a_model_change_in_one_line(tmp_path, cap
 
 
 # -- samples land whole, or not at all ----------------------------------------------------------
-IMAGES = ["--dataset", "digits", "--steps", "2", "--batch-size", "4", "--num-timesteps", "20",
-          "--warmup-steps", "0", "--checkpoint-every", "2", "--preview-every", "0",
-          "--device", "cpu", "--quiet"]
+IMAGES = train_flags("digits", batch_size=4)
 
 
 @pytest.fixture(scope="module")

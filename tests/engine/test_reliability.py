@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import pytest
 from PIL import Image
 
 from diffstudio.cli import main
@@ -53,7 +55,8 @@ def test_killed_training_resumes_from_its_last_checkpoint(tmp_path):
     assert Run(run).latest_checkpoint().name == f"step-{target:08d}"
 
 
-def test_training_on_a_folder_with_bad_images_uses_the_good_ones_and_lists_the_bad(tmp_path):
+def test_training_on_a_folder_with_bad_images_uses_the_good_ones_and_lists_the_bad(tmp_path,
+                                                                                  capsys):
     images = tmp_path / "images"
     (images / "nested").mkdir(parents=True)
     for index in range(5):
@@ -70,6 +73,9 @@ def test_training_on_a_folder_with_bad_images_uses_the_good_ones_and_lists_the_b
                  str(images), "--dataset.size", "8", "--steps", "3", "--batch-size", "4",
                  "--num-timesteps", "20", "--preview-every", "0", "--device", "cpu", "--quiet"])
     assert code == 0
+    # Said at the start, even with --quiet: the terminal is where the user looks.
+    assert f"skipped 3 unreadable file(s) of the dataset (listed with their reasons in " \
+        f"{run}/config.json)" in capsys.readouterr().err
     info = Run(run).read_config()["dataset_info"]
     assert info["size"] == 5 and info["sample_shape"] == [3, 8, 8]
     skipped = {Path(path).name: reason for path, reason in info["skipped"]}
@@ -95,3 +101,47 @@ def test_checkpoint_appears_whole_and_leftovers_are_cleaned(tmp_path):
     run.clean_partial()
     assert not leftover.exists()
     assert os.listdir(run.checkpoints_dir) == ["step-00000003"]
+
+
+@pytest.mark.slow
+def test_twenty_random_kills_during_checkpointing_and_pruning_leave_a_continuous_run(tmp_path):
+    """A checkpoint every step, two kept: every step writes one folder and prunes another, so
+    random SIGKILLs land mid-write, mid-rename and mid-prune. After 20 of them the run
+    resumes to its target with every step logged exactly once and no stray folder."""
+    run = tmp_path / "run"
+    base = [sys.executable, "-m", "diffstudio", "train", "--steps", "100000", "--device", "cpu",
+            "--quiet"]
+    first = ["--out", str(run), "--dataset", "toy2d", "--batch-size", "8", "--num-timesteps",
+             "20", "--warmup-steps", "0", "--checkpoint-every", "1", "--keep-checkpoints", "2",
+             "--log-every", "1", "--preview-every", "0"]
+    rng = random.Random(0)
+    for kill in range(20):
+        args = first if kill == 0 else ["--resume", str(run)]
+        before = Run(run).checkpoints()[-1][0] if Run(run).exists() else -1
+        process = subprocess.Popen([*base, *args], stdout=subprocess.DEVNULL,
+                                   stderr=subprocess.PIPE)
+        try:
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline:  # wait until it is writing checkpoints
+                done = Run(run).checkpoints()
+                if done and done[-1][0] > before:
+                    break
+                assert process.poll() is None, process.stderr.read().decode()
+                time.sleep(0.01)
+            else:
+                raise AssertionError(f"kill {kill}: no new checkpoint in time")
+            time.sleep(rng.uniform(0.0, 0.05))  # somewhere inside the next steps' writes
+            process.send_signal(signal.SIGKILL)
+            process.wait(timeout=30)
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+    killed_at = Run(run).checkpoints()[-1][0]
+    target = killed_at + 3
+    assert main(["train", "--resume", str(run), "--steps", str(target), "--quiet"]) == 0
+    steps = [m["step"] for m in Run(run).metrics()]
+    assert steps == list(range(1, target + 1))  # continuous: none lost, none twice
+    names = sorted(p.name for p in (run / "checkpoints").iterdir())
+    assert names == [f"step-{target - 1:08d}", f"step-{target:08d}"], names
+    assert not [p for p in run.iterdir() if p.name.startswith((".tmp-", ".trash-"))]

@@ -14,6 +14,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from diffstudio.engine import io
+from diffstudio.engine.io import recover_staged, staged_directory
 from diffstudio.engine.runs import Run
 from diffstudio.engine.sampling import generate, load_model
 from diffstudio.engine.training import TrainConfig, Trainer
@@ -317,3 +319,42 @@ def test_an_unreadable_lock_file_counts_as_held_and_says_so(tmp_path):
     with pytest.raises(RunError, match=r"an unknown process \(its lock file is unreadable"):
         RunLock(path).acquire()
     assert path.read_text(encoding="utf-8") == "{torn"
+
+
+def test_a_sample_folder_swap_killed_between_its_renames_is_undone_next_time(tmp_path):
+    """``--overwrite`` renames the old folder aside, then the new one in. Killed in between,
+    the folder is missing and its old samples wait in a trash folder: the next write to it
+    puts them back before anything else, and unfinished staging folders are cleared."""
+    out = tmp_path / "samples"
+    trash = tmp_path / ".trash-samples-killed"
+    (trash / "samples").mkdir(parents=True)
+    (trash / "samples" / "000.png").write_bytes(b"old")
+    half = tmp_path / ".tmp-samples-killed"  # the new files, never known to be complete
+    half.mkdir()
+    (half / "000.png").write_bytes(b"ne")
+    old_enough = time.time() - io.STALE_STAGING_SECONDS - 1
+    os.utime(half, (old_enough, old_enough))
+    recover_staged(out)
+    assert (out / "000.png").read_bytes() == b"old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["samples"]
+
+
+def test_a_failed_second_rename_of_a_swap_puts_the_old_folder_back(tmp_path, monkeypatch):
+    out = tmp_path / "samples"
+    out.mkdir()
+    (out / "000.png").write_bytes(b"old")
+    real = os.replace
+    calls = []
+
+    def second_fails(src, dst):
+        calls.append(dst)
+        if len(calls) == 2:
+            raise OSError(28, "No space left on device")
+        real(src, dst)
+
+    monkeypatch.setattr(io.os, "replace", second_fails)
+    with pytest.raises(OSError), staged_directory(out, replace=True) as temp:
+        (temp / "001.png").write_bytes(b"new")
+    monkeypatch.setattr(io.os, "replace", real)
+    assert sorted(p.name for p in out.iterdir()) == ["000.png"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["samples"]

@@ -47,7 +47,8 @@ def test_runs_page_lists_and_opens_runs(qtbot, make_window, trained_run, tmp_pat
     assert train.loss_plot.point_count() == 3  # the steps 2, 4, 6 logged by the fixture
     assert train.train_button.text() == "Continue training"
     assert train.form.values()["batch_size"] == 8
-    assert not train.form.editors["batch_size"].isEnabled()
+    assert train.form.editors["batch_size"].isEnabled()  # a resume may change it
+    assert not train.form.editors["seed"].isEnabled()  # it shapes the model: the run's own
     assert window.model_view.diffusion_form.values()["num_timesteps"] == 1000
     train.form.set_values({**train.form.values(), "steps": 8})
     assert train.start()

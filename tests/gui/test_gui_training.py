@@ -108,15 +108,23 @@ def test_pause_then_stop_keeps_a_checkpoint_and_continues(qtbot, make_window, tm
     assert view.progress.value() == stopped_at
     assert f"stopped at step {stopped_at:,}" in view.status.text()
     assert "Continue training" in view.status.text() and "Runs page" not in view.status.text()
-    # Train again continues the stopped run with only the number of steps editable.
+    # Train again continues the stopped run: what a resume may change is editable (length,
+    # learning rate, batch size...), what shapes the model (seed, label dropout) is not.
     assert view.resume_dir == str(run_dir)
     assert view.train_button.text() == "Continue training"
-    assert not view.form.editors["batch_size"].isEnabled()
-    assert view.form.editors["steps"].isEnabled()
-    view.form.set_values({**LONG, "steps": stopped_at + 2})
+    for name in ("steps", "learning_rate", "batch_size", "grad_clip", "checkpoint_every"):
+        assert view.form.editors[name].isEnabled(), name
+    for name in ("seed", "label_dropout", "weight_decay"):
+        assert not view.form.editors[name].isEnabled(), name
+        assert "fixed by the run" in view.form.editors[name].toolTip()
+    view.form.set_values({**view.form.values(), "steps": stopped_at + 2,
+                          "learning_rate": 2e-4})
     assert view.start()
     qtbot.waitUntil(lambda: view.job is None, timeout=120_000)
     assert Run(run_dir).latest_checkpoint().name == f"step-{stopped_at + 2:08d}"
+    config = Run(run_dir).read_config()
+    assert config["train"]["learning_rate"] == 2e-4  # the change is the run's now ...
+    assert any("learning_rate" in entry.get("changes", {}) for entry in config["history"])
 
 
 def test_closing_while_training_asks_then_stops_cleanly(qtbot, make_window, tmp_path):

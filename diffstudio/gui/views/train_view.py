@@ -3,7 +3,8 @@ curve and the preview samples with the step they came from.
 
 Training runs in a :class:`diffstudio.gui.workers.TrainJob`; this page only draws what the
 engine reports. A new run goes to ``<workspace>/<dataset>-<network>-<schedule>-<time>``; a run
-opened from the Runs page continues (``Trainer(resume=True)``) with only its length editable.
+opened from the Runs page continues (``Trainer(resume=True)``) with what a resume may change
+(its length, optimiser and intervals) editable.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ from diffstudio.gui.forms import ParamForm
 from diffstudio.gui.images import ImageView, grid_rgb8
 from diffstudio.gui.plots import LossPlot, ParticlePlot
 from diffstudio.gui.studio import Studio
-from diffstudio.gui.train_settings import TRAIN_PARAMS
+from diffstudio.gui.train_settings import RESUMABLE, TRAIN_PARAMS
 from diffstudio.gui.workers import PreviewFrame, TrainJob
 
 __all__ = ["TrainView", "format_duration"]
@@ -186,8 +187,9 @@ class TrainView(QWidget):
 
     def _update_run_label(self) -> None:
         if self.resume_dir:
-            self.run_label.setText(f"<b>Continuing</b> {self.resume_dir}<br>Only the number of "
-                                   "steps can change; the other settings are the run's own.")
+            self.run_label.setText(
+                f"<b>Continuing</b> {self.resume_dir}<br>Its length, optimiser and intervals may "
+                "change (each change is recorded in the run); what shapes the model is its own.")
         elif self.run_dir and self.is_running():
             self.run_label.setText(f"<b>Training</b> {self.run_dir}")
         else:
@@ -214,8 +216,7 @@ class TrainView(QWidget):
         self.resume_dir, self.resume_config = run_dir, train
         values = {param.name: train.get(param.name, param.default) for param in TRAIN_PARAMS}
         self.form.set_values(values)
-        for name, editor in self.form.editors.items():
-            editor.setEnabled(name == "steps")
+        self._enable_resumable()
         self.new_run_button.setVisible(True)
         self.previews.clear()
         self.preview_slider.setEnabled(False)
@@ -231,6 +232,13 @@ class TrainView(QWidget):
         self._update_run_label()
         self._update_buttons()
 
+    def _enable_resumable(self) -> None:
+        """Continuing: only what a resume may change is editable."""
+        for name in self.form.editors:
+            self.form.set_field_enabled(
+                name, name in RESUMABLE,
+                "" if name in RESUMABLE else "fixed by the run: it shapes the model")
+
     def _set_history(self, history: list[dict[str, Any]]) -> None:
         records = [r for r in history if r.get("loss") is not None]
         self.loss_plot.set_history(
@@ -242,7 +250,8 @@ class TrainView(QWidget):
     def new_run(self) -> None:
         """Leave continue mode: the next Train starts a new run from the other pages' setup."""
         self.resume_dir = self.resume_config = None
-        self.form.set_read_only(False)
+        for name in self.form.editors:
+            self.form.set_field_enabled(name, True)
         self.new_run_button.setVisible(False)
         self._update_run_label()
         self._update_buttons()
@@ -253,13 +262,16 @@ class TrainView(QWidget):
         from diffstudio.engine.training import TrainConfig
 
         settings = self.form.validated()
-        if self.resume_config is not None:
+        if self.resume_config is not None:  # the run's own, and what may change from the form
             values = dict(self.resume_config)
-            values["steps"], values["epochs"] = settings["steps"], 0
+            values.update({name: value for name, value in settings.items() if name in RESUMABLE})
+            values["epochs"] = 0
         else:
             values = {**self.setup(), **settings}
-            values["device"] = self.studio.device.kind
-            values["mixed_precision"] = self.studio.precision
+        # The toolbar's device and precision, also for a continued run (a CPU run goes on on a
+        # GPU and back).
+        values["device"] = self.studio.device.kind
+        values["mixed_precision"] = self.studio.precision
         try:
             return TrainConfig.from_dict(values)
         except ConfigError as exc:
@@ -285,7 +297,7 @@ class TrainView(QWidget):
             self.preview_particles.set_particles(None)
             self.preview_caption.setText("No preview yet.")
         device = self.studio.device
-        cuda_index = int(device.id.split(":")[1]) if device.kind == "cuda" and not resume else None
+        cuda_index = int(device.id.split(":")[1]) if device.kind == "cuda" else None
         job = TrainJob(config, run_dir, resume=resume, registry=self.studio.registry,
                        cuda_index=cuda_index)
         job.events_ready.connect(self._drain_events)
@@ -338,6 +350,11 @@ class TrainView(QWidget):
                 self.progress.setRange(0, max(event.total_steps, 1))
                 self.progress.setValue(event.step)
                 self.status.setText(f"Training from step {event.step}: {event.message}")
+                if event.skipped:
+                    self.studio.notifications.warning(
+                        f"Skipped {event.skipped} unreadable file(s) of the dataset; they are "
+                        f"listed with their reasons in {self.run_dir}/config.json",
+                        source="Train")
             elif event.kind == "checkpoint":
                 self.run_label.setText(f"<b>Training</b> {self.run_dir}<br>checkpoint at step "
                                        f"{event.step}")
@@ -415,8 +432,7 @@ class TrainView(QWidget):
             except Exception:  # an unreadable config: the next Train starts a new run
                 self.resume_dir = self.resume_config = None
             if self.resume_dir:
-                for name, editor in self.form.editors.items():
-                    editor.setEnabled(name == "steps")
+                self._enable_resumable()
                 self.new_run_button.setVisible(True)
         self._update_buttons()
         self._update_run_label()
