@@ -60,3 +60,18 @@ def no_leaked_threads() -> Iterator[None]:
         thread.join(timeout=5)
     still = [thread.name for thread in leaked if thread.is_alive()]
     assert not still, f"test leaked running threads: {still}"
+
+
+@pytest.fixture(autouse=True)
+def private_trash(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """What a test moves to the system trash lands in its own folder, never the user's:
+    send2trash reads $XDG_DATA_HOME once, at import, so its module values are replaced."""
+    data_home = tmp_path / "xdg-data"
+    try:
+        from send2trash import plat_other
+    except ImportError:  # not the freedesktop implementation (macOS, Windows)
+        return data_home / "Trash"
+    monkeypatch.setattr(plat_other, "XDG_DATA_HOME", os.fsencode(data_home))
+    monkeypatch.setattr(plat_other, "HOMETRASH_B", os.fsencode(data_home / "Trash"))
+    monkeypatch.setattr(plat_other, "HOMETRASH", str(data_home / "Trash"))
+    return data_home / "Trash"

@@ -32,7 +32,9 @@ from PySide6.QtWidgets import (
 
 from diffstudio.errors import ConfigError
 from diffstudio.gui import wheel_guard
+from diffstudio.gui.menus import Menus
 from diffstudio.gui.notifications import NotificationArea, NotificationCenter
+from diffstudio.gui.preferences_dialog import apply_theme
 from diffstudio.gui.settings import Preferences
 from diffstudio.gui.studio import Studio
 from diffstudio.gui.views.data_view import DataView
@@ -113,6 +115,7 @@ class MainWindow(QMainWindow):
         self.sample_view = SampleView(self.studio)
         self.evaluate_view = EvaluateView(self.studio)
         self.runs_view = RunsView(self.studio)
+        self.runs_view.ask = self._ask
         self.plugins_view = PluginsView(self.studio)
         self.pages = (self.data_view, self.model_view, self.train_view, self.sample_view,
                       self.evaluate_view, self.runs_view, self.plugins_view)
@@ -196,6 +199,9 @@ class MainWindow(QMainWindow):
         self.studio.open_run_for_evaluation.connect(self.open_run_for_evaluation)
         self.studio.jobs_changed.connect(self._on_jobs_changed)
         self.data_view.picker.changed.connect(self._on_dataset_changed)
+        self._watched_network_forms: set[int] = set()
+        self.model_view.network_picker.changed.connect(self._on_network_changed)
+        self.train_view.new_run_button.clicked.connect(self._on_network_changed)
         self.device_combo.currentIndexChanged.connect(self._on_device_changed)
         self.precision_combo.currentIndexChanged.connect(self._on_precision_changed)
         self.workspace_button.clicked.connect(self.runs_view.choose_workspace)
@@ -205,6 +211,8 @@ class MainWindow(QMainWindow):
         self._restore_window()
         self.train_view.form.set_values(self._known(self.preferences.get_json("train"),
                                                     self.train_view.form))
+        self.menus = Menus(self)
+        apply_theme(self.preferences.get_str("theme", "system"))
         wheel_guard.guard_tree(self)  # every field of the pages and the toolbar
         if start_engine:
             QTimer.singleShot(0, self.start_engine)
@@ -233,6 +241,7 @@ class MainWindow(QMainWindow):
         self.model_view.restore(self.preferences.get_json("model"))
         self.sample_view.restore(self.preferences.get_json("sample"))
         self.evaluate_view.restore(self.preferences.get_json("evaluate"))
+        self._on_network_changed()
         if registry.errors:
             names = ", ".join(p.name for p in registry.errors)
             details = "\n\n".join(f"{p.name} ({p.distribution} {p.version}), failed while "
@@ -306,6 +315,24 @@ class MainWindow(QMainWindow):
         if contribution is not None:
             self.model_view.suggest_network(contribution.tags)
 
+    def _on_network_changed(self, *_: Any) -> None:
+        """Label dropout trains the unconditional half of a class-conditional network: off
+        (and said why) for a network without class labels."""
+        picker = self.model_view.network_picker
+        form = picker.form()
+        if form is not None and id(form) not in self._watched_network_forms:
+            self._watched_network_forms.add(id(form))  # its class_conditional box, live
+            form.changed.connect(self._on_network_changed)
+        conditional = False
+        if form is not None and "class_conditional" in form.editors:
+            conditional = bool(form.values().get("class_conditional"))
+        elif form is not None:
+            conditional = True  # a network that does not say: leave the choice to the user
+        if self.train_view.resume_dir is None:
+            self.train_view.form.set_field_enabled(
+                "label_dropout", conditional,
+                "" if conditional else "only for class-conditional networks (Model page)")
+
     def _set_plugin_badge(self, errors: int) -> None:
         item = self.sidebar.item(PAGES.index("Plugins"))
         if errors:
@@ -326,6 +353,10 @@ class MainWindow(QMainWindow):
     # -- places -----------------------------------------------------------------------------------
     def show_page(self, name: str) -> None:
         self.sidebar.setCurrentRow(PAGES.index(name))
+
+    @staticmethod
+    def page_names() -> tuple[str, ...]:
+        return PAGES
 
     def current_page(self) -> str:
         return PAGES[self.stack.currentIndex()]

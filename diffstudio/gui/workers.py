@@ -318,6 +318,7 @@ class EngineInfo:
     devices: list[DeviceInfo]
     versions: dict[str, str]
     seconds: float
+    cuda: str = ""  # torch's CUDA build ("" for a CPU build)
 
 
 def probe_devices() -> list[DeviceInfo]:
@@ -368,6 +369,7 @@ class EngineLoader(Job):
             devices=probe_devices(),
             versions={"torch": torch.__version__, "diffusers": diffusers.__version__},
             seconds=time.perf_counter() - started,
+            cuda=torch.version.cuda or "",
         )
 
 

@@ -67,6 +67,9 @@ def test_run_evaluation_shows_fid_at_n_and_feeds_the_comparison(qtbot, make_wind
     assert "fewer than 2048" in text  # the small-N warning is shown, not hidden
     assert "KID" in text and "memorisation" in text
     assert outcome.path is not None and outcome.path.parent == trained_run / "evaluations"
+    # The completion is announced in the bar, with where the results went.
+    assert "Evaluated 12 samples" in window.notification_area.latest_text()
+    assert str(outcome.path) in window.notifications.items[-1].message
 
     # The retrieval grid: every sample, then its 5 neighbours, nearest first.
     assert set(outcome.retrieval) == {"inception", "pixel"}

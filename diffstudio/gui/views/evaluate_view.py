@@ -40,6 +40,7 @@ from diffstudio.engine.runs import Run
 from diffstudio.errors import ConfigError
 from diffstudio.gui.eval_jobs import EvalJob, EvalOutcome, EvalRequest
 from diffstudio.gui.forms import ContributionPicker, ParamForm, PathEdit
+from diffstudio.gui.panels import form_column
 from diffstudio.gui.retrieval_grid import RetrievalGrid
 from diffstudio.gui.run_chooser import RunChooser
 from diffstudio.gui.studio import Studio
@@ -48,6 +49,9 @@ from diffstudio.gui.views.comparison_panel import ComparisonPanel
 from diffstudio.specs import Param
 
 __all__ = ["EVAL_PARAMS", "METRIC_LABELS", "EvaluateView"]
+
+#: Options that only apply when the samples are generated from a run.
+FROM_RUN_ONLY = ("seed", "sample_batch_size", "step_sweep")
 
 EVAL_PARAMS: tuple[Param, ...] = (
     Param("num_samples", "int", 2048, minimum=2, maximum=1_000_000,
@@ -169,7 +173,6 @@ class EvaluateView(QWidget):
         left_layout = QVBoxLayout(left)
         for box in (source_box, reference_box, metrics_box, weights_box):
             left_layout.addWidget(box)
-        left_layout.addLayout(buttons)
         left_layout.addStretch(1)
         scroll = QScrollArea()
         scroll.setWidget(left)
@@ -235,7 +238,7 @@ class EvaluateView(QWidget):
         right_layout.addWidget(self.tabs, 1)
 
         splitter = QSplitter(Qt.Orientation.Horizontal)
-        splitter.addWidget(scroll)
+        splitter.addWidget(form_column(scroll, buttons))  # the buttons never scroll away
         splitter.addWidget(right)
         splitter.setStretchFactor(1, 1)
         splitter.setSizes([420, 1000])
@@ -274,8 +277,12 @@ class EvaluateView(QWidget):
             or registry.contributions("dataset"))
 
     def _on_source_changed(self, *_: Any) -> None:
-        self.training_reference.setText("The run's training set" if self.from_run.isChecked()
+        generating = self.from_run.isChecked()
+        self.training_reference.setText("The run's training set" if generating
                                         else "The training set of the run its PNGs name")
+        for name in FROM_RUN_ONLY:  # a folder's samples exist already: nothing to generate
+            self.options.set_field_enabled(
+                name, generating, "" if generating else "only when generating from a run")
         self.update_buttons()
 
     def set_runs(self, runs: list[Any]) -> None:
@@ -471,6 +478,9 @@ class EvaluateView(QWidget):
             self.stage_label.setText(f"{len(outcome.results)} evaluations in {seconds:.1f} s;"
                                      " the last one is shown, all are in Comparison.")
         self.tabs.setCurrentIndex(2 if sweep else 0)
+        # Announced in the bar (which also retires an older error of this page there).
+        where = f" Results: {outcome.path}" if outcome.path is not None else ""
+        self.studio.notifications.info(f"{self.stage_label.text()}{where}", source="Evaluate")
 
     @staticmethod
     def metrics_html(outcome: EvalOutcome) -> str:

@@ -4,16 +4,20 @@ and their last loss; open one to continue training or to sample from it."""
 from __future__ import annotations
 
 import json
+import os
+from collections.abc import Callable
 from typing import Any
 
-from PySide6.QtCore import Qt, QUrl, Signal
+from PySide6.QtCore import QFileSystemWatcher, Qt, QTimer, QUrl, Signal
 from PySide6.QtGui import QDesktopServices
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QFileDialog,
     QHBoxLayout,
     QHeaderView,
+    QInputDialog,
     QLabel,
+    QMessageBox,
     QPlainTextEdit,
     QPushButton,
     QSplitter,
@@ -43,6 +47,7 @@ class RunsView(QWidget):
         self.studio = studio
         self.runs: list[RunSummary] = []
         self._scan_job: CallJob | None = None
+        self._select_after_scan: str | None = None
         self._rescan = False
         self.workspace_label = QLabel()
         self.workspace_label.setWordWrap(True)
@@ -63,6 +68,13 @@ class RunsView(QWidget):
         self.evaluate_button.setToolTip("FID@N, KID, nearest training images and the "
                                         "memorisation check, on the Evaluate page")
         self.open_button = QPushButton("Open folder")
+        self.rename_button = QPushButton("Rename…")
+        self.delete_button = QPushButton("Move to trash…")
+        self.delete_button.setToolTip("Move the run folder to the system trash (it can be "
+                                      "restored from there)")
+        # Replaced by the window (its question dialog) and by tests.
+        self.ask: Callable[[str, str], bool] = self._ask_question
+        self.get_text: Callable[[str, str, str], str | None] = self._get_text
         self.details = QPlainTextEdit()
         self.details.setReadOnly(True)
         self.details.setPlaceholderText("Select a run to see its configuration.")
@@ -76,6 +88,8 @@ class RunsView(QWidget):
         actions.addWidget(self.evaluate_button)
         actions.addWidget(self.open_button)
         actions.addStretch(1)
+        actions.addWidget(self.rename_button)
+        actions.addWidget(self.delete_button)
         splitter = QSplitter(Qt.Orientation.Vertical)
         splitter.addWidget(self.table)
         splitter.addWidget(self.details)
@@ -93,6 +107,18 @@ class RunsView(QWidget):
         self.sample_button.clicked.connect(self.sample_selected)
         self.evaluate_button.clicked.connect(self.evaluate_selected)
         self.open_button.clicked.connect(self._open_folder)
+        self.rename_button.clicked.connect(self.rename_selected)
+        self.delete_button.clicked.connect(self.trash_selected)
+        # The list follows the workspace by itself: a run made or removed elsewhere (the CLI,
+        # a file manager) appears or goes without Refresh; bursts of changes scan once.
+        self.watcher = QFileSystemWatcher(self)
+        self._watch_timer = QTimer(self)
+        self._watch_timer.setSingleShot(True)
+        self._watch_timer.setInterval(700)
+        self._watch_timer.timeout.connect(self.refresh)
+        self.watcher.directoryChanged.connect(lambda _: self._watch_timer.start())
+        studio.workspace_changed.connect(lambda _: self._watch_workspace())
+        self._watch_workspace()
         studio.workspace_changed.connect(lambda _: self.refresh())
         studio.engine_ready.connect(lambda _: self.refresh())
         studio.jobs_changed.connect(self._refresh_after_training)
@@ -122,6 +148,8 @@ class RunsView(QWidget):
     def refresh(self) -> None:
         """Scan the workspace in the background (again, if a scan is under way)."""
         self._update_label()
+        if not self.watcher.directories():  # the workspace may have been made since
+            self._watch_workspace()
         if not self.studio.ready or self.studio.closing:
             return
         if self._scan_job is not None and self._scan_job.isRunning():
@@ -164,9 +192,11 @@ class RunsView(QWidget):
                 self.table.setItem(row, column, item)
         for column in range(1, len(_COLUMNS)):
             self.table.resizeColumnToContents(column)
-        if selected is not None:
+        wanted = self._select_after_scan or (selected.path if selected is not None else None)
+        self._select_after_scan = None
+        if wanted is not None:
             for row, run in enumerate(runs):
-                if run.path == selected.path:
+                if run.path == wanted:
                     self.table.selectRow(row)
         self._on_selection()
         self.studio.set_runs(runs)
@@ -191,6 +221,10 @@ class RunsView(QWidget):
         self.evaluate_button.setEnabled(run is not None and run.can_sample
                                         and run.kind == "image")
         self.open_button.setEnabled(run is not None)
+        for button in (self.rename_button, self.delete_button):
+            button.setEnabled(run is not None and not run.training)
+            button.setToolTip("it is being trained; stop the training first"
+                              if run is not None and run.training else "")
         if run is None:
             self.details.clear()
             return
@@ -221,7 +255,65 @@ class RunsView(QWidget):
         if run is not None and run.can_sample and run.kind == "image":
             self.studio.open_run_for_evaluation.emit(run.path)
 
+    def _watch_workspace(self) -> None:
+        if self.watcher.directories():
+            self.watcher.removePaths(self.watcher.directories())
+        workspace = str(self.studio.workspace)
+        if os.path.isdir(workspace):
+            self.watcher.addPath(workspace)
+
+    def _ask_question(self, title: str, text: str) -> bool:
+        answer = QMessageBox.question(self, title, text, QMessageBox.StandardButton.Yes
+                                      | QMessageBox.StandardButton.No,
+                                      QMessageBox.StandardButton.No)
+        return answer == QMessageBox.StandardButton.Yes
+
+    def _get_text(self, title: str, label: str, value: str) -> str | None:
+        text, ok = QInputDialog.getText(self, title, label, text=value)
+        return text if ok else None
+
+    def rename_selected(self) -> None:
+        run = self.selected()
+        if run is None:
+            return
+        name = self.get_text("Rename run", "New name of the run folder:", run.name)
+        if name is None or name.strip() == run.name:
+            return
+        from diffstudio.engine.run_admin import rename_run
+        from diffstudio.errors import DiffstudioError
+
+        try:
+            target = rename_run(run.path, name)
+        except (DiffstudioError, OSError) as exc:
+            self.studio.notifications.warning(f"Not renamed: {exc}", source="Runs")
+            return
+        self.studio.notifications.info(f"Renamed {run.name} to {target.name}.", source="Runs")
+        self._select_after_scan = str(target)
+        self.refresh()
+
+    def trash_selected(self) -> None:
+        run = self.selected()
+        if run is None or not self.ask(
+                "Move the run to the trash?",
+                f"Move {run.path} to the system trash? Its checkpoints and samples go with it; "
+                "it can be restored from the trash."):
+            return
+        from diffstudio.engine.run_admin import trash_run
+        from diffstudio.errors import DiffstudioError
+
+        try:
+            trash_run(run.path)
+        except (DiffstudioError, OSError) as exc:
+            self.studio.notifications.warning(f"Not moved to the trash: {exc}", source="Runs")
+            return
+        self.studio.notifications.info(f"Moved {run.name} to the trash.", source="Runs")
+        self.refresh()
+
     def _open_folder(self) -> None:
         run = self.selected()
-        if run is not None:
-            QDesktopServices.openUrl(QUrl.fromLocalFile(run.path))
+        if run is not None and not QDesktopServices.openUrl(QUrl.fromLocalFile(run.path)):
+            # No file manager registered (a bare desktop, a remote session): say it here, not
+            # only on the terminal Qt writes to.
+            self.studio.notifications.warning(
+                f"No file manager could be started to show {run.path}; open it yourself "
+                "(the path can be copied from the details).", source="Runs")

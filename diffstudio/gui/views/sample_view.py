@@ -40,6 +40,7 @@ from diffstudio.engine.runs import Run
 from diffstudio.errors import ConfigError
 from diffstudio.gui.forms import ContributionPicker, ParamForm, PathEdit
 from diffstudio.gui.images import ImageView, grid_rgb8
+from diffstudio.gui.panels import form_column
 from diffstudio.gui.plots import ParticlePlot
 from diffstudio.gui.run_chooser import RunChooser
 from diffstudio.gui.sampling_jobs import (
@@ -173,7 +174,6 @@ class SampleView(QWidget):
         left_layout.addWidget(sampler_box)
         left_layout.addWidget(self.class_box)
         left_layout.addWidget(options_box)
-        left_layout.addLayout(buttons)
         left_layout.addStretch(1)
         scroll = QScrollArea()
         scroll.setWidget(left)
@@ -230,7 +230,7 @@ class SampleView(QWidget):
         self.tabs.addTab(self.interpolation, "Interpolation (DDIM)")
 
         splitter = QSplitter(Qt.Orientation.Horizontal)
-        splitter.addWidget(scroll)
+        splitter.addWidget(form_column(scroll, buttons))  # the buttons never scroll away
         splitter.addWidget(self.tabs)
         splitter.setStretchFactor(1, 1)
         splitter.setSizes([360, 1000])
