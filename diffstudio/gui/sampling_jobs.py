@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 from PySide6.QtCore import Signal
 
+from diffstudio.app.lab import LabEntry, LabRequest, langevin_lab
 from diffstudio.app.sample import (
     CompareEntry,
     CompareRequest,
@@ -40,6 +41,9 @@ __all__ = [
     "InterpolateRequest",
     "Interpolation",
     "InterpolationJob",
+    "LabEntry",
+    "LabJob",
+    "LabRequest",
     "ModelSummary",
     "SampleFrame",
     "SampleJob",
@@ -92,6 +96,24 @@ class CompareJob(JobWorker):
 
     def route(self, event: Any) -> None:
         if isinstance(event, CompareEntry):
+            self.entry_ready.emit(event)
+        else:
+            super().route(event)
+
+
+class LabJob(JobWorker):
+    """Runs :func:`diffstudio.app.lab.langevin_lab`; ``entry_ready`` reports each sampler as it
+    finishes; succeeds with the :class:`~diffstudio.app.lab.LabOutcome`."""
+
+    entry_ready = Signal(object)  # LabEntry
+
+    def __init__(self, request: LabRequest, registry: Any = None) -> None:
+        super().__init__("lab", lambda stop: langevin_lab(request, registry=registry,
+                                                          should_stop=stop))
+        self.request = request
+
+    def route(self, event: Any) -> None:
+        if isinstance(event, LabEntry):
             self.entry_ready.emit(event)
         else:
             super().route(event)

@@ -55,6 +55,7 @@ from diffstudio.gui.studio import Studio
 from diffstudio.gui.switch import SourceSwitch
 from diffstudio.gui.views.compare_panel import ComparePanel
 from diffstudio.gui.views.interpolation_panel import InterpolationPanel
+from diffstudio.gui.views.lab_panel import LabPanel
 from diffstudio.gui.workers import CallJob
 from diffstudio.specs import Param
 
@@ -228,6 +229,8 @@ class SampleView(QWidget):
         self.interpolation = InterpolationPanel(studio, self)
         self.tabs.addTab(self.compare, "Compare samplers")
         self.tabs.addTab(self.interpolation, "Interpolation (DDIM)")
+        self.lab = LabPanel(studio)
+        self.tabs.addTab(self.lab, "2-D lab")
 
         splitter = QSplitter(Qt.Orientation.Horizontal)
         splitter.addWidget(form_column(scroll, buttons))  # the buttons never scroll away
