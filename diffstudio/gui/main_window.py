@@ -60,6 +60,10 @@ _PAGE_ICONS = (
 )
 _PRECISION_LABELS = {"no": "fp32", "bf16": "bf16 (mixed)", "fp16": "fp16 (mixed)"}
 _USER_JOBS = ("train", "sample", "compare", "evaluate")
+# Jobs the status bar follows, with the words it says for them.
+_JOB_LABELS = {"train": "Training", "sample": "Sampling", "compare": "Comparing samplers",
+               "evaluate": "Evaluating", "interpolate": "Interpolating", "lab": "2-D lab",
+               "export": "Exporting", "install": "Installing"}
 
 
 def ask_question(parent: QWidget, title: str, text: str) -> bool:
@@ -188,6 +192,9 @@ class MainWindow(QMainWindow):
         self.statusBar().addWidget(self.busy_bar)
         self.statusBar().addWidget(self.busy_label, 1)
         self.statusBar().addPermanentWidget(self.engine_label)
+        self._progress_timer = QTimer(self)  # once a second while a job runs: text only
+        self._progress_timer.setInterval(1000)
+        self._progress_timer.timeout.connect(self._show_job_progress)
 
         # -- wiring -------------------------------------------------------------------------------
         self.studio.registry_changed.connect(self._on_registry)
@@ -418,12 +425,33 @@ class MainWindow(QMainWindow):
             return
         running = self.studio.running()
         if "engine" not in running and self.studio.ready:
-            labels = {"train": "training", "sample": "sampling", "compare": "comparing samplers",
-                      "evaluate": "evaluating"}
-            active = [labels[role] for role in self.studio.jobs if role in labels]
             # Text only: an animated busy bar repaints all the time and costs the job speed.
             self.busy_bar.setVisible(False)
-            self.busy_label.setText(", ".join(active).capitalize() + "…" if active else "Ready.")
+            self._show_job_progress()
+            if any(role in _JOB_LABELS for role in self.studio.jobs):
+                self._progress_timer.start()
+            else:
+                self._progress_timer.stop()
+
+    def job_status(self) -> str:
+        """The status bar's line: each running job with its progress and ETA, in the words
+        the terminal prints (:meth:`Progress.describe`), images/s for training as logged."""
+        parts = []
+        for role, job in self.studio.jobs.items():
+            if role not in _JOB_LABELS:
+                continue
+            progress = getattr(job, "last_progress", None)
+            text = _JOB_LABELS[role]
+            if progress is not None:
+                text += f": {progress.describe()}"
+                if progress.rate is not None and role == "train":
+                    text += f" · {progress.rate:,.0f} images/s"
+            parts.append(text)
+        return "; ".join(parts) if parts else "Ready."
+
+    def _show_job_progress(self) -> None:
+        if self.studio.ready and "engine" not in self.studio.running():
+            self.busy_label.setText(self.job_status())
 
     def _close_when_idle(self) -> None:
         """Close once the jobs stopped on closing have finished (called as they finish)."""

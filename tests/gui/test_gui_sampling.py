@@ -59,8 +59,13 @@ def test_sampling_can_be_cancelled_within_a_step(qtbot, make_window, trained_run
     assert view.start()
     job = view.job
     qtbot.waitUntil(lambda: view.frames_painted >= 1, timeout=120_000)
+    # The status bar follows the job with the terminal's words for its progress and ETA.
+    qtbot.waitUntil(lambda: job.last_progress is not None
+                    and "Sampling: sample " in window.busy_label.text(), timeout=30_000)
+    assert "/1000 steps" in window.busy_label.text()
     view.cancel_button.click()
     qtbot.waitUntil(lambda: view.job is None, timeout=60_000)
+    qtbot.waitUntil(lambda: window.busy_label.text() == "Ready.", timeout=30_000)
     assert job.outcome == "cancelled"
     assert view.outcome is None and not view.save_button.isEnabled()
     assert "Cancelled" in view.status.text()
