@@ -170,3 +170,16 @@ def test_loss_plot_keeps_every_point_and_smooths():
     plot.smoothing.setValue(0.0)
     assert np.allclose(plot.smoothed.view()[1], losses)
     plot.deleteLater()
+
+
+def test_the_first_steps_show_before_the_first_logged_loss(qtbot, make_window):
+    window = make_window()
+    _tiny_model(window)
+    view = window.train_view
+    view.form.set_values({**LONG, "log_every": 100_000})  # no loss for a long while
+    assert view.start()
+    qtbot.waitUntil(lambda: "the first loss is logged at step 100,000" in view.status.text(),
+                    timeout=120_000)
+    assert view.progress.value() >= 1 and view.loss_plot.point_count() == 0
+    view.stop_button.click()
+    qtbot.waitUntil(lambda: view.job is None, timeout=120_000)

@@ -9,7 +9,6 @@ opened from the Runs page continues (``Trainer(resume=True)``) with what a resum
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
@@ -71,7 +70,8 @@ class TrainView(QWidget):
         self.resume_config: dict[str, Any] | None = None
         self.run_dir: str | None = None
         self.previews: list[PreviewFrame] = []
-        self._start_clock: tuple[float, int] | None = None
+        self._logged = False  # a loss of the running job was shown
+        self._first_step = 0
         self._last_status: str | None = None
 
         # -- left: the run and its settings -----------------------------------------------------
@@ -301,12 +301,13 @@ class TrainView(QWidget):
         job = TrainJob(config, run_dir, resume=resume, registry=self.studio.registry,
                        cuda_index=cuda_index)
         job.events_ready.connect(self._drain_events)
+        job.progress_ready.connect(self._on_progress)
         job.preview_ready.connect(self._on_preview)
         job.succeeded.connect(self._on_succeeded)
         job.failed.connect(self._on_failed)
         job.finished.connect(self._on_finished)
         self.job, self.run_dir = job, run_dir
-        self._start_clock = None
+        self._logged, self._first_step = False, 0
         self.progress.setRange(0, max(config.steps, 1))
         self.progress.setFormat("%v / %m steps")
         self.status.setText("Starting: building the dataset and the network…")
@@ -346,7 +347,7 @@ class TrainView(QWidget):
             self._show_progress(steps[-1])
         for event in events:
             if event.kind == "start":
-                self._start_clock = (time.monotonic(), event.step)
+                self._first_step = event.step
                 self.progress.setRange(0, max(event.total_steps, 1))
                 self.progress.setValue(event.step)
                 self.status.setText(f"Training from step {event.step}: {event.message}")
@@ -359,17 +360,28 @@ class TrainView(QWidget):
                 self.run_label.setText(f"<b>Training</b> {self.run_dir}<br>checkpoint at step "
                                        f"{event.step}")
 
+    def _on_progress(self) -> None:
+        """Every step moves the bar; until the first loss is logged, say the step (a slow
+        first run otherwise showed nothing for a minute and a half)."""
+        progress = self.job.take_progress() if self.job is not None else None
+        if progress is None:
+            return
+        self.progress.setValue(min(progress.done, self.progress.maximum()))
+        if not self._logged and progress.done > self._first_step:
+            log_every = self.job.config.log_every
+            self.status.setText(f"step {progress.done:,} / {progress.total:,}   ·   the first "
+                                f"loss is logged at step {log_every:,}"
+                                + (f"   ·   ETA {format_duration(progress.eta)}"
+                                   if progress.eta is not None else ""))
+
     def _show_progress(self, event: Any) -> None:
         self.progress.setValue(min(event.step, self.progress.maximum()))
+        self._logged = True
         parts = [f"step {event.step:,} / {event.total_steps:,}", f"loss {event.loss:.4g}",
                  f"lr {event.lr:.3g}", f"{event.images_per_second:,.0f} images/s"]
-        if self._start_clock is not None:
-            started, first_step = self._start_clock
-            done = event.step - first_step
-            if done > 0:
-                seconds_per_step = (time.monotonic() - started) / done
-                remaining = seconds_per_step * (event.total_steps - event.step)
-                parts.append(f"ETA {format_duration(remaining)}")
+        if event.eta is not None and event.step < event.total_steps:
+            # The trainer's own estimate: the one the terminal and the status bar show.
+            parts.append(f"ETA {format_duration(event.eta)}")
         if self.job is not None and self.job.is_paused():
             parts.append("paused")
         self.status.setText("   ·   ".join(parts))
