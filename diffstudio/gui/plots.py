@@ -20,9 +20,11 @@ __all__ = [
     "GrowingSeries",
     "LossPlot",
     "ParticlePlot",
+    "PlainLogAxis",
     "SchedulePlot",
     "ema_smooth",
     "major_grid",
+    "plain_number",
 ]
 
 pg.setConfigOptions(background="w", foreground="#303030", antialias=False,
@@ -100,7 +102,7 @@ class LossPlot(QWidget):
         self._dirty = False
         self.redraws = 0
 
-        self.widget = pg.PlotWidget()
+        self.widget = pg.PlotWidget(axisItems={"left": PlainLogAxis("left")})
         self.plot_item = self.widget.getPlotItem()
         self.plot_item.setLabel("bottom", "step")
         self.plot_item.setLabel("left", "loss")
@@ -244,6 +246,20 @@ class LossPlot(QWidget):
             # From zero, so that warm-up and decay read as fractions of the peak.
             self.lr_view.setYRange(0.0, float(finite.max()) * 1.05, padding=0)
         self.points_label.setText(f"{steps.size:,} points" if steps.size else "")
+
+
+def plain_number(value: float) -> str:
+    """A tick label a reader takes in at once: 0.02, 3.16, 50, 1,000 (no "5·10¹")."""
+    if value >= 1000:
+        return f"{value:,.0f}"
+    return f"{value:.3g}"
+
+
+class PlainLogAxis(pg.AxisItem):
+    """An axis whose log-scale ticks are plain numbers (pyqtgraph writes 10¹, 5·10¹)."""
+
+    def logTickStrings(self, values: list[float], scale: float, spacing: float) -> list[str]:
+        return [plain_number(10.0 ** float(v)) for v in values]
 
 
 class ParticlePlot(QWidget):

@@ -183,3 +183,16 @@ def test_the_first_steps_show_before_the_first_logged_loss(qtbot, make_window):
     assert view.progress.value() >= 1 and view.loss_plot.point_count() == 0
     view.stop_button.click()
     qtbot.waitUntil(lambda: view.job is None, timeout=120_000)
+
+
+def test_log_axes_say_plain_numbers(qtbot):
+    from diffstudio.gui.plots import PlainLogAxis, plain_number
+
+    axis = PlainLogAxis("left")
+    axis.setLogMode(True)
+    assert axis.tickStrings([-1.69897, 0.5, 1, 1.69897, 3], 1, 0.3) == \
+        ["0.02", "3.16", "10", "50", "1,000"]
+    assert plain_number(51.9477892385496) == "51.9"
+    plot = LossPlot()
+    qtbot.addWidget(plot)
+    assert isinstance(plot.plot_item.getAxis("left"), PlainLogAxis)

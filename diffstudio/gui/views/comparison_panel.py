@@ -32,7 +32,7 @@ from PySide6.QtWidgets import (
 )
 
 from diffstudio.gui.eval_jobs import load_comparison
-from diffstudio.gui.plots import SERIES_COLOURS, major_grid
+from diffstudio.gui.plots import SERIES_COLOURS, PlainLogAxis, major_grid
 from diffstudio.gui.studio import Studio
 from diffstudio.gui.workers import CallJob
 
@@ -111,7 +111,7 @@ class ComparisonPanel(QWidget):
         self.metric_combo = QComboBox()
         self.metric_combo.addItem("FID", "fid")
         self.metric_combo.addItem("KID", "kid")
-        self.plot_widget = pg.PlotWidget()
+        self.plot_widget = pg.PlotWidget(axisItems={"bottom": PlainLogAxis("bottom")})
         self.plot = self.plot_widget.getPlotItem()
         self.plot.setLogMode(x=True, y=False)
         self.plot.setLabel("bottom", "network evaluations per sample (log scale)")
