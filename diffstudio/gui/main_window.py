@@ -209,6 +209,10 @@ class MainWindow(QMainWindow):
         self._watched_network_forms: set[int] = set()
         self.model_view.network_picker.changed.connect(self._on_network_changed)
         self.train_view.new_run_button.clicked.connect(self._on_network_changed)
+        for picker in (self.data_view.picker, self.model_view.network_picker,
+                       self.model_view.schedule_picker):
+            picker.changed.connect(self._on_setup_changed)
+        self.train_view.setup_label.linkActivated.connect(self.show_page)
         self.device_combo.currentIndexChanged.connect(self._on_device_changed)
         self.precision_combo.currentIndexChanged.connect(self._on_precision_changed)
         self.workspace_button.clicked.connect(self.runs_view.choose_workspace)
@@ -249,6 +253,7 @@ class MainWindow(QMainWindow):
         self.sample_view.restore(self.preferences.get_json("sample"))
         self.evaluate_view.restore(self.preferences.get_json("evaluate"))
         self._on_network_changed()
+        self._on_setup_changed()
         if registry.errors:
             names = ", ".join(p.name for p in registry.errors)
             details = "\n\n".join(f"{p.name} ({p.distribution} {p.version}), failed while "
@@ -321,6 +326,32 @@ class MainWindow(QMainWindow):
         contribution = self.data_view.picker.contributions.get(dataset_id)
         if contribution is not None:
             self.model_view.suggest_network(contribution.tags)
+
+    def _setup_ids(self) -> dict[str, str]:
+        return {"dataset": self.data_view.picker.current_id() or "",
+                "network": self.model_view.network_picker.current_id() or "",
+                "schedule": self.model_view.schedule_picker.current_id() or ""}
+
+    def _on_setup_changed(self, *_: Any) -> None:
+        """The Train page's summary follows the Data and Model pages; a run being continued
+        is left when they no longer describe it (Continue would otherwise train the old run
+        while the pages show another setup)."""
+        ids = self._setup_ids()
+        pages = {"dataset": "Data", "network": "Model & schedule",
+                 "schedule": "Model & schedule"}
+        self.train_view.set_setup_summary([(pages[k], v or "(none)") for k, v in ids.items()])
+        train = self.train_view
+        if train.resume_config is None or train.is_running():
+            return
+        changed = [kind for kind, value in ids.items()
+                   if value and value != train.resume_config.get(kind)]
+        if changed:
+            run = train.resume_dir
+            train.new_run()
+            self._on_network_changed()
+            self.notifications.info(
+                f"The {' and '.join(changed)} no longer match {run}: Train now starts a new "
+                "run (Continue it from the Runs page).", source="Train")
 
     def _on_network_changed(self, *_: Any) -> None:
         """Label dropout trains the unconditional half of a class-conditional network: off

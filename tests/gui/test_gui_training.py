@@ -196,3 +196,20 @@ def test_log_axes_say_plain_numbers(qtbot):
     plot = LossPlot()
     qtbot.addWidget(plot)
     assert isinstance(plot.plot_item.getAxis("left"), PlainLogAxis)
+
+
+def test_changing_the_setup_leaves_a_continued_run_and_clears_its_results(qtbot, make_window,
+                                                                          trained_run):
+    window = make_window(workspace=trained_run.parent)
+    view = window.train_view
+    window.open_run_for_training(str(trained_run))
+    qtbot.waitUntil(lambda: view.resume_dir == str(trained_run), timeout=60_000)
+    assert view.loss_plot.point_count() == 3
+    assert "digits" in view.setup_label.text() and "href='Data'" in view.setup_label.text()
+    window.data_view.picker.select("toy2d")  # the Data page now shows something else
+    assert view.resume_dir is None and view.train_button.text() == "Train"
+    assert view.loss_plot.point_count() == 0 and view.progress.value() == 0
+    assert "toy2d" in view.setup_label.text()
+    assert "no longer match" in window.notifications.items[-1].message
+    view.setup_label.linkActivated.emit("Data")  # the summary's links lead to the pages
+    assert window.current_page() == "Data"

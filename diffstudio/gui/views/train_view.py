@@ -79,6 +79,11 @@ class TrainView(QWidget):
         self.run_label.setWordWrap(True)
         self.run_label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         self.run_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        # What Train will train, each part a link to the page that sets it (set by the window).
+        self.setup_label = QLabel()
+        self.setup_label.setObjectName("setupLabel")
+        self.setup_label.setWordWrap(True)
+        self.setup_label.setTextFormat(Qt.TextFormat.RichText)
         self.new_run_button = QPushButton("Start a new run instead")
         self.new_run_button.setVisible(False)
         self.form = ParamForm(TRAIN_PARAMS)
@@ -88,6 +93,7 @@ class TrainView(QWidget):
         left = QWidget()
         left_layout = QVBoxLayout(left)
         left_layout.addWidget(self.run_label)
+        left_layout.addWidget(self.setup_label)
         left_layout.addWidget(self.new_run_button)
         left_layout.addWidget(settings_box)
         left_layout.addStretch(1)
@@ -247,8 +253,30 @@ class TrainView(QWidget):
             np.array([r.get("lr", np.nan) for r in records], dtype=np.float64),
         )
 
+    def set_setup_summary(self, parts: list[tuple[str, str]]) -> None:
+        """``[(page, text), ...]``: dataset · network · schedule, each linking to its page."""
+        links = " · ".join(f"<a href='{page}'>{text}</a>" for page, text in parts)
+        self.setup_label.setText(f"Trains: {links}")
+
+    def clear_results(self) -> None:
+        """Forget the shown curve, previews and status (another run's, or a finished one's)."""
+        self.loss_plot.clear()
+        self.previews.clear()
+        self.preview_slider.setEnabled(False)
+        self.preview_image.set_image(None)
+        self.preview_particles.set_particles(None)
+        self.preview_caption.setText("No preview yet.")
+        self.progress.setRange(0, 1)
+        self.progress.setValue(0)
+        self.progress.setFormat("not started")
+        self.status.setText("Press Train to train the chosen dataset, network and schedule.")
+
     def new_run(self) -> None:
-        """Leave continue mode: the next Train starts a new run from the other pages' setup."""
+        """Leave continue mode: the next Train starts a new run from the other pages' setup;
+        the continued run's curve, previews and status go."""
+        if self.is_running():
+            return
+        self.clear_results()
         self.resume_dir = self.resume_config = None
         for name in self.form.editors:
             self.form.set_field_enabled(name, True)
