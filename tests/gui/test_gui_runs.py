@@ -29,7 +29,10 @@ def test_runs_page_lists_and_opens_runs(qtbot, make_window, trained_run, tmp_pat
 
     # Sample from it: the Sample page opens with the run chosen.
     assert runs_view.select_path(str(run_dir))
-    assert '"dataset": "digits"' in runs_view.details.toPlainText()
+    details = runs_view.details.toPlainText()
+    assert '"dataset": "digits"' in details  # the full config, below a readable summary
+    assert "Data       digits" in details and "Network    unet" in details
+    assert "Training   6 steps, batch 8" in details and "T = 1000" in details
     runs_view.sample_button.click()
     assert window.current_page() == "Sample"
     assert window.sample_view.current_run() == str(run_dir)

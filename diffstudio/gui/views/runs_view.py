@@ -3,7 +3,6 @@ and their last loss; open one to continue training or to sample from it."""
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Callable
 from typing import Any
@@ -28,6 +27,7 @@ from PySide6.QtWidgets import (
 )
 
 from diffstudio.gui.run_list import RunSummary, scan_workspace
+from diffstudio.gui.run_summary_text import readable_config
 from diffstudio.gui.studio import Studio
 from diffstudio.gui.workers import CallJob
 
@@ -235,10 +235,10 @@ class RunsView(QWidget):
             from diffstudio.engine.runs import Run
 
             config: Any = Run(run.path).read_config()
-            text = json.dumps(config, indent=2)
+            text = readable_config(run.path, config)
         except Exception as exc:  # shown, not raised: the list stays usable
-            text = f"cannot read the config: {exc}"
-        self.details.setPlainText(f"{run.path}\n\n{text}")
+            text = f"{run.path}\n\ncannot read the config: {exc}"
+        self.details.setPlainText(text)
 
     def continue_selected(self) -> None:
         run = self.selected()
