@@ -2,15 +2,21 @@
 
 Sample i of a request with seed S is drawn from its own generator seeded S + i (see
 :mod:`diffstudio.engine.sampling`), and the PNG records that seed, the run, checkpoint, EMA
-choice, sampler and every sampler parameter it ran with. :func:`recall_request` turns that
-back into a one-sample :class:`SampleRequest`; running it on the same backend gives the same
-image bit for bit (a test checks it on the CPU). :func:`recall_problems` says what would stop
-that (a missing run, a checkpoint that is gone, a network whose hash changed).
+choice, sampler and every sampler parameter it ran with, its index in the request, the batch
+size and the number of samples. The same seed gives the same image up to the last bits of
+float32; bit for bit needs the same batch too, because CPU kernels (oneDNN convolutions)
+round differently for different batch sizes. So :func:`recall_request` rebuilds the batch the
+sample was drawn in (first seed, length) and says where in it the sample is
+(:attr:`Recall.position`); running it on the same backend gives the same image bit for bit (a
+test checks it on the CPU). A PNG written before the batch was recorded recalls as a batch of
+one (the same image up to rounding). :func:`recall_problems` says what would stop that (a
+missing run, a checkpoint that is gone, a network whose hash changed).
 """
 
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +24,19 @@ from diffstudio.app.sample import SampleRequest
 from diffstudio.app.sources import ModelSource
 from diffstudio.errors import ConfigError
 
-__all__ = ["recall_problems", "recall_request"]
+__all__ = ["Recall", "recall_problems", "recall_request"]
+
+
+@dataclass
+class Recall:
+    """``request`` regenerates the batch a sample was drawn in; the sample is
+    ``outcome.samples[position]`` of it. ``exact`` False: the PNG did not record its batch, so
+    a batch of one is used (same image up to float rounding)."""
+
+    request: SampleRequest
+    position: int
+    exact: bool
+    metadata: dict[str, Any]
 
 
 def _metadata(sample: str | os.PathLike[str] | dict[str, Any]) -> tuple[dict[str, Any], str]:
@@ -33,8 +51,8 @@ def _metadata(sample: str | os.PathLike[str] | dict[str, Any]) -> tuple[dict[str
 
 
 def recall_request(sample: str | os.PathLike[str] | dict[str, Any], *,
-                   device: str = "auto") -> SampleRequest:
-    """The request that regenerates ``sample`` (a PNG path or its ``diffstudio`` metadata).
+                   device: str = "auto") -> Recall:
+    """How to regenerate ``sample`` (a PNG path or its ``diffstudio`` metadata).
 
     A PNG without diffstudio metadata ("unknown parameters") or made from a given initial
     noise file cannot be recalled from a seed: ConfigError says so."""
@@ -59,14 +77,23 @@ def recall_request(sample: str | os.PathLike[str] | dict[str, Any], *,
         raise ConfigError(f"{where} records no integer seed (got {seed!r})")
     params = meta.get("sampler_params")
     guidance = meta.get("guidance")
-    return SampleRequest(
+    index, batch, total = (meta.get(key) for key in ("index", "batch_size", "num_samples"))
+    exact = all(isinstance(v, int) and not isinstance(v, bool) for v in (index, batch, total)) \
+        and 0 <= index < total and batch >= 1
+    if exact:
+        first = index - index % batch  # the batch's first position in the request
+        position, length = index - first, min(batch, total - first)
+    else:
+        position, length = 0, 1
+    request = SampleRequest(
         source=source, sampler=str(meta["sampler"]),
-        params=dict(params) if isinstance(params, dict) else {}, num_samples=1, seed=seed,
-        batch_size=1, device=device,
+        params=dict(params) if isinstance(params, dict) else {}, num_samples=length,
+        seed=seed - position, batch_size=length, device=device,
         class_label=meta.get("class_label") if isinstance(meta.get("class_label"), int)
         else None,
         guidance=float(guidance) if isinstance(guidance, (int, float)) else None,
     )
+    return Recall(request, position, exact, meta)
 
 
 def recall_problems(sample: str | os.PathLike[str] | dict[str, Any]) -> list[str]:
