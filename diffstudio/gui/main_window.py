@@ -37,6 +37,7 @@ from diffstudio.gui.settings import Preferences
 from diffstudio.gui.studio import Studio
 from diffstudio.gui.views.data_view import DataView
 from diffstudio.gui.views.evaluate_view import EvaluateView
+from diffstudio.gui.views.gallery_view import GalleryView
 from diffstudio.gui.views.model_view import ModelView
 from diffstudio.gui.views.plugins_view import PluginsView
 from diffstudio.gui.views.runs_view import RunsView
@@ -46,12 +47,14 @@ from diffstudio.gui.workers import CallJob, DeviceInfo, EngineInfo, EngineLoader
 
 __all__ = ["PAGES", "MainWindow"]
 
-PAGES = ("Data", "Model & schedule", "Train", "Sample", "Evaluate", "Runs", "Plugins")
+PAGES = ("Data", "Model & schedule", "Train", "Sample", "Gallery", "Evaluate", "Runs",
+         "Plugins")
 _PAGE_ICONS = (
     QStyle.StandardPixmap.SP_DirIcon,
     QStyle.StandardPixmap.SP_FileDialogDetailedView,
     QStyle.StandardPixmap.SP_MediaPlay,
     QStyle.StandardPixmap.SP_MediaSeekForward,
+    QStyle.StandardPixmap.SP_FileDialogListView,
     QStyle.StandardPixmap.SP_FileDialogContentsView,
     QStyle.StandardPixmap.SP_DirOpenIcon,
     QStyle.StandardPixmap.SP_ComputerIcon,
@@ -111,11 +114,13 @@ class MainWindow(QMainWindow):
         self.model_view = ModelView(self.studio)
         self.train_view = TrainView(self.studio, self.training_setup)
         self.sample_view = SampleView(self.studio)
+        self.gallery_view = GalleryView(self.studio,
+                                        ask=lambda title, text: self._ask(title, text))
         self.evaluate_view = EvaluateView(self.studio)
         self.runs_view = RunsView(self.studio)
         self.plugins_view = PluginsView(self.studio)
         self.pages = (self.data_view, self.model_view, self.train_view, self.sample_view,
-                      self.evaluate_view, self.runs_view, self.plugins_view)
+                      self.gallery_view, self.evaluate_view, self.runs_view, self.plugins_view)
         self.sidebar = QListWidget()
         self.sidebar.setObjectName("sidebar")
         self.sidebar.setIconSize(QSize(20, 20))
@@ -194,6 +199,7 @@ class MainWindow(QMainWindow):
         self.studio.open_run_for_sampling.connect(
             lambda _: self.show_page("Sample"))
         self.studio.open_run_for_evaluation.connect(self.open_run_for_evaluation)
+        self.gallery_view.recall_requested.connect(self.recall_sample)
         self.studio.jobs_changed.connect(self._on_jobs_changed)
         self.data_view.picker.changed.connect(self._on_dataset_changed)
         self.device_combo.currentIndexChanged.connect(self._on_device_changed)
@@ -326,6 +332,15 @@ class MainWindow(QMainWindow):
     # -- places -----------------------------------------------------------------------------------
     def show_page(self, name: str) -> None:
         self.sidebar.setCurrentRow(PAGES.index(name))
+
+    def recall_sample(self, recall: Any) -> None:
+        """A sample from the Gallery (or a dropped PNG) into the Sample page."""
+        try:
+            self.sample_view.apply_recall(recall)
+        except ConfigError as exc:
+            self.notifications.warning(f"Cannot recall: {exc}", source="Gallery")
+            return
+        self.show_page("Sample")
 
     def current_page(self) -> str:
         return PAGES[self.stack.currentIndex()]
