@@ -246,7 +246,7 @@ class ThumbnailDelegate(QStyledItemDelegate):
 
     def sizeHint(self, option: QStyleOptionViewItem,
                  index: QModelIndex | QPersistentModelIndex) -> QSize:
-        return QSize(self.cell + 12, self.cell + 30)
+        return QSize(self.cell + 12, self.cell + 40)
 
     def paint(self, painter: QPainter, option: QStyleOptionViewItem,
               index: QModelIndex | QPersistentModelIndex) -> None:
@@ -272,14 +272,17 @@ class ThumbnailDelegate(QStyledItemDelegate):
                                pixmap)
         else:
             painter.fillRect(area, QColor(60, 60, 60))
-        text_rect = QRect(rect.x() + 4, area.bottom() + 4, rect.width() - 8, 20)
-        caption = option.fontMetrics.elidedText(  # type: ignore[attr-defined]
-            record.caption(), Qt.TextElideMode.ElideRight, text_rect.width())
         painter.setPen(palette.highlightedText().color()
                        if option.state & QStyle.StateFlag.State_Selected  # type: ignore[attr-defined]
                        else palette.text().color())
-        painter.drawText(text_rect, Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter,
-                         caption)
+        metrics = option.fontMetrics  # type: ignore[attr-defined]
+        first, _, second = record.caption().partition(" · ")  # sampler / steps, seed...
+        for line, text in enumerate((first, second)):
+            text_rect = QRect(rect.x() + 4, area.bottom() + 3 + line * (metrics.height() + 1),
+                              rect.width() - 8, metrics.height())
+            painter.drawText(text_rect, Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter,
+                             metrics.elidedText(text, Qt.TextElideMode.ElideRight,
+                                                text_rect.width()))
         if record.starred:
             painter.setPen(QColor(255, 200, 40))
             painter.drawText(QRect(area.right() - 18, area.y(), 18, 18),
@@ -323,10 +326,11 @@ class GalleryView(QWidget):
             combo.setObjectName(name)
             combo.setMinimumContentsLength(6)
             combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
-        self.run_combo.setMinimumContentsLength(14)
+        self.run_combo.setMinimumContentsLength(10)
         self.seed_edit = QLineEdit()
         self.seed_edit.setPlaceholderText("any")
         self.seed_edit.setValidator(QIntValidator(0, 2**31 - 1, self))
+        self.seed_edit.setMinimumWidth(70)
         self.seed_edit.setMaximumWidth(90)
         self.starred_box = QCheckBox("Starred only")
         self.sort_combo = QComboBox()
@@ -490,6 +494,7 @@ class GalleryView(QWidget):
             f"Could not index the samples in {workspace}: {message}", details,
             source="Gallery"))
         job.finished.connect(self._on_scan_finished)
+        job.cpu_threads = 0  # no torch here: do not import it to set its threads
         self.scan_job = job
         self.summary.setText(f"Indexing the samples in <b>{workspace}</b>…")
         self.studio.add_job("gallery-scan", job)
@@ -552,10 +557,13 @@ class GalleryView(QWidget):
             if record.path in selected:
                 self.list.selectionModel().select(
                     self.model.index(row), self.list.selectionModel().SelectionFlag.Select)
-        stars = sum(1 for record in self.all_records if record.starred)
-        self.summary.setText(f"<b>{len(shown):,}</b> of {len(self.all_records):,} samples in "
-                             f"<b>{self.studio.workspace}</b> · {stars} starred")
+        self._update_summary()
         self._on_selection()
+
+    def _update_summary(self) -> None:
+        stars = sum(1 for record in self.all_records if record.starred)
+        self.summary.setText(f"<b>{self.model.rowCount():,}</b> of {len(self.all_records):,} "
+                             f"samples in <b>{self.studio.workspace}</b> · {stars} starred")
 
     # -- selection and the detail pane --------------------------------------------------------
     def selected(self) -> list[SampleRecord]:
@@ -627,6 +635,7 @@ class GalleryView(QWidget):
         if self.starred_box.isChecked() and not starred:
             self.apply_filter()
         else:
+            self._update_summary()
             self._on_selection()
 
     def recall_selected(self) -> bool:
@@ -719,6 +728,7 @@ class GalleryView(QWidget):
         job.failed.connect(lambda message, details: self.studio.notifications.error(
             f"Export failed: {message}", details, source="Gallery"))
         job.finished.connect(self._on_export_finished)
+        job.cpu_threads = 0  # exporting needs no torch
         self.export_job = job
         self.export_status.setText(f"Exporting {len(records)} samples…")
         self.studio.add_job("export", job)
