@@ -71,13 +71,18 @@ def collect_samples(sources: Sequence[str | os.PathLike[str]]) -> list[Any]:
     """The sample records of ``sources`` (runs, folders, PNG files), in order, each file once.
 
     A run contributes everything under its ``samples/``; a folder every sample PNG under it
-    (grids and previews are not samples); a PNG file itself, with or without metadata."""
+    (grids and previews are not samples); a PNG file itself, with or without metadata. Stars
+    come from the index of the workspace holding the source (the Gallery's), when it has one."""
     from diffstudio.engine.runs import Run
-    from diffstudio.engine.sample_index import iter_sample_pngs, read_record
+    from diffstudio.engine.sample_index import SampleIndex, iter_sample_pngs, read_record
 
     records, seen = [], set()
+    stars: dict[str, set[str]] = {}
     for source in sources:
         path = Path(source).expanduser()
+        index = SampleIndex.find(path) if path.exists() else None
+        starred = set() if index is None else stars.setdefault(
+            str(index.database), index.starred_paths())
         if path.is_dir():
             root = Run(path).samples_dir if Run.is_run(path) else path
             found = sorted(iter_sample_pngs(root), key=lambda item: str(item[0]))
@@ -97,6 +102,7 @@ def collect_samples(sources: Sequence[str | os.PathLike[str]]) -> list[Any]:
                     raise ConfigError(f"{path} is not a readable PNG sample")
                 continue
             seen.add(key)
+            record.starred = str(file) in starred or key in starred
             records.append(record)
     return records
 

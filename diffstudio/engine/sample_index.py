@@ -375,6 +375,23 @@ class SampleIndex:
         finally:
             connection.close()
 
+    def starred_paths(self) -> set[str]:
+        connection = self._connect()
+        try:
+            return {row[0] for row in connection.execute(
+                "SELECT path FROM samples WHERE starred")}
+        finally:
+            connection.close()
+
+    @classmethod
+    def find(cls, path: str | os.PathLike[str]) -> SampleIndex | None:
+        """The index of the workspace holding ``path`` (the nearest folder above it with a
+        ``.diffstudio/gallery.sqlite``), or None; nothing is created."""
+        for folder in Path(path).expanduser().resolve().parents:
+            if (folder / STATE_DIR / INDEX_NAME).is_file():
+                return cls(folder)
+        return None
+
     def distinct(self, column: str) -> list[Any]:
         """The distinct non-empty values of a column (for the filter choices), sorted."""
         if column not in _COLUMNS or column in _JSON_COLUMNS:

@@ -11,7 +11,14 @@ from collections.abc import Callable
 from typing import Any
 
 from PySide6.QtCore import QSize, Qt, QTimer, Signal
-from PySide6.QtGui import QBrush, QCloseEvent, QColor, QPaintEvent
+from PySide6.QtGui import (
+    QBrush,
+    QCloseEvent,
+    QColor,
+    QDragEnterEvent,
+    QDropEvent,
+    QPaintEvent,
+)
 from PySide6.QtWidgets import (
     QComboBox,
     QLabel,
@@ -200,6 +207,7 @@ class MainWindow(QMainWindow):
             lambda _: self.show_page("Sample"))
         self.studio.open_run_for_evaluation.connect(self.open_run_for_evaluation)
         self.gallery_view.recall_requested.connect(self.recall_sample)
+        self.setAcceptDrops(True)
         self.studio.jobs_changed.connect(self._on_jobs_changed)
         self.data_view.picker.changed.connect(self._on_dataset_changed)
         self.device_combo.currentIndexChanged.connect(self._on_device_changed)
@@ -491,6 +499,20 @@ class MainWindow(QMainWindow):
             prefs.set("device", self.studio.device.id)
             prefs.set("precision", self.studio.precision)
         prefs.sync()
+
+    # -- a sample PNG dropped anywhere on the window: shown in the Gallery, ready to recall --------
+    def dragEnterEvent(self, event: QDragEnterEvent) -> None:
+        urls = event.mimeData().urls()
+        if urls and all(u.isLocalFile() and u.toLocalFile().lower().endswith(".png")
+                        for u in urls):
+            event.acceptProposedAction()
+
+    def dropEvent(self, event: QDropEvent) -> None:
+        urls = event.mimeData().urls()
+        if urls:
+            self.show_page("Gallery")
+            self.gallery_view.show_file(urls[0].toLocalFile())
+            event.acceptProposedAction()
 
     def paintEvent(self, event: QPaintEvent) -> None:
         super().paintEvent(event)

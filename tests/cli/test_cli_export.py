@@ -55,3 +55,16 @@ def test_export_bad_input_is_one_line(tmp_path, capsys):
         assert main(argv) == 2, argv
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and words in err[0], err
+
+
+def test_export_filters_by_the_gallery_s_stars(tmp_path, capsys):
+    from diffstudio.engine.sample_index import SampleIndex
+
+    workspace = tmp_path / "ws"
+    samples = make(workspace / "run" / "samples" / "ddim-1")
+    index = SampleIndex(workspace)
+    index.scan()
+    index.set_starred([samples / "sample-000002.png"], True)
+    assert main(["export", str(workspace / "run" / "samples"), "--out", str(tmp_path / "o"),
+                 "--filter", "starred=yes", "--quiet"]) == 0
+    assert [p.name for p in (tmp_path / "o").glob("*.png")] == ["r__ddim-1__sample-000002.png"]

@@ -9,6 +9,8 @@ import shutil
 
 import numpy as np
 from PIL import Image
+from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl
+from PySide6.QtGui import QDropEvent
 
 from diffstudio.app import ModelSource, SampleRequest, run_job, sample
 
@@ -96,7 +98,7 @@ def test_gallery_browses_filters_stars_recalls_deletes_and_exports(
     view.seed_edit.setText("6")
     view.list.setCurrentIndex(view.model.index(0))
     assert view.recall_selected()
-    assert window.current_page() == "Sample"
+    qtbot.waitUntil(lambda: window.current_page() == "Sample", timeout=30_000)
     sample_view = window.sample_view
     options = sample_view.options.values()
     assert (options["seed"], options["num_samples"], options["batch_size"]) == (5, 2, 2)
@@ -107,6 +109,15 @@ def test_gallery_browses_filters_stars_recalls_deletes_and_exports(
     qtbot.waitUntil(lambda: sample_view.job is None, timeout=120_000)
     with np.load(out / "samples.npz") as saved:
         np.testing.assert_array_equal(sample_view.outcome.samples[1], saved["samples"][3])
+    # Saving them from the Sample page adds them to the Gallery.
+    sample_view.save()
+    qtbot.waitUntil(lambda: len(view.all_records) == 6, timeout=60_000)
+
+    # Another workspace: nothing of the old one stays on the page.
+    window.studio.set_workspace(tmp_path / "empty")
+    assert view.model.rowCount() == 0 and view.current() is None
+    qtbot.waitUntil(lambda: view.scan_job is None, timeout=30_000)
+    assert view.model.rowCount() == 0 and "0</b> of 0" in view.summary.text()
     view.model.wait()
 
 
@@ -115,9 +126,17 @@ def test_a_dropped_png_is_shown_and_recalled(qtbot, make_window, trained_run, re
     _, _, out = _workspace(tmp_path, trained_run, registry)
     window = make_window(workspace=tmp_path / "elsewhere")
     view = window.gallery_view
-    shown = view.show_file(str(out / "sample-000004.png"))
+    assert window.current_page() == "Train"
+    data = QMimeData()
+    data.setUrls([QUrl.fromLocalFile(str(out / "sample-000004.png"))])
+    drop = QDropEvent(QPointF(50, 50), Qt.DropAction.CopyAction, data,
+                      Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier)
+    window.dropEvent(drop)
+    assert window.current_page() == "Gallery"
+    shown = view.current()
     assert shown is not None and shown.seed == 4 and view.recall_button.isEnabled()
     assert "ddpm" in view.detail_title.text()
     assert view.recall_selected()
+    qtbot.waitUntil(lambda: window.current_page() == "Sample", timeout=30_000)
     assert window.sample_view.options.values()["seed"] == 3
     view.model.wait()

@@ -459,6 +459,8 @@ class GalleryView(QWidget):
         self.delete_button.clicked.connect(self.delete_selected)
         self.export_button.clicked.connect(lambda: self.export_selected())
         studio.workspace_changed.connect(lambda _: self._on_workspace())
+        studio.jobs_changed.connect(self._rescan_after_saving)
+        self._saving = False
         self._on_workspace(scan=False)
         self._on_selection()
 
@@ -472,6 +474,14 @@ class GalleryView(QWidget):
         self.model.set_records([])
         self.summary.setText(f"Samples in <b>{workspace}</b>")
         if scan:
+            self.refresh()
+
+    def _rescan_after_saving(self) -> None:
+        """Samples saved from the Sample page join the index once their job ends."""
+        saving = any(role in self.studio.jobs for role in ("save", "sample"))
+        finished = self._saving and not saving
+        self._saving = saving
+        if finished and self._shown_once:
             self.refresh()
 
     def showEvent(self, event: QShowEvent) -> None:
@@ -639,7 +649,9 @@ class GalleryView(QWidget):
             self._on_selection()
 
     def recall_selected(self) -> bool:
-        """Ask the window to load the current sample into the Sample page."""
+        """Ask the window to load the current sample into the Sample page, once a job has
+        checked that its run, checkpoint and network are still the ones that made it (hashing
+        the weights is no work for the window's thread)."""
         from diffstudio.app.recall import recall_problems, recall_request
 
         record = self.current()
@@ -651,9 +663,18 @@ class GalleryView(QWidget):
             self.studio.notifications.warning(f"Cannot recall {record.name}: {exc}",
                                               source="Gallery")
             return False
-        for problem in recall_problems(record.meta):
-            self.studio.notifications.warning(f"Recall: {problem}", source="Gallery")
-        self.recall_requested.emit(recall)
+
+        def checked(problems: list[str]) -> None:
+            for problem in problems:
+                self.studio.notifications.warning(f"Recall: {problem}", source="Gallery")
+            self.recall_requested.emit(recall)
+
+        job = CallJob("recall-check", recall_problems, recall.metadata)
+        job.cpu_threads = 0
+        job.succeeded.connect(checked)
+        job.failed.connect(lambda message, details: checked([message]))
+        self.studio.add_job("recall-check", job)
+        job.start()
         return True
 
     def copy_parameters(self) -> None:
