@@ -21,6 +21,7 @@ connection, so a scan in a worker thread and queries on the window's thread may 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sqlite3
@@ -247,8 +248,28 @@ class SampleIndex:
         self.database = Path(database) if database else self.workspace / STATE_DIR / INDEX_NAME
 
     def _connect(self) -> sqlite3.Connection:
+        try:
+            return self._open()
+        except sqlite3.DatabaseError:
+            # Not a database (damaged, or another program's file): the index is a cache of
+            # what the PNGs say, so it is set aside and rebuilt; only the stars are lost.
+            aside = self.database.with_name(f"{self.database.name}.damaged-{time.time_ns()}")
+            os.replace(self.database, aside)
+            for suffix in ("-wal", "-shm"):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(f"{self.database}{suffix}")
+            return self._open()
+
+    def _open(self) -> sqlite3.Connection:
         self.database.parent.mkdir(parents=True, exist_ok=True)
         connection = sqlite3.connect(self.database, timeout=30)
+        try:
+            return self._prepare(connection)
+        except BaseException:
+            connection.close()
+            raise
+
+    def _prepare(self, connection: sqlite3.Connection) -> sqlite3.Connection:
         connection.execute("PRAGMA journal_mode=WAL")
         columns = ", ".join(
             f"{name} {'TEXT PRIMARY KEY' if name == 'path' else ''}".strip() for name in _COLUMNS)

@@ -165,3 +165,12 @@ def test_read_record_of_a_moved_tree_keeps_fields(tmp_path, workspace):
     shutil.copytree(workspace / "run-b", copy)
     record = read_record(copy / "samples" / "ddpm-1" / "sample-000010.png")
     assert record is not None and record.run == "run-b" and record.seed == 10
+
+
+def test_a_damaged_index_is_set_aside_and_rebuilt(workspace):
+    index = SampleIndex(workspace)
+    index.database.parent.mkdir(parents=True)
+    index.database.write_bytes(b"this is not an sqlite database" * 100)
+    report = index.scan()
+    assert report.added == 5 and len(index.records()) == 5
+    assert list(index.database.parent.glob("gallery.sqlite.damaged-*"))

@@ -320,9 +320,11 @@ class GalleryView(QWidget):
                                     "drop one onto this page)")
         self.run_combo, self.sampler_combo, self.steps_combo, self.class_combo = (
             QComboBox(), QComboBox(), QComboBox(), QComboBox())
+        self.guidance_combo = QComboBox()
         for combo, name in ((self.run_combo, "galleryRun"), (self.sampler_combo,
                             "gallerySampler"), (self.steps_combo, "gallerySteps"),
-                            (self.class_combo, "galleryClass")):
+                            (self.class_combo, "galleryClass"),
+                            (self.guidance_combo, "galleryGuidance")):
             combo.setObjectName(name)
             combo.setMinimumContentsLength(6)
             combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
@@ -341,7 +343,7 @@ class GalleryView(QWidget):
         filters = QHBoxLayout()
         for label, widget in (("Run", self.run_combo), ("Sampler", self.sampler_combo),
                               ("Steps", self.steps_combo), ("Class", self.class_combo),
-                              ("Seed", self.seed_edit)):
+                              ("Guidance", self.guidance_combo), ("Seed", self.seed_edit)):
             filters.addWidget(QLabel(label))
             filters.addWidget(widget)
         filters.addWidget(self.starred_box)
@@ -445,7 +447,7 @@ class GalleryView(QWidget):
         self.rescan_button.clicked.connect(self.refresh)
         self.open_button.clicked.connect(self._open_png)
         for combo in (self.run_combo, self.sampler_combo, self.steps_combo, self.class_combo,
-                      self.sort_combo):
+                      self.guidance_combo, self.sort_combo):
             combo.currentIndexChanged.connect(self.apply_filter)
         self.seed_edit.textChanged.connect(self.apply_filter)
         self.starred_box.toggled.connect(self.apply_filter)
@@ -535,6 +537,8 @@ class GalleryView(QWidget):
             self.steps_combo: sorted({r.steps for r in self.all_records if r.steps is not None}),
             self.class_combo: sorted({r.class_label for r in self.all_records
                                       if r.class_label is not None}),
+            self.guidance_combo: sorted({r.guidance for r in self.all_records
+                                         if r.guidance is not None}),
         }
         for combo, values in choices.items():
             current = combo.currentData()
@@ -542,7 +546,7 @@ class GalleryView(QWidget):
             combo.clear()
             combo.addItem(_ALL, None)
             for value in values:
-                combo.addItem(str(value), value)
+                combo.addItem(f"{value:g}" if isinstance(value, float) else str(value), value)
             found = combo.findData(current) if current is not None else 0
             combo.setCurrentIndex(max(0, found))
             combo.blockSignals(False)
@@ -553,6 +557,7 @@ class GalleryView(QWidget):
         return SampleFilter(
             run=self.run_combo.currentData(), sampler=self.sampler_combo.currentData(),
             steps=self.steps_combo.currentData(), class_label=self.class_combo.currentData(),
+            guidance=self.guidance_combo.currentData(),
             seed=int(seed) if seed else None,
             starred=True if self.starred_box.isChecked() else None)
 
