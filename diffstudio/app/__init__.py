@@ -9,6 +9,9 @@ worker thread that can pause or stop it between any two events).
     compare(CompareRequest)         -> Progress, CompareEntry ..., Done(list[CompareEntry])
     interpolate(InterpolateRequest) -> Progress ..., Done(Interpolation)
     evaluate(EvalRequest)           -> Progress, SweepStep ..., Done(EvalOutcome)
+    export(ExportRequest)           -> Note, Progress ..., Done(ExportOutcome)
+
+:func:`recall_request` reads a sample PNG back into the request that regenerates it.
 
 Requests are plain dataclasses (no torch, no Qt), validated against the plugin schemas; a model
 to sample comes from a :class:`ModelSource` (a run or a pretrained diffusers model), loaded by
@@ -28,6 +31,8 @@ from typing import Any
 
 from diffstudio.app.evaluate import EvalOutcome, EvalRequest, SweepStep, evaluate
 from diffstudio.app.events import Done, Note, Progress
+from diffstudio.app.export import ExportOutcome, ExportRequest, export
+from diffstudio.app.recall import Recall, recall_request
 from diffstudio.app.sample import (
     CompareEntry,
     CompareRequest,
@@ -51,6 +56,8 @@ __all__ = [
     "Done",
     "EvalOutcome",
     "EvalRequest",
+    "ExportOutcome",
+    "ExportRequest",
     "InterpolateRequest",
     "Interpolation",
     "LoadedSource",
@@ -58,6 +65,7 @@ __all__ = [
     "ModelSummary",
     "Note",
     "Progress",
+    "Recall",
     "SampleFrame",
     "SampleOutcome",
     "SampleRequest",
@@ -65,8 +73,10 @@ __all__ = [
     "TrainRequest",
     "compare",
     "evaluate",
+    "export",
     "interpolate",
     "load_source",
+    "recall_request",
     "run_job",
     "sample",
     "save_outcome",

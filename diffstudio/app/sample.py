@@ -328,6 +328,8 @@ def sample(
             "backend": loaded.backend,
             "init_noise_file": (str(Path(request.init_noise).resolve())
                                 if request.init_noise else None),
+            # CPU kernels round differently per batch size: recall re-forms the batch.
+            "batch_size": request.batch_size, "num_samples": total,
         }
         outcome = SampleOutcome(result, result.samples.numpy(), summary, metadata,
                                 live.trajectory, live.frames_sent, live.frames_skipped)

@@ -11,7 +11,14 @@ from collections.abc import Callable
 from typing import Any
 
 from PySide6.QtCore import QSize, Qt, QTimer, Signal
-from PySide6.QtGui import QBrush, QCloseEvent, QColor, QPaintEvent
+from PySide6.QtGui import (
+    QBrush,
+    QCloseEvent,
+    QColor,
+    QDragEnterEvent,
+    QDropEvent,
+    QPaintEvent,
+)
 from PySide6.QtWidgets import (
     QComboBox,
     QLabel,
@@ -39,6 +46,7 @@ from diffstudio.gui.settings import Preferences
 from diffstudio.gui.studio import Studio
 from diffstudio.gui.views.data_view import DataView
 from diffstudio.gui.views.evaluate_view import EvaluateView
+from diffstudio.gui.views.gallery_view import GalleryView
 from diffstudio.gui.views.model_view import ModelView
 from diffstudio.gui.views.plugins_view import PluginsView
 from diffstudio.gui.views.runs_view import RunsView
@@ -48,12 +56,14 @@ from diffstudio.gui.workers import CallJob, DeviceInfo, EngineInfo, EngineLoader
 
 __all__ = ["PAGES", "MainWindow"]
 
-PAGES = ("Data", "Model & schedule", "Train", "Sample", "Evaluate", "Runs", "Plugins")
+PAGES = ("Data", "Model & schedule", "Train", "Sample", "Gallery", "Evaluate", "Runs",
+         "Plugins")
 _PAGE_ICONS = (
     QStyle.StandardPixmap.SP_DirIcon,
     QStyle.StandardPixmap.SP_FileDialogDetailedView,
     QStyle.StandardPixmap.SP_MediaPlay,
     QStyle.StandardPixmap.SP_MediaSeekForward,
+    QStyle.StandardPixmap.SP_FileDialogListView,
     QStyle.StandardPixmap.SP_FileDialogContentsView,
     QStyle.StandardPixmap.SP_DirOpenIcon,
     QStyle.StandardPixmap.SP_ComputerIcon,
@@ -117,12 +127,14 @@ class MainWindow(QMainWindow):
         self.model_view = ModelView(self.studio)
         self.train_view = TrainView(self.studio, self.training_setup)
         self.sample_view = SampleView(self.studio)
+        self.gallery_view = GalleryView(self.studio,
+                                        ask=lambda title, text: self._ask(title, text))
         self.evaluate_view = EvaluateView(self.studio)
         self.runs_view = RunsView(self.studio)
         self.runs_view.ask = self._ask
         self.plugins_view = PluginsView(self.studio)
         self.pages = (self.data_view, self.model_view, self.train_view, self.sample_view,
-                      self.evaluate_view, self.runs_view, self.plugins_view)
+                      self.gallery_view, self.evaluate_view, self.runs_view, self.plugins_view)
         self.sidebar = QListWidget()
         self.sidebar.setObjectName("sidebar")
         self.sidebar.setIconSize(QSize(20, 20))
@@ -204,6 +216,8 @@ class MainWindow(QMainWindow):
         self.studio.open_run_for_sampling.connect(
             lambda _: self.show_page("Sample"))
         self.studio.open_run_for_evaluation.connect(self.open_run_for_evaluation)
+        self.gallery_view.recall_requested.connect(self.recall_sample)
+        self.setAcceptDrops(True)
         self.studio.jobs_changed.connect(self._on_jobs_changed)
         self.data_view.picker.changed.connect(self._on_dataset_changed)
         self._watched_network_forms: set[int] = set()
@@ -396,6 +410,15 @@ class MainWindow(QMainWindow):
     def page_names() -> tuple[str, ...]:
         return PAGES
 
+    def recall_sample(self, recall: Any) -> None:
+        """A sample from the Gallery (or a dropped PNG) into the Sample page."""
+        try:
+            self.sample_view.apply_recall(recall)
+        except ConfigError as exc:
+            self.notifications.warning(f"Cannot recall: {exc}", source="Gallery")
+            return
+        self.show_page("Sample")
+
     def current_page(self) -> str:
         return PAGES[self.stack.currentIndex()]
 
@@ -566,6 +589,20 @@ class MainWindow(QMainWindow):
             prefs.set("device", self.studio.device.id)
             prefs.set("precision", self.studio.precision)
         prefs.sync()
+
+    # -- a sample PNG dropped anywhere on the window: shown in the Gallery, ready to recall --------
+    def dragEnterEvent(self, event: QDragEnterEvent) -> None:
+        urls = event.mimeData().urls()
+        if urls and all(u.isLocalFile() and u.toLocalFile().lower().endswith(".png")
+                        for u in urls):
+            event.acceptProposedAction()
+
+    def dropEvent(self, event: QDropEvent) -> None:
+        urls = event.mimeData().urls()
+        if urls:
+            self.show_page("Gallery")
+            self.gallery_view.show_file(urls[0].toLocalFile())
+            event.acceptProposedAction()
 
     def paintEvent(self, event: QPaintEvent) -> None:
         super().paintEvent(event)

@@ -98,6 +98,7 @@ class SampleView(QWidget):
         self.last_frame: SampleFrame | None = None
         self._status_time = 0.0
         self._strip_length = 0
+        self.recalled_params: dict[str, dict[str, Any]] = {}  # sampler id -> values recalled
 
         # -- left: what to sample -----------------------------------------------------------------
         self.runs = RunChooser(lambda: studio.workspace, minimum_length=16)
@@ -398,7 +399,9 @@ class SampleView(QWidget):
         # A value left at the schema default is "not set": the run's data may suggest a better
         # one (issue 17), which the job reports as a note shown under the status line.
         defaults = self.studio.registry.get("sampler", sampler_id).defaults()
-        params = {name: value for name, value in params.items() if value != defaults.get(name)}
+        recalled = self.recalled_params.get(sampler_id, {})  # a recall sets every value
+        params = {name: value for name, value in params.items()
+                  if value != defaults.get(name) or (name in recalled and recalled[name] == value)}
         options = self.options.validated()
         source = ModelSource(pretrained=pretrained) if pretrained is not None else \
             self.run_source()
@@ -559,6 +562,44 @@ class SampleView(QWidget):
             f"Saving failed: {message}", details, source="Sample"))
         self.studio.add_job("save", job)
         job.start()
+
+    # -- recall (from the Gallery) ------------------------------------------------------------
+    def apply_recall(self, recall: Any) -> None:
+        """Load a recalled sample's request (``diffstudio.app.recall.Recall``): its run and
+        checkpoint (or pretrained model), sampler and every parameter, first seed, number and
+        batch size (the batch it was drawn in, so that Sample redraws it bit for bit), class
+        and guidance. The recalled sample is number ``recall.position + 1`` of the batch."""
+        request = recall.request
+        source = request.source
+        if source.pretrained:
+            self.from_pretrained.setChecked(True)
+            self.pretrained_edit.setText(str(source.pretrained))
+        else:
+            self.from_run.setChecked(True)
+            self.select_run(str(source.run))
+            found = self.checkpoint_combo.findData(source.checkpoint)
+            if found >= 0:
+                self.checkpoint_combo.setCurrentIndex(found)
+            self.ema_box.setChecked(bool(source.ema))
+        contribution = self.studio.registry.get("sampler", request.sampler) \
+            if request.sampler in self.studio.registry.ids("sampler") else None
+        if contribution is None:
+            raise ConfigError(f"the sample was made with the sampler {request.sampler!r}, "
+                              "which is not installed")
+        known = {param.name for param in contribution.params}
+        values = {k: v for k, v in dict(request.params).items() if k in known}
+        self.recalled_params = {request.sampler: values}
+        self.sampler_picker.select(request.sampler, values)
+        self.options.set_values({"num_samples": request.num_samples, "seed": request.seed,
+                                 "batch_size": request.batch_size})
+        found = self.class_combo.findData(request.class_label)
+        self.class_combo.setCurrentIndex(max(0, found))
+        if request.guidance is not None:
+            self.guidance_spin.setValue(float(request.guidance))
+        self.status.setText(
+            f"Recalled seed {request.seed + recall.position} ({request.sampler}): press Sample; "
+            + (f"it is sample {recall.position + 1} of {request.num_samples} (its batch)."
+               if recall.exact else "its batch was not recorded, so the last bits may differ."))
 
     # -- settings ---------------------------------------------------------------------------------
     def state(self) -> dict[str, Any]:

@@ -1,0 +1,817 @@
+"""The Gallery page: every sample PNG of the workspace, as a virtualised grid of thumbnails.
+
+The index (:class:`diffstudio.engine.sample_index.SampleIndex`) is rescanned in a job when the
+page is first shown, on Rescan and when the workspace changes; filtering and sorting then work
+on the records in memory. Only the thumbnails the view paints are asked for, made (or read
+from the on-disk cache) in a thread pool and turned into pixmaps on the window's thread; small
+images are enlarged with nearest-neighbour, never smoothed. A result that belongs to an earlier
+workspace (its generation number) is dropped, so nothing stale is shown.
+
+The detail pane shows the selected sample at 1x and enlarged with every metadata field; it
+stars, deletes to the system trash (the index follows), opens the folder, copies the
+parameters, exports the selection (the application layer's export job) and recalls the sample
+into the Sample page (:func:`diffstudio.app.recall.recall_request`). A PNG dropped onto the page
+or opened from disk is shown and can be recalled the same way.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import OrderedDict
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import (
+    QAbstractListModel,
+    QMimeData,
+    QModelIndex,
+    QObject,
+    QPersistentModelIndex,
+    QRect,
+    QRunnable,
+    QSize,
+    Qt,
+    QThreadPool,
+    QTimer,
+    QUrl,
+    Signal,
+)
+from PySide6.QtGui import (
+    QColor,
+    QDesktopServices,
+    QDragEnterEvent,
+    QDropEvent,
+    QGuiApplication,
+    QImage,
+    QIntValidator,
+    QPainter,
+    QPixmap,
+    QShowEvent,
+)
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QCheckBox,
+    QComboBox,
+    QFileDialog,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QLineEdit,
+    QListView,
+    QMessageBox,
+    QPushButton,
+    QSplitter,
+    QStyle,
+    QStyledItemDelegate,
+    QStyleOptionViewItem,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+from diffstudio.engine.sample_index import (
+    SORT_KEYS,
+    STATE_DIR,
+    SampleFilter,
+    SampleIndex,
+    SampleRecord,
+    read_record,
+    sort_records,
+)
+from diffstudio.engine.thumbnails import ThumbnailCache
+from diffstudio.errors import ConfigError, DiffstudioError
+from diffstudio.gui.studio import Studio
+from diffstudio.gui.workers import CallJob, JobWorker
+
+__all__ = ["GalleryModel", "GalleryView", "ThumbnailDelegate"]
+
+RECORD_ROLE = Qt.ItemDataRole.UserRole + 1
+_PIXMAP_LIMIT = 3000  # pixmaps kept (128 px: about 200 MB at most); the rest are re-read
+_ALL = "All"
+
+
+def _scan(workspace: Path) -> tuple[Any, list[SampleRecord]]:
+    index = SampleIndex(workspace)
+    report = index.scan()
+    return report, index.records()
+
+
+class _ThumbnailSignals(QObject):
+    ready = Signal(str, object, int, QImage)  # path, mtime_ns (int64), generation, image
+    failed = Signal(str, object, int, str)
+
+
+class _ThumbnailTask(QRunnable):
+    """Make (or read from the cache) one thumbnail and load it as a QImage, off the main
+    thread (a QImage, unlike a QPixmap, may be made in any thread)."""
+
+    def __init__(self, cache: ThumbnailCache, record: SampleRecord, generation: int,
+                 signals: _ThumbnailSignals) -> None:
+        super().__init__()
+        self.cache, self.record, self.generation, self.signals = cache, record, generation, \
+            signals
+
+    def run(self) -> None:
+        record = self.record
+        try:
+            file = self.cache.thumbnail(record.path, record.mtime_ns, record.size)
+            image = QImage(str(file))
+            if image.isNull():
+                raise DiffstudioError(f"the thumbnail {file} is unreadable")
+            self.signals.ready.emit(record.path, record.mtime_ns, self.generation, image)
+        except Exception as exc:  # a vanished or broken file: shown as such, never raised
+            self.signals.failed.emit(record.path, record.mtime_ns, self.generation, str(exc))
+
+
+class GalleryModel(QAbstractListModel):
+    """The filtered, sorted records; thumbnails asked for when the view paints them."""
+
+    def __init__(self, parent: QObject | None = None, threads: int = 2) -> None:
+        super().__init__(parent)
+        self.records: list[SampleRecord] = []
+        self.cache: ThumbnailCache | None = None
+        self.generation = 0
+        self.pixmaps: OrderedDict[tuple[str, int], QPixmap] = OrderedDict()
+        self.pending: set[tuple[str, int]] = set()
+        self.failed: dict[tuple[str, int], str] = {}
+        self.rows: dict[str, int] = {}
+        self.pool = QThreadPool(self)
+        self.pool.setMaxThreadCount(threads)
+        self.signals = _ThumbnailSignals(self)
+        self.signals.ready.connect(self._on_ready)
+        self.signals.failed.connect(self._on_failed)
+
+    def set_cache(self, cache: ThumbnailCache) -> None:
+        """A new workspace: forget every pixmap; late results of the old one are dropped."""
+        self.generation += 1
+        self.cache = cache
+        self.pool.clear()
+        self.pixmaps.clear()
+        self.pending.clear()
+        self.failed.clear()
+
+    def set_records(self, records: list[SampleRecord]) -> None:
+        self.beginResetModel()
+        self.records = records
+        self.rows = {record.path: row for row, record in enumerate(records)}
+        self.endResetModel()
+
+    def rowCount(self, parent: QModelIndex | QPersistentModelIndex = QModelIndex()) -> int:
+        return 0 if parent.isValid() else len(self.records)
+
+    def data(self, index: QModelIndex | QPersistentModelIndex,
+             role: int = Qt.ItemDataRole.DisplayRole) -> Any:
+        if not index.isValid() or index.row() >= len(self.records):
+            return None
+        record = self.records[index.row()]
+        if role == RECORD_ROLE:
+            return record
+        if role == Qt.ItemDataRole.DisplayRole:
+            return record.caption()
+        if role == Qt.ItemDataRole.ToolTipRole:
+            return f"{record.path}\n{record.caption()}"
+        if role == Qt.ItemDataRole.DecorationRole:
+            return self.pixmap(record)
+        return None
+
+    def pixmap(self, record: SampleRecord) -> QPixmap | None:
+        """The thumbnail if made; else asks for it (once) and returns None for now."""
+        key = (record.path, record.mtime_ns)
+        found = self.pixmaps.get(key)
+        if found is not None:
+            self.pixmaps.move_to_end(key)
+            return found
+        if key not in self.pending and key not in self.failed and self.cache is not None:
+            self.pending.add(key)
+            self.pool.start(_ThumbnailTask(self.cache, record, self.generation, self.signals))
+        return None
+
+    def _on_ready(self, path: str, mtime_ns: int, generation: int, image: QImage) -> None:
+        if generation != self.generation:
+            return
+        key = (path, mtime_ns)
+        self.pending.discard(key)
+        self.pixmaps[key] = QPixmap.fromImage(image)
+        while len(self.pixmaps) > _PIXMAP_LIMIT:
+            self.pixmaps.popitem(last=False)
+        self._changed(path)
+
+    def _on_failed(self, path: str, mtime_ns: int, generation: int, message: str) -> None:
+        if generation != self.generation:
+            return
+        self.pending.discard((path, mtime_ns))
+        self.failed[(path, mtime_ns)] = message
+        self._changed(path)
+
+    def _changed(self, path: str) -> None:
+        row = self.rows.get(path)
+        if row is not None:
+            index = self.index(row)
+            self.dataChanged.emit(index, index, [Qt.ItemDataRole.DecorationRole])
+
+    def refresh_record(self, record: SampleRecord) -> None:
+        self._changed(record.path)
+
+    # -- dragging images out as files ---------------------------------------------------------
+    def flags(self, index: QModelIndex | QPersistentModelIndex) -> Qt.ItemFlag:
+        base = super().flags(index)
+        return base | Qt.ItemFlag.ItemIsDragEnabled if index.isValid() else base
+
+    def mimeTypes(self) -> list[str]:
+        return ["text/uri-list"]
+
+    def mimeData(self, indexes: Any) -> QMimeData:
+        data = QMimeData()
+        data.setUrls([QUrl.fromLocalFile(self.records[i.row()].path) for i in indexes
+                      if i.isValid()])
+        return data
+
+    def supportedDragActions(self) -> Qt.DropAction:
+        return Qt.DropAction.CopyAction
+
+    def wait(self) -> None:
+        """Let the thumbnail threads finish (closing the window, tests)."""
+        self.pool.clear()
+        self.pool.waitForDone()
+
+
+class ThumbnailDelegate(QStyledItemDelegate):
+    """A cell: the thumbnail, enlarged by whole factors without smoothing, a caption, a star."""
+
+    def __init__(self, cell: int = 128, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.cell = cell
+
+    def sizeHint(self, option: QStyleOptionViewItem,
+                 index: QModelIndex | QPersistentModelIndex) -> QSize:
+        return QSize(self.cell + 12, self.cell + 40)
+
+    def paint(self, painter: QPainter, option: QStyleOptionViewItem,
+              index: QModelIndex | QPersistentModelIndex) -> None:
+        record: SampleRecord | None = index.data(RECORD_ROLE)
+        if record is None:
+            return
+        painter.save()
+        rect: QRect = option.rect  # type: ignore[attr-defined]
+        palette = option.palette  # type: ignore[attr-defined]
+        if option.state & QStyle.StateFlag.State_Selected:  # type: ignore[attr-defined]
+            painter.fillRect(rect.adjusted(1, 1, -1, -1), palette.highlight())
+        pixmap: QPixmap | None = index.data(Qt.ItemDataRole.DecorationRole)
+        area = QRect(rect.x() + 6, rect.y() + 4, self.cell, self.cell)
+        if pixmap is not None and not pixmap.isNull():
+            longest = max(pixmap.width(), pixmap.height(), 1)
+            factor = self.cell / longest
+            if factor >= 1:
+                factor = float(max(1, int(factor)))  # whole factors: square pixels
+            width, height = round(pixmap.width() * factor), round(pixmap.height() * factor)
+            painter.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, factor < 1)
+            painter.drawPixmap(QRect(area.x() + (self.cell - width) // 2,
+                                     area.y() + (self.cell - height) // 2, width, height),
+                               pixmap)
+        else:
+            painter.fillRect(area, QColor(60, 60, 60))
+        painter.setPen(palette.highlightedText().color()
+                       if option.state & QStyle.StateFlag.State_Selected  # type: ignore[attr-defined]
+                       else palette.text().color())
+        metrics = option.fontMetrics  # type: ignore[attr-defined]
+        first, _, second = record.caption().partition(" · ")  # sampler / steps, seed...
+        for line, text in enumerate((first, second)):
+            text_rect = QRect(rect.x() + 4, area.bottom() + 3 + line * (metrics.height() + 1),
+                              rect.width() - 8, metrics.height())
+            painter.drawText(text_rect, Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter,
+                             metrics.elidedText(text, Qt.TextElideMode.ElideRight,
+                                                text_rect.width()))
+        if record.starred:
+            painter.setPen(QColor(255, 200, 40))
+            painter.drawText(QRect(area.right() - 18, area.y(), 18, 18),
+                             Qt.AlignmentFlag.AlignCenter, "★")
+        painter.restore()
+
+
+class GalleryView(QWidget):
+    """See the module docstring. ``recall_requested(Recall)`` asks the window to load a sample
+    into the Sample page. ``ask(title, text) -> bool`` and ``trash(path)`` replace the question
+    before deleting or overwriting and the system trash (tests)."""
+
+    recall_requested = Signal(object)  # diffstudio.app.recall.Recall
+    scanned = Signal(object)  # ScanReport
+
+    def __init__(self, studio: Studio, parent: QWidget | None = None, *,
+                 ask: Callable[[str, str], bool] | None = None,
+                 trash: Callable[[str], None] | None = None) -> None:
+        super().__init__(parent)
+        self.studio = studio
+        self.ask = ask or self._ask
+        self.trash = trash
+        self.all_records: list[SampleRecord] = []
+        self.loose: SampleRecord | None = None  # a PNG dropped or opened from outside
+        self.scan_job: CallJob | None = None
+        self._rescan = False
+        self._shown_once = False
+        self.export_job: JobWorker | None = None
+        self.index = SampleIndex(studio.workspace)
+
+        self.summary = QLabel("")
+        self.rescan_button = QPushButton("Rescan")
+        self.open_button = QPushButton("Open PNG…")
+        self.open_button.setToolTip("Show a PNG from anywhere and recall its parameters (or "
+                                    "drop one onto this page)")
+        self.run_combo, self.sampler_combo, self.steps_combo, self.class_combo = (
+            QComboBox(), QComboBox(), QComboBox(), QComboBox())
+        self.guidance_combo = QComboBox()
+        for combo, name in ((self.run_combo, "galleryRun"), (self.sampler_combo,
+                            "gallerySampler"), (self.steps_combo, "gallerySteps"),
+                            (self.class_combo, "galleryClass"),
+                            (self.guidance_combo, "galleryGuidance")):
+            combo.setObjectName(name)
+            combo.setMinimumContentsLength(6)
+            combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        self.run_combo.setMinimumContentsLength(10)
+        self.seed_edit = QLineEdit()
+        self.seed_edit.setPlaceholderText("any")
+        self.seed_edit.setValidator(QIntValidator(0, 2**31 - 1, self))
+        self.seed_edit.setMinimumWidth(70)
+        self.seed_edit.setMaximumWidth(90)
+        self.starred_box = QCheckBox("Starred only")
+        self.sort_combo = QComboBox()
+        for key in SORT_KEYS:
+            self.sort_combo.addItem(key.replace("_", " "), key)
+        self.descending_box = QCheckBox("Descending")
+        self.descending_box.setChecked(True)
+        filters = QHBoxLayout()
+        for label, widget in (("Run", self.run_combo), ("Sampler", self.sampler_combo),
+                              ("Steps", self.steps_combo), ("Class", self.class_combo),
+                              ("Guidance", self.guidance_combo), ("Seed", self.seed_edit)):
+            filters.addWidget(QLabel(label))
+            filters.addWidget(widget)
+        filters.addWidget(self.starred_box)
+        filters.addSpacing(12)
+        filters.addWidget(QLabel("Sort by"))
+        filters.addWidget(self.sort_combo)
+        filters.addWidget(self.descending_box)
+        filters.addStretch(1)
+
+        self.model = GalleryModel(self)
+        self.delegate = ThumbnailDelegate(128, self)
+        self.list = QListView()
+        self.list.setObjectName("galleryList")
+        self.list.setModel(self.model)
+        self.list.setItemDelegate(self.delegate)
+        self.list.setViewMode(QListView.ViewMode.IconMode)
+        self.list.setResizeMode(QListView.ResizeMode.Adjust)
+        self.list.setMovement(QListView.Movement.Static)
+        self.list.setUniformItemSizes(True)  # layout in O(1) per item: 10,000 stay smooth
+        self.list.setLayoutMode(QListView.LayoutMode.Batched)
+        self.list.setBatchSize(500)
+        self.list.setSpacing(2)
+        self.list.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
+        self.list.setDragEnabled(True)
+        self.list.setDragDropMode(QAbstractItemView.DragDropMode.DragOnly)
+        self.list.setVerticalScrollMode(QAbstractItemView.ScrollMode.ScrollPerPixel)
+
+        # -- detail pane ----------------------------------------------------------------------
+        self.image_1x = QLabel()
+        self.image_1x.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.image_big = QLabel()
+        self.image_big.setObjectName("galleryEnlarged")
+        self.image_big.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.image_big.setMinimumSize(256, 256)
+        self.detail_title = QLabel("Select a sample.")
+        self.detail_title.setWordWrap(True)
+        self.detail_title.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.detail_title.setTextFormat(Qt.TextFormat.PlainText)
+        self.metadata = QTableWidget(0, 2)
+        self.metadata.setObjectName("galleryMetadata")
+        self.metadata.setHorizontalHeaderLabels(("Field", "Value"))
+        self.metadata.verticalHeader().setVisible(False)
+        self.metadata.horizontalHeader().setSectionResizeMode(1, QHeaderView.ResizeMode.Stretch)
+        self.metadata.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.star_button = QPushButton("Star")
+        self.recall_button = QPushButton("Recall in Sample")
+        self.recall_button.setToolTip("Load its run, checkpoint, sampler, parameters, seed, "
+                                      "class and guidance into the Sample page")
+        self.copy_button = QPushButton("Copy parameters")
+        self.folder_button = QPushButton("Open folder")
+        self.delete_button = QPushButton("Delete to trash")
+        self.format_combo = QComboBox()
+        for label, fmt in (("PNG copies", "png"), ("Contact sheet", "sheet"),
+                           ("HTML gallery", "html"), ("Zip of all", "zip")):
+            self.format_combo.addItem(label, fmt)
+        self.captions_box = QCheckBox("Captions")
+        self.captions_box.setChecked(True)
+        self.export_button = QPushButton("Export…")
+        self.export_button.setToolTip("Export the selection, or everything shown when "
+                                      "nothing is selected")
+        self.export_status = QLabel("")
+        images = QHBoxLayout()
+        images.addWidget(self.image_1x)
+        images.addWidget(self.image_big, 1)
+        row1 = QHBoxLayout()
+        for button in (self.star_button, self.recall_button, self.copy_button):
+            row1.addWidget(button)
+        row2 = QHBoxLayout()
+        for button in (self.folder_button, self.delete_button):
+            row2.addWidget(button)
+        row2.addStretch(1)
+        row3 = QHBoxLayout()
+        row3.addWidget(self.format_combo)
+        row3.addWidget(self.captions_box)
+        row3.addWidget(self.export_button)
+        detail = QWidget()
+        detail_layout = QVBoxLayout(detail)
+        detail_layout.setContentsMargins(6, 0, 0, 0)
+        detail_layout.addLayout(images)
+        detail_layout.addWidget(self.detail_title)
+        detail_layout.addWidget(self.metadata, 1)
+        detail_layout.addLayout(row1)
+        detail_layout.addLayout(row2)
+        detail_layout.addLayout(row3)
+        detail_layout.addWidget(self.export_status)
+        splitter = QSplitter(Qt.Orientation.Horizontal)
+        splitter.addWidget(self.list)
+        splitter.addWidget(detail)
+        splitter.setStretchFactor(0, 1)
+        splitter.setSizes([820, 420])
+        top = QHBoxLayout()
+        top.addWidget(self.summary, 1)
+        top.addWidget(self.open_button)
+        top.addWidget(self.rescan_button)
+        layout = QVBoxLayout(self)
+        layout.addLayout(top)
+        layout.addLayout(filters)
+        layout.addWidget(splitter, 1)
+        self.setAcceptDrops(True)
+
+        self.rescan_button.clicked.connect(self.refresh)
+        self.open_button.clicked.connect(self._open_png)
+        for combo in (self.run_combo, self.sampler_combo, self.steps_combo, self.class_combo,
+                      self.guidance_combo, self.sort_combo):
+            combo.currentIndexChanged.connect(self.apply_filter)
+        self.seed_edit.textChanged.connect(self.apply_filter)
+        self.starred_box.toggled.connect(self.apply_filter)
+        self.descending_box.toggled.connect(self.apply_filter)
+        self.list.selectionModel().selectionChanged.connect(self._on_selection)
+        self.list.doubleClicked.connect(lambda _: self.recall_selected())
+        self.star_button.clicked.connect(self.toggle_star)
+        self.recall_button.clicked.connect(self.recall_selected)
+        self.copy_button.clicked.connect(self.copy_parameters)
+        self.folder_button.clicked.connect(self._open_folder)
+        self.delete_button.clicked.connect(self.delete_selected)
+        self.export_button.clicked.connect(lambda: self.export_selected())
+        studio.workspace_changed.connect(lambda _: self._on_workspace())
+        studio.jobs_changed.connect(self._rescan_after_saving)
+        self._saving = False
+        self._on_workspace(scan=False)
+        self._on_selection()
+
+    # -- workspace and scanning ---------------------------------------------------------------
+    def _on_workspace(self, scan: bool = True) -> None:
+        workspace = self.studio.workspace
+        self.index = SampleIndex(workspace)
+        self.model.set_cache(ThumbnailCache(workspace / STATE_DIR / "thumbnails"))
+        self.all_records = []
+        self.loose = None
+        self.model.set_records([])
+        self.summary.setText(f"Samples in <b>{workspace}</b>")
+        if scan:
+            self.refresh()
+
+    def _rescan_after_saving(self) -> None:
+        """Samples saved from the Sample page join the index once their job ends."""
+        saving = any(role in self.studio.jobs for role in ("save", "sample"))
+        finished = self._saving and not saving
+        self._saving = saving
+        if finished and self._shown_once:
+            self.refresh()
+
+    def showEvent(self, event: QShowEvent) -> None:
+        super().showEvent(event)
+        if not self._shown_once:
+            self._shown_once = True
+            QTimer.singleShot(0, self.refresh)
+
+    def refresh(self) -> None:
+        """Rescan the workspace in the background (again, if a scan is under way)."""
+        if self.studio.closing:
+            return
+        if self.scan_job is not None and self.scan_job.isRunning():
+            self._rescan = True
+            return
+        workspace = self.studio.workspace
+        job = CallJob("scan-gallery", _scan, workspace)
+        job.succeeded.connect(lambda result, where=workspace: self._on_scanned(where, result))
+        job.failed.connect(lambda message, details: self.studio.notifications.error(
+            f"Could not index the samples in {workspace}: {message}", details,
+            source="Gallery"))
+        job.finished.connect(self._on_scan_finished)
+        job.cpu_threads = 0  # no torch here: do not import it to set its threads
+        self.scan_job = job
+        self.summary.setText(f"Indexing the samples in <b>{workspace}</b>…")
+        self.studio.add_job("gallery-scan", job)
+        job.start()
+
+    def _on_scan_finished(self) -> None:
+        self.scan_job = None
+        if self._rescan:
+            self._rescan = False
+            self.refresh()
+
+    def _on_scanned(self, workspace: Path, result: tuple[Any, list[SampleRecord]]) -> None:
+        if workspace != self.studio.workspace:
+            return  # the workspace changed meanwhile: that scan is stale
+        report, records = result
+        self.set_records(records)
+        self.scanned.emit(report)
+
+    def set_records(self, records: list[SampleRecord]) -> None:
+        self.all_records = records
+        self._fill_choices()
+        self.apply_filter()
+
+    def _fill_choices(self) -> None:
+        choices = {
+            self.run_combo: sorted({r.run for r in self.all_records if r.run}),
+            self.sampler_combo: sorted({r.sampler for r in self.all_records if r.sampler}),
+            self.steps_combo: sorted({r.steps for r in self.all_records if r.steps is not None}),
+            self.class_combo: sorted({r.class_label for r in self.all_records
+                                      if r.class_label is not None}),
+            self.guidance_combo: sorted({r.guidance for r in self.all_records
+                                         if r.guidance is not None}),
+        }
+        for combo, values in choices.items():
+            current = combo.currentData()
+            combo.blockSignals(True)
+            combo.clear()
+            combo.addItem(_ALL, None)
+            for value in values:
+                combo.addItem(f"{value:g}" if isinstance(value, float) else str(value), value)
+            found = combo.findData(current) if current is not None else 0
+            combo.setCurrentIndex(max(0, found))
+            combo.blockSignals(False)
+
+    # -- filtering ----------------------------------------------------------------------------
+    def current_filter(self) -> SampleFilter:
+        seed = self.seed_edit.text().strip()
+        return SampleFilter(
+            run=self.run_combo.currentData(), sampler=self.sampler_combo.currentData(),
+            steps=self.steps_combo.currentData(), class_label=self.class_combo.currentData(),
+            guidance=self.guidance_combo.currentData(),
+            seed=int(seed) if seed else None,
+            starred=True if self.starred_box.isChecked() else None)
+
+    def apply_filter(self, *_: Any) -> None:
+        where = self.current_filter()
+        shown = [record for record in self.all_records if where.matches(record)]
+        shown = sort_records(shown, self.sort_combo.currentData() or "date",
+                             descending=self.descending_box.isChecked())
+        selected = {record.path for record in self.selected()}
+        self.model.set_records(shown)
+        for row, record in enumerate(shown):
+            if record.path in selected:
+                self.list.selectionModel().select(
+                    self.model.index(row), self.list.selectionModel().SelectionFlag.Select)
+        self._update_summary()
+        self._on_selection()
+
+    def _update_summary(self) -> None:
+        stars = sum(1 for record in self.all_records if record.starred)
+        self.summary.setText(f"<b>{self.model.rowCount():,}</b> of {len(self.all_records):,} "
+                             f"samples in <b>{self.studio.workspace}</b> · {stars} starred")
+
+    # -- selection and the detail pane --------------------------------------------------------
+    def selected(self) -> list[SampleRecord]:
+        rows = sorted(index.row() for index in self.list.selectionModel().selectedIndexes())
+        return [self.model.records[row] for row in rows if row < len(self.model.records)]
+
+    def current(self) -> SampleRecord | None:
+        chosen = self.selected()
+        return chosen[0] if chosen else self.loose
+
+    def _on_selection(self, *_: Any) -> None:
+        if self.selected():
+            self.loose = None
+        record = self.current()
+        indexed = bool(self.selected())
+        for button in (self.star_button, self.delete_button):
+            button.setEnabled(indexed)
+        for button in (self.recall_button, self.copy_button):
+            button.setEnabled(record is not None and record.has_metadata)
+        self.folder_button.setEnabled(record is not None)
+        self.export_button.setEnabled(bool(self.model.records) and self.export_job is None)
+        self.star_button.setText("Unstar" if record is not None and record.starred else "Star")
+        self.show_record(record)
+
+    def show_record(self, record: SampleRecord | None) -> None:
+        """The sample at 1x and enlarged (nearest), with every metadata field."""
+        self.metadata.setRowCount(0)
+        if record is None:
+            self.image_1x.clear()
+            self.image_big.clear()
+            self.detail_title.setText("Select a sample." if self.all_records else
+                                      "No samples yet: sample a run on the Sample page.")
+            return
+        image = QImage(record.path)
+        if image.isNull():
+            self.image_1x.setText("unreadable")
+            self.image_big.clear()
+        else:
+            pixmap = QPixmap.fromImage(image)
+            self.image_1x.setPixmap(pixmap)
+            box = max(64, min(self.image_big.width(), self.image_big.height(), 320))
+            factor = max(1, box // max(image.width(), image.height(), 1))
+            self.image_big.setPixmap(pixmap.scaled(
+                image.width() * factor, image.height() * factor,
+                Qt.AspectRatioMode.KeepAspectRatio, Qt.TransformationMode.FastTransformation))
+        self.detail_title.setText(f"{record.name}\n{record.caption()}")
+        rows = [("path", record.path), ("size", f"{record.width} x {record.height}")]
+        if not record.has_metadata:
+            rows.append(("parameters", "unknown parameters"))
+        for key, value in sorted(record.meta.items()):
+            rows.append((key, value if isinstance(value, str)
+                         else json.dumps(value, sort_keys=True, default=str)))
+        self.metadata.setRowCount(len(rows))
+        for row, (key, value) in enumerate(rows):
+            self.metadata.setItem(row, 0, QTableWidgetItem(key))
+            self.metadata.setItem(row, 1, QTableWidgetItem(value))
+        self.metadata.resizeColumnToContents(0)
+
+    # -- actions ------------------------------------------------------------------------------
+    def toggle_star(self) -> None:
+        chosen = self.selected()
+        if not chosen:
+            return
+        starred = not all(record.starred for record in chosen)
+        self.index.set_starred([record.path for record in chosen], starred)
+        for record in chosen:
+            record.starred = starred
+            self.model.refresh_record(record)
+        if self.starred_box.isChecked() and not starred:
+            self.apply_filter()
+        else:
+            self._update_summary()
+            self._on_selection()
+
+    def recall_selected(self) -> bool:
+        """Ask the window to load the current sample into the Sample page, once a job has
+        checked that its run, checkpoint and network are still the ones that made it (hashing
+        the weights is no work for the window's thread)."""
+        from diffstudio.app.recall import recall_problems, recall_request
+
+        record = self.current()
+        if record is None:
+            return False
+        try:
+            recall = recall_request(record.meta if record.meta else record.path)
+        except ConfigError as exc:
+            self.studio.notifications.warning(f"Cannot recall {record.name}: {exc}",
+                                              source="Gallery")
+            return False
+
+        def checked(problems: list[str]) -> None:
+            for problem in problems:
+                self.studio.notifications.warning(f"Recall: {problem}", source="Gallery")
+            self.recall_requested.emit(recall)
+
+        job = CallJob("recall-check", recall_problems, recall.metadata)
+        job.cpu_threads = 0
+        job.succeeded.connect(checked)
+        job.failed.connect(lambda message, details: checked([message]))
+        self.studio.add_job("recall-check", job)
+        job.start()
+        return True
+
+    def copy_parameters(self) -> None:
+        record = self.current()
+        if record is not None and record.has_metadata:
+            QGuiApplication.clipboard().setText(json.dumps(record.meta, indent=2,
+                                                           sort_keys=True, default=str))
+
+    def _open_folder(self) -> None:
+        record = self.current()
+        if record is not None:
+            QDesktopServices.openUrl(QUrl.fromLocalFile(str(Path(record.path).parent)))
+
+    def delete_selected(self) -> int:
+        """Send the selected files to the system trash (after asking); the index follows."""
+        chosen = self.selected()
+        if not chosen or not self.ask(
+                "Delete samples", f"Move {len(chosen)} sample PNG(s) to the trash?"):
+            return 0
+        trash = self.trash
+        if trash is None:
+            from send2trash import send2trash as trash
+        removed, errors = [], []
+        for record in chosen:
+            try:
+                trash(record.path)
+                removed.append(record.path)
+            except Exception as exc:  # send2trash raises OSError subclasses and its own
+                errors.append(f"{record.path}: {exc}")
+        self.index.forget(removed)
+        gone = set(removed)
+        self.all_records = [record for record in self.all_records if record.path not in gone]
+        self.list.clearSelection()
+        self.apply_filter()
+        if errors:
+            self.studio.notifications.error(
+                f"{len(errors)} sample(s) could not be moved to the trash", "\n".join(errors),
+                source="Gallery")
+        return len(removed)
+
+    def export_selected(self, folder: str | None = None) -> bool:
+        """Export the selection (or every sample shown) in the chosen format as a job."""
+        from diffstudio.app.export import ExportRequest, export
+        from diffstudio.engine.export import planned_targets
+
+        records = self.selected() or list(self.model.records)
+        if not records or self.export_job is not None:
+            return False
+        if folder is None:
+            folder = QFileDialog.getExistingDirectory(self, "Export into folder",
+                                                      str(self.studio.workspace))
+            if not folder:
+                return False
+        fmt = self.format_combo.currentData()
+        try:
+            existing = [p for p in planned_targets(records, Path(folder), fmt) if p.exists()]
+        except ConfigError as exc:
+            self.studio.notifications.warning(f"Export not started: {exc}", source="Gallery")
+            return False
+        overwrite = bool(existing) and self.ask(
+            "Replace files?", f"{existing[0].name}" + (f" and {len(existing) - 1} more"
+                                                      if len(existing) > 1 else "")
+            + f" already exist in {folder}. Replace them?")
+        if existing and not overwrite:
+            return False
+        request = ExportRequest(sources=[r.path for r in records], out=folder, format=fmt,
+                                overwrite=overwrite, captions=self.captions_box.isChecked())
+        job = JobWorker("export", lambda stop: export(request, records=records,
+                                                      should_stop=stop))
+        job.progress_ready.connect(self._on_export_progress)
+        job.succeeded.connect(self._on_exported)
+        job.failed.connect(lambda message, details: self.studio.notifications.error(
+            f"Export failed: {message}", details, source="Gallery"))
+        job.finished.connect(self._on_export_finished)
+        job.cpu_threads = 0  # exporting needs no torch
+        self.export_job = job
+        self.export_status.setText(f"Exporting {len(records)} samples…")
+        self.studio.add_job("export", job)
+        job.start()
+        self._on_selection()
+        return True
+
+    def _on_export_progress(self) -> None:
+        if self.export_job is not None:
+            progress = self.export_job.take_progress()
+            if progress is not None:
+                self.export_status.setText(progress.describe())
+
+    def _on_exported(self, outcome: Any) -> None:
+        where = outcome.files[0] if len(outcome.files) == 1 else outcome.out
+        self.export_status.setText(f"Exported {outcome.count} samples to {where}")
+        self.studio.notifications.info(f"Exported {outcome.count} samples as {outcome.format} "
+                                       f"to {where}", source="Gallery")
+
+    def _on_export_finished(self) -> None:
+        self.export_job = None
+        self._on_selection()
+
+    # -- PNGs from outside ----------------------------------------------------------------------
+    def show_file(self, path: str) -> SampleRecord | None:
+        """Show a PNG from anywhere (dropped or opened) in the detail pane, ready to recall."""
+        record = read_record(path) if Path(path).is_file() else None
+        if record is None:
+            self.studio.notifications.warning(f"{path} is not a readable PNG", source="Gallery")
+            return None
+        self.list.clearSelection()
+        self.loose = record
+        self._on_selection()
+        return record
+
+    def _open_png(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Open a sample PNG",
+                                              str(self.studio.workspace), "PNG images (*.png)")
+        if path:
+            self.show_file(path)
+
+    def dragEnterEvent(self, event: QDragEnterEvent) -> None:
+        urls = event.mimeData().urls()
+        if urls and all(u.isLocalFile() and u.toLocalFile().lower().endswith(".png")
+                        for u in urls) and event.source() is not self.list:
+            event.acceptProposedAction()
+
+    def dropEvent(self, event: QDropEvent) -> None:
+        urls = event.mimeData().urls()
+        if urls:
+            self.show_file(urls[0].toLocalFile())
+            event.acceptProposedAction()
+
+    @staticmethod
+    def _ask(title: str, text: str) -> bool:
+        answer = QMessageBox.question(None, title, text,
+                                      QMessageBox.StandardButton.Yes
+                                      | QMessageBox.StandardButton.No,
+                                      QMessageBox.StandardButton.No)
+        return answer == QMessageBox.StandardButton.Yes

@@ -1,0 +1,141 @@
+"""The Gallery page: it indexes the workspace's samples in the background, paints thumbnails
+made off the main thread (small images enlarged nearest), filters, stars, deletes to the trash
+with the index in sync, exports as a job, and recalls a sample into the Sample page, where
+pressing Sample redraws it bit for bit."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+from PIL import Image
+from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl
+from PySide6.QtGui import QDropEvent
+
+from diffstudio.app import ModelSource, SampleRequest, run_job, sample
+
+
+def _workspace(tmp_path, trained_run, registry):
+    workspace = tmp_path / "ws"
+    run = workspace / trained_run.name
+    shutil.copytree(trained_run, run)
+    out = run / "samples" / "ddpm-batch"
+    run_job(sample(SampleRequest(ModelSource(run=str(run)), "ddpm", {"steps": 10},
+                                 num_samples=4, seed=3, batch_size=2, device="cpu", save=True,
+                                 out=str(out)), registry=registry))
+    Image.new("RGB", (12, 12), (0, 150, 0)).save(workspace / "photo.png")
+    return workspace, run, out
+
+
+def test_gallery_browses_filters_stars_recalls_deletes_and_exports(
+        qtbot, make_window, trained_run, registry, tmp_path, private_trash):
+    workspace, run, out = _workspace(tmp_path, trained_run, registry)
+    asked = []
+    window = make_window(workspace=workspace, ask=lambda title, text: asked.append(title) or True)
+    view = window.gallery_view
+    window.show_page("Gallery")
+    qtbot.waitUntil(lambda: len(view.all_records) == 5, timeout=60_000)
+    assert view.model.rowCount() == 5
+    assert view.sampler_combo.findData("ddpm") >= 0 and view.run_combo.findData(run.name) >= 0
+    # Thumbnails are made in the pool for what is painted; an 8x8 digit becomes 128x128 with
+    # square pixels.
+    qtbot.waitUntil(lambda: len(view.model.pixmaps) == 5, timeout=60_000)
+    digit = next(r for r in view.all_records if r.seed == 3)
+    thumb = view.model.pixmaps[(digit.path, digit.mtime_ns)].toImage()
+    assert (thumb.width(), thumb.height()) == (128, 128)
+    assert thumb.pixel(0, 0) == thumb.pixel(15, 15)
+
+    # Filters.
+    view.seed_edit.setText("6")
+    assert view.model.rowCount() == 1
+    view.list.setCurrentIndex(view.model.index(0))
+    record = view.current()
+    assert record.seed == 6 and record.params["steps"] == 10
+    table = {view.metadata.item(r, 0).text(): view.metadata.item(r, 1).text()
+             for r in range(view.metadata.rowCount())}
+    assert table["sampler"] == "ddpm" and table["seed"] == "6"
+    # Star: kept in the index and across a rescan.
+    view.toggle_star()
+    assert view.index.get(record.path).starred
+    view.seed_edit.setText("")
+    view.starred_box.setChecked(True)
+    assert view.model.rowCount() == 1
+    view.refresh()
+    qtbot.waitUntil(lambda: view.scan_job is None, timeout=60_000)
+    assert view.model.rowCount() == 1 and view.model.records[0].starred
+    view.starred_box.setChecked(False)
+
+    # A PNG without metadata shows "unknown parameters" and cannot be recalled.
+    view.seed_edit.setText("")
+    row = next(i for i, r in enumerate(view.model.records) if not r.has_metadata)
+    view.list.setCurrentIndex(view.model.index(row))
+    assert "unknown parameters" in view.detail_title.text()
+    assert not view.recall_button.isEnabled()
+
+    # Export the shown samples as HTML (a job); again, the window asks before replacing.
+    view.list.clearSelection()
+    view.format_combo.setCurrentIndex(view.format_combo.findData("html"))
+    assert view.export_selected(str(tmp_path / "export"))
+    qtbot.waitUntil(lambda: view.export_job is None, timeout=60_000)
+    assert (tmp_path / "export" / "gallery.html").is_file()
+    assert "5 samples" in (tmp_path / "export" / "gallery.html").read_text()
+    asked.clear()
+    window_ask_no = view.ask
+    view.ask = lambda title, text: False
+    assert not view.export_selected(str(tmp_path / "export"))
+    view.ask = window_ask_no
+
+    # Delete to the trash: the file goes, the index and the view follow.
+    view.list.setCurrentIndex(view.model.index(row))
+    photo = workspace / "photo.png"
+    assert view.delete_selected() == 1
+    assert not photo.exists() and view.index.get(photo) is None
+    assert list((private_trash / "files").glob("photo*.png"))  # the test's own trash
+    assert view.model.rowCount() == 4
+
+    # Recall seed 6 (the second of the batch seeds 5, 6) and sample it again in the window.
+    view.seed_edit.setText("6")
+    view.list.setCurrentIndex(view.model.index(0))
+    assert view.recall_selected()
+    qtbot.waitUntil(lambda: window.current_page() == "Sample", timeout=30_000)
+    sample_view = window.sample_view
+    options = sample_view.options.values()
+    assert (options["seed"], options["num_samples"], options["batch_size"]) == (5, 2, 2)
+    assert sample_view.sampler_picker.current_id() == "ddpm"
+    assert sample_view.current_run() == str(run.resolve())
+    assert sample_view.build_request().params["steps"] == 10
+    assert sample_view.start()
+    qtbot.waitUntil(lambda: sample_view.job is None, timeout=120_000)
+    with np.load(out / "samples.npz") as saved:
+        np.testing.assert_array_equal(sample_view.outcome.samples[1], saved["samples"][3])
+    # Saving them from the Sample page adds them to the Gallery.
+    sample_view.save()
+    qtbot.waitUntil(lambda: len(view.all_records) == 6, timeout=60_000)
+
+    # Another workspace: nothing of the old one stays on the page.
+    window.studio.set_workspace(tmp_path / "empty")
+    assert view.model.rowCount() == 0 and view.current() is None
+    qtbot.waitUntil(lambda: view.scan_job is None, timeout=30_000)
+    assert view.model.rowCount() == 0 and "0</b> of 0" in view.summary.text()
+    view.model.wait()
+
+
+def test_a_dropped_png_is_shown_and_recalled(qtbot, make_window, trained_run, registry,
+                                             tmp_path):
+    _, _, out = _workspace(tmp_path, trained_run, registry)
+    window = make_window(workspace=tmp_path / "elsewhere")
+    view = window.gallery_view
+    assert window.current_page() == "Train"
+    data = QMimeData()
+    data.setUrls([QUrl.fromLocalFile(str(out / "sample-000004.png"))])
+    drop = QDropEvent(QPointF(50, 50), Qt.DropAction.CopyAction, data,
+                      Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier)
+    window.dropEvent(drop)
+    assert window.current_page() == "Gallery"
+    shown = view.current()
+    assert shown is not None and shown.seed == 4 and view.recall_button.isEnabled()
+    assert "ddpm" in view.detail_title.text()
+    assert view.recall_selected()
+    qtbot.waitUntil(lambda: window.current_page() == "Sample", timeout=30_000)
+    assert window.sample_view.options.values()["seed"] == 3
+    view.model.wait()
