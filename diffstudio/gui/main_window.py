@@ -139,7 +139,7 @@ class MainWindow(QMainWindow):
         self.sidebar.setObjectName("sidebar")
         self.sidebar.setIconSize(QSize(20, 20))
         self.sidebar.setSpacing(2)
-        self.sidebar.setMinimumWidth(170)
+        self.sidebar.setMinimumWidth(160)
         self.stack = QStackedWidget()
         for name, page, icon in zip(PAGES, self.pages, _PAGE_ICONS, strict=True):
             self.sidebar.addItem(QListWidgetItem(self.style().standardIcon(icon), name))

@@ -13,7 +13,15 @@ from collections.abc import Mapping
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QRectF, QTimer
-from PySide6.QtWidgets import QCheckBox, QDoubleSpinBox, QHBoxLayout, QLabel, QVBoxLayout, QWidget
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QDoubleSpinBox,
+    QHBoxLayout,
+    QLabel,
+    QSizePolicy,
+    QVBoxLayout,
+    QWidget,
+)
 
 __all__ = [
     "SERIES_COLOURS",
@@ -136,11 +144,14 @@ class LossPlot(QWidget):
         self.smoothing.setValue(0.8)
         self.smoothing.setToolTip("Weight of the exponential moving average (0: off)")
         self.points_label = QLabel("")
+        self.points_label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         controls = QHBoxLayout()
         controls.setContentsMargins(0, 0, 0, 0)
         controls.addWidget(self.log_scale)
         controls.addWidget(self.show_lr)
-        controls.addWidget(QLabel("Smoothing (EMA)"))
+        smoothing_label = QLabel("Smoothing")
+        smoothing_label.setToolTip(self.smoothing.toolTip())
+        controls.addWidget(smoothing_label)
         controls.addWidget(self.smoothing)
         controls.addStretch(1)
         controls.addWidget(self.points_label)

@@ -147,3 +147,16 @@ def test_errors_go_to_the_notification_area_with_details(make_window):
     area.dismiss()
     assert "something broke" not in area.latest_text()
     assert len(window.notifications.items) >= 2  # nothing lost (the engine-ready note too)
+
+
+def test_every_page_fits_a_1024_by_700_window(make_window, qtbot):
+    """No page may force the window wider or taller than 1024x700 (the smallest screen the
+    product supports): a page's minimum size is the window's."""
+    window = make_window()
+    window.resize(1024, 700)
+    for name in window.page_names():
+        window.show_page(name)
+        qtbot.wait(10)
+        hint = window.minimumSizeHint()
+        assert hint.width() <= 1024 and hint.height() <= 700, (name, hint)
+    assert window.width() == 1024

@@ -177,7 +177,7 @@ class EvaluateView(QWidget):
         scroll = QScrollArea()
         scroll.setWidget(left)
         scroll.setWidgetResizable(True)
-        scroll.setMinimumWidth(400)
+        scroll.setMinimumWidth(340)
         scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
 
         # -- results ------------------------------------------------------------------------------
@@ -214,6 +214,10 @@ class EvaluateView(QWidget):
                                      "Carlini et al. 2023). Samples "
                                      "the memorisation check flags are shaded red.")
         self.retrieval_note.setWordWrap(True)
+        for combo in (self.space_combo, self.show_combo, self.sort_combo):  # fit 1024 px
+            combo.setSizeAdjustPolicy(
+                QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+            combo.setMinimumContentsLength(10)
         controls = QHBoxLayout()
         controls.addWidget(QLabel("Space"))
         controls.addWidget(self.space_combo)

@@ -340,18 +340,30 @@ class GalleryView(QWidget):
             self.sort_combo.addItem(key.replace("_", " "), key)
         self.descending_box = QCheckBox("Descending")
         self.descending_box.setChecked(True)
-        filters = QHBoxLayout()
-        for label, widget in (("Run", self.run_combo), ("Sampler", self.sampler_combo),
-                              ("Steps", self.steps_combo), ("Class", self.class_combo),
-                              ("Guidance", self.guidance_combo), ("Seed", self.seed_edit)):
-            filters.addWidget(QLabel(label))
-            filters.addWidget(widget)
-        filters.addWidget(self.starred_box)
-        filters.addSpacing(12)
-        filters.addWidget(QLabel("Sort by"))
-        filters.addWidget(self.sort_combo)
-        filters.addWidget(self.descending_box)
-        filters.addStretch(1)
+        # Two rows, and combos sized by a few characters rather than their longest entry (a
+        # long run name): the page fits a 1024-pixel-wide window.
+        for combo in (self.run_combo, self.sampler_combo, self.steps_combo, self.class_combo,
+                      self.guidance_combo, self.sort_combo):
+            combo.setSizeAdjustPolicy(
+                QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+            combo.setMinimumContentsLength(8)
+        first, second = QHBoxLayout(), QHBoxLayout()
+        for row, pairs in ((first, (("Run", self.run_combo), ("Sampler", self.sampler_combo),
+                                    ("Steps", self.steps_combo))),
+                           (second, (("Class", self.class_combo),
+                                     ("Guidance", self.guidance_combo),
+                                     ("Seed", self.seed_edit)))):
+            for label, widget in pairs:
+                row.addWidget(QLabel(label))
+                row.addWidget(widget, 1)
+        second.addWidget(self.starred_box)
+        first.addSpacing(12)
+        first.addWidget(QLabel("Sort by"))
+        first.addWidget(self.sort_combo, 1)
+        first.addWidget(self.descending_box)
+        filters = QVBoxLayout()
+        filters.addLayout(first)
+        filters.addLayout(second)
 
         self.model = GalleryModel(self)
         self.delegate = ThumbnailDelegate(128, self)

@@ -100,7 +100,7 @@ class TrainView(QWidget):
         scroll = QScrollArea()
         scroll.setWidget(left)
         scroll.setWidgetResizable(True)
-        scroll.setMinimumWidth(330)
+        scroll.setMinimumWidth(280)
 
         # -- right: controls, progress, curve, previews -------------------------------------------
         self.train_button = QPushButton("Train")
@@ -135,7 +135,8 @@ class TrainView(QWidget):
         self.preview_slider = QSlider(Qt.Orientation.Horizontal)
         self.preview_slider.setEnabled(False)
         self.preview_slider.setToolTip("Earlier previews of this run")
-        preview_box = QGroupBox("Preview samples (EMA weights)")
+        self.preview_stack.setMinimumWidth(140)  # the page fits a 1024-pixel-wide window
+        preview_box = QGroupBox("Previews (EMA weights)")
         preview_layout = QVBoxLayout(preview_box)
         preview_layout.addWidget(self.preview_stack, 1)
         preview_layout.addWidget(self.preview_caption)
