@@ -11,6 +11,7 @@ The tree::
     +-- SamplingError           sampling cannot go on (bad initial noise, NaN output)
     +-- EvaluationError         an evaluation cannot run (too few samples, mismatched shapes)
     |   +-- FidWeightsError     the Inception FID weights are missing, wrong or unreadable
+    +-- OnnxError               an ONNX export fails or does not match, a file is missing or stale
     +-- Cancelled               the user asked a job to stop; not a failure
 
 Messages say what was passed, what was expected and how to fix it; the cause is chained
@@ -26,6 +27,7 @@ __all__ = [
     "DiffstudioError",
     "EvaluationError",
     "FidWeightsError",
+    "OnnxError",
     "PluginError",
     "RunError",
     "SamplingError",
@@ -67,6 +69,11 @@ class EvaluationError(DiffstudioError):
 
 class FidWeightsError(EvaluationError):
     """The Inception FID weights are absent, fail their SHA-256 check, or cannot be loaded."""
+
+
+class OnnxError(DiffstudioError):
+    """An ONNX export failed or does not match PyTorch, or an ONNX file is missing, stale
+    (exported from other weights) or does not fit the run or the input."""
 
 
 class Cancelled(DiffstudioError):

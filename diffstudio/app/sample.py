@@ -267,6 +267,8 @@ def sample(
                                     overwrite=request.overwrite)
         for note in loaded.notes:
             emit(Note(note))
+        for warning in loaded.warnings:
+            emit(Note(warning, level="warning"))
         summary = model_summary(loaded, registry)
         emit(summary)
         init_noise = (load_init_noise(request.init_noise, loaded.sample_shape)
