@@ -190,7 +190,7 @@ class OnnxNetwork(torch.nn.Module):
     """An onnxruntime session called like the network it was exported from (module docstring).
 
     ``device`` "auto", "cpu", "cuda" or "cuda:N": "auto" asks for CUDA when onnxruntime offers
-    it. ``provider`` is the one granted; ``notes`` say what was asked and not granted.
+    it and torch sees a GPU. ``provider`` is the one granted; ``notes`` say what was asked and not granted.
     ``expected_shape`` (C, H, W) checks the file against the run that will use it.
     """
 
@@ -207,8 +207,10 @@ class OnnxNetwork(torch.nn.Module):
         self.input_names = [entry["name"] for entry in self.metadata["inputs"]]
         self.notes: list[str] = list(detect_onnxruntime().notes)
         available = ort.get_available_providers()
+        # "auto" asks for CUDA only where there is a GPU: no warning on a laptop CPU.
         wants_cuda = device.startswith("cuda") or (
-            device == "auto" and "CUDAExecutionProvider" in available)
+            device == "auto" and "CUDAExecutionProvider" in available
+            and torch.cuda.is_available())
         device_id = int(device.split(":", 1)[1]) if device.startswith("cuda:") else 0
         providers: list[Any] = ["CPUExecutionProvider"]
         stream = None
@@ -224,8 +226,17 @@ class OnnxNetwork(torch.nn.Module):
             providers.insert(0, ("CUDAExecutionProvider", cuda_options))
         options = _session_options(ort, graph_optimization, threads)
         try:
-            self.session = ort.InferenceSession(str(self.path), sess_options=options,
-                                                providers=providers)
+            try:
+                self.session = ort.InferenceSession(str(self.path), sess_options=options,
+                                                    providers=providers)
+            except Exception as exc:
+                if len(providers) == 1:
+                    raise
+                # Some builds raise instead of falling back when CUDA cannot start.
+                self.notes.append(f"onnxruntime could not start the CUDA provider "
+                                  f"({type(exc).__name__}: {' '.join(str(exc).split())[:200]})")
+                self.session = ort.InferenceSession(str(self.path), sess_options=options,
+                                                    providers=["CPUExecutionProvider"])
         except Exception as exc:
             raise OnnxError(f"onnxruntime cannot load {self.path}: {type(exc).__name__}: "
                             f"{' '.join(str(exc).split())[:300]}; export it again with "
