@@ -190,8 +190,9 @@ class OnnxNetwork(torch.nn.Module):
     """An onnxruntime session called like the network it was exported from (module docstring).
 
     ``device`` "auto", "cpu", "cuda" or "cuda:N": "auto" asks for CUDA when onnxruntime offers
-    it and torch sees a GPU. ``provider`` is the one granted; ``notes`` say what was asked and not granted.
-    ``expected_shape`` (C, H, W) checks the file against the run that will use it.
+    it and torch sees a GPU. ``provider`` is the one granted (``providers`` all of them, from
+    ``session.get_providers()``); ``notes`` say what was asked for and not granted.
+    ``metadata`` the export's JSON (read from beside the file when not given).
     """
 
     backend = "onnx"
