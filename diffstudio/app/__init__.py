@@ -9,9 +9,12 @@ worker thread that can pause or stop it between any two events).
     compare(CompareRequest)         -> Progress, CompareEntry ..., Done(list[CompareEntry])
     interpolate(InterpolateRequest) -> Progress ..., Done(Interpolation)
     evaluate(EvalRequest)           -> Progress, SweepStep ..., Done(EvalOutcome)
+    export_onnx(OnnxExportRequest)  -> Note, Progress ..., Done(OnnxOutcome)
+    verify_onnx(OnnxVerifyRequest)  -> Note ..., Done(OnnxOutcome)
 
 Requests are plain dataclasses (no torch, no Qt), validated against the plugin schemas; a model
-to sample comes from a :class:`ModelSource` (a run or a pretrained diffusers model), loaded by
+to sample comes from a :class:`ModelSource` (a run, a pretrained diffusers model, or a run's
+ONNX export on onnxruntime with ``backend="onnx"``), loaded by
 :func:`load_source`. :class:`Progress` carries done/total/elapsed and the ETA every front end
 shows; :class:`Note` a line for the user. Every job accepts ``should_stop`` (polled by the
 engine every step) and stops cleanly when closed. Adding a job means writing one generator:
@@ -28,6 +31,13 @@ from typing import Any
 
 from diffstudio.app.evaluate import EvalOutcome, EvalRequest, SweepStep, evaluate
 from diffstudio.app.events import Done, Note, Progress
+from diffstudio.app.onnx import (
+    OnnxExportRequest,
+    OnnxOutcome,
+    OnnxVerifyRequest,
+    export_onnx,
+    verify_onnx,
+)
 from diffstudio.app.sample import (
     CompareEntry,
     CompareRequest,
@@ -57,6 +67,9 @@ __all__ = [
     "ModelSource",
     "ModelSummary",
     "Note",
+    "OnnxExportRequest",
+    "OnnxOutcome",
+    "OnnxVerifyRequest",
     "Progress",
     "SampleFrame",
     "SampleOutcome",
@@ -65,12 +78,14 @@ __all__ = [
     "TrainRequest",
     "compare",
     "evaluate",
+    "export_onnx",
     "interpolate",
     "load_source",
     "run_job",
     "sample",
     "save_outcome",
     "train",
+    "verify_onnx",
 ]
 
 
