@@ -300,3 +300,32 @@ def test_detection_says_when_both_onnxruntime_packages_are_installed(monkeypatch
     assert sorted(info.packages) == ["onnxruntime", "onnxruntime-gpu"]
     assert any("hides the CUDA provider" in note and "pip uninstall -y onnxruntime "
                "onnxruntime-gpu && pip install onnxruntime-gpu" in note for note in info.notes)
+
+
+#: A few steps of every built-in sampler (the conformance kit's kind of settings).
+FEW_STEPS = {
+    "ddpm": {"steps": 4}, "ddim": {"steps": 4}, "dpm-solver-pp": {"steps": 4},
+    "unipc": {"steps": 4}, "annealed-langevin": {"levels": 2, "steps_per_level": 2},
+    "langevin": {"steps": 4}, "reverse-sde": {"steps": 4},
+    "predictor-corrector": {"steps": 3, "corrector_steps": 1},
+    "probability-flow": {"method": "rk45", "rtol": 1e-3, "atol": 1e-3},
+}
+
+
+def test_every_installed_sampler_runs_unchanged_on_the_onnx_network(digits, registry):
+    """Continuous-time samplers call the network at non-integer timesteps: the float32
+    timestep input takes them as the PyTorch network does."""
+    run, _, _ = digits
+    noise = torch.randn(2, 1, 8, 8, generator=torch.Generator().manual_seed(5))
+    torch_model = load_model(run, device="cpu", registry=registry).model
+    onnx_model = load_onnx_model(run, device="cpu", registry=registry)[0]
+    assert set(FEW_STEPS) <= set(registry.ids("sampler"))
+    for sampler in registry.ids("sampler"):
+        params = FEW_STEPS.get(sampler, {})
+        with _one_thread():
+            results = [generate(model, sampler, params, sample_shape=(1, 8, 8),
+                                init_noise=noise, seed=2, registry=registry)
+                       for model in (torch_model, onnx_model)]
+        assert results[1].network_evaluations == results[0].network_evaluations > 0, sampler
+        difference = float((results[0].samples - results[1].samples).abs().max())
+        assert difference <= 1e-3, (sampler, difference)
