@@ -308,7 +308,7 @@ FEW_STEPS = {
     "unipc": {"steps": 4}, "annealed-langevin": {"levels": 2, "steps_per_level": 2},
     "langevin": {"steps": 4}, "reverse-sde": {"steps": 4},
     "predictor-corrector": {"steps": 3, "corrector_steps": 1},
-    "probability-flow": {"method": "rk45", "rtol": 1e-3, "atol": 1e-3},
+    "probability-flow": {"method": "heun", "steps": 3},
 }
 
 
