@@ -21,7 +21,6 @@ the date.
 from __future__ import annotations
 
 import contextlib
-import io
 import os
 import time
 import warnings
@@ -218,7 +217,7 @@ def verify_network(
 def _dynamo_export(wrapper: ExportWrapper, args: tuple[Any, ...], names: list[str],
                    path: Path, opset: int, external: bool) -> None:
     batch = torch.export.Dim("batch", min=1, max=65536)
-    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+    with warnings.catch_warnings():  # verbose=False keeps its progress lines off stdout
         warnings.simplefilter("ignore")
         torch.onnx.export(
             wrapper, args, str(path), input_names=names, output_names=["out_sample"],
