@@ -11,6 +11,7 @@ The tree::
     +-- SamplingError           sampling cannot go on (bad initial noise, NaN output)
     +-- EvaluationError         an evaluation cannot run (too few samples, mismatched shapes)
     |   +-- FidWeightsError     the Inception FID weights are missing, wrong or unreadable
+    +-- OnnxError               an ONNX export fails or does not match, a file is missing or stale
     +-- StorageError            a file could not be written: disk full, read-only, no permission
     +-- Cancelled               the user asked a job to stop; not a failure
 
@@ -27,6 +28,7 @@ __all__ = [
     "DiffstudioError",
     "EvaluationError",
     "FidWeightsError",
+    "OnnxError",
     "PluginError",
     "RunError",
     "SamplingError",
@@ -69,6 +71,11 @@ class EvaluationError(DiffstudioError):
 
 class FidWeightsError(EvaluationError):
     """The Inception FID weights are absent, fail their SHA-256 check, or cannot be loaded."""
+
+
+class OnnxError(DiffstudioError):
+    """An ONNX export failed or does not match PyTorch, or an ONNX file is missing, stale
+    (exported from other weights) or does not fit the run or the input."""
 
 
 class StorageError(DiffstudioError):

@@ -12,9 +12,12 @@ worker thread that can pause or stop it between any two events).
     export(ExportRequest)           -> Note, Progress ..., Done(ExportOutcome)
 
 :func:`recall_request` reads a sample PNG back into the request that regenerates it.
+    export_onnx(OnnxExportRequest)  -> Note, Progress ..., Done(OnnxOutcome)
+    verify_onnx(OnnxVerifyRequest)  -> Note ..., Done(OnnxOutcome)
 
 Requests are plain dataclasses (no torch, no Qt), validated against the plugin schemas; a model
-to sample comes from a :class:`ModelSource` (a run or a pretrained diffusers model), loaded by
+to sample comes from a :class:`ModelSource` (a run, a pretrained diffusers model, or a run's
+ONNX export on onnxruntime with ``backend="onnx"``), loaded by
 :func:`load_source`. :class:`Progress` carries done/total/elapsed and the ETA every front end
 shows; :class:`Note` a line for the user. Every job accepts ``should_stop`` (polled by the
 engine every step) and stops cleanly when closed. Adding a job means writing one generator:
@@ -32,6 +35,13 @@ from typing import Any
 from diffstudio.app.evaluate import EvalOutcome, EvalRequest, SweepStep, evaluate
 from diffstudio.app.events import Done, Note, Progress
 from diffstudio.app.export import ExportOutcome, ExportRequest, export
+from diffstudio.app.onnx import (
+    OnnxExportRequest,
+    OnnxOutcome,
+    OnnxVerifyRequest,
+    export_onnx,
+    verify_onnx,
+)
 from diffstudio.app.recall import Recall, recall_request
 from diffstudio.app.sample import (
     CompareEntry,
@@ -64,6 +74,9 @@ __all__ = [
     "ModelSource",
     "ModelSummary",
     "Note",
+    "OnnxExportRequest",
+    "OnnxOutcome",
+    "OnnxVerifyRequest",
     "Progress",
     "Recall",
     "SampleFrame",
@@ -74,6 +87,7 @@ __all__ = [
     "compare",
     "evaluate",
     "export",
+    "export_onnx",
     "interpolate",
     "load_source",
     "recall_request",
@@ -81,6 +95,7 @@ __all__ = [
     "sample",
     "save_outcome",
     "train",
+    "verify_onnx",
 ]
 
 

@@ -144,6 +144,7 @@ class ModelSummary:
     data: np.ndarray | None = None
     density: np.ndarray | None = None
     extent: tuple[float, float, float, float] | None = None
+    backend: str = ""  # "torch-cpu", or "onnx (CPUExecutionProvider)": the provider granted
 
 
 @dataclass
@@ -167,6 +168,8 @@ def model_summary(loaded: LoadedSource, registry: Any, limit: int = 4000) -> Mod
     """What views show of a loaded model; for points, its training data and exact density."""
     summary = ModelSummary(loaded.name, loaded.checkpoint, loaded.step, loaded.kind,
                            tuple(loaded.sample_shape), loaded.num_classes)
+    provider = loaded.metadata.get("onnx_provider")
+    summary.backend = loaded.backend + (f" ({provider})" if provider else "")
     if loaded.kind == "points" and loaded.dataset is not None:
         from diffstudio.engine.components import build_dataset
         from diffstudio.engine.datasets import density_grid
@@ -280,6 +283,8 @@ def sample(
                                     overwrite=request.overwrite)
         for note in loaded.notes:
             emit(Note(note))
+        for warning in loaded.warnings:
+            emit(Note(warning, level="warning"))
         summary = model_summary(loaded, registry)
         emit(summary)
         init_noise = (load_init_noise(request.init_noise, loaded.sample_shape)

@@ -8,6 +8,7 @@ Bare ``diffstudio`` opens the desktop studio. Headless verbs::
     diffstudio eval    RUN [--sampler ddim --steps 50] | SAMPLES_DIR [--metrics all]
     diffstudio plugins [list] [--json]
     diffstudio export  SOURCE... --format png|sheet|html|zip --out DIR [--filter KEY=VALUE]
+    diffstudio onnx    export RUN [--opset 18 --fp16] | verify FILE RUN | info
 
 A contribution's parameters become options generated from its schema: ``--dataset.size 16``,
 ``--network.preset small-32`` for ``train``; the sampler's own (``--steps``, ``--eta``) for
@@ -24,6 +25,7 @@ from collections.abc import Sequence
 
 from diffstudio.cli.evaluate import cmd_eval
 from diffstudio.cli.export import cmd_export
+from diffstudio.cli.onnx import cmd_onnx
 from diffstudio.cli.options import ArgumentParser
 from diffstudio.cli.plugins import cmd_plugins
 from diffstudio.cli.sample import cmd_sample
@@ -37,6 +39,7 @@ __all__ = ["main"]
 _COMMANDS = {
     "train": cmd_train, "sample": cmd_sample, "eval": cmd_eval, "plugins": cmd_plugins,
     "export": cmd_export,
+    "onnx": cmd_onnx,
 }
 
 

@@ -18,7 +18,7 @@ __all__ = ["cmd_sample"]
 RESERVED = {
     "sampler", "num", "seed", "out", "init_noise", "batch_size", "device", "checkpoint",
     "no_ema", "class_label", "overwrite", "quiet", "help", "safe_mode", "debug", "pretrained",
-    "download", "guidance", "preset",
+    "download", "guidance", "preset", "backend", "onnx",
 }
 
 
@@ -44,6 +44,13 @@ def _parser(registry: PluginRegistry, sampler_id: str, run: str | None = None,
     parser.add_argument("--out", metavar="DIR", help="output folder (default RUN/samples/...)")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
+    parser.add_argument("--backend", default="torch", choices=["torch", "onnx"],
+                        help="torch, or onnx: the run's network exported with 'diffstudio onnx "
+                             "export' on onnxruntime (CUDA provider with --device cuda/auto "
+                             "when granted, else CPU)")
+    parser.add_argument("--onnx", metavar="FILE.onnx", default=None,
+                        help="with --backend onnx: the exported file (default: the "
+                             "checkpoint's file under RUN/onnx/)")
     parser.add_argument("--checkpoint", default="latest", help="checkpoint name or step")
     parser.add_argument("--no-ema", action="store_true", help="use the raw (non-EMA) weights")
     parser.add_argument("--class-label", type=int, default=None,
@@ -99,7 +106,8 @@ def cmd_sample(argv: list[str], registry: PluginRegistry) -> int:
     if bool(args.run) == bool(args.pretrained):
         raise ConfigError("give a RUN folder or --pretrained SOURCE (one of them)")
     source = ModelSource(run=args.run, pretrained=args.pretrained, checkpoint=args.checkpoint,
-                         ema=not args.no_ema, download=args.download)
+                         ema=not args.no_ema, download=args.download, backend=args.backend,
+                         onnx_file=args.onnx)
     request = SampleRequest(
         source=source, sampler=args.sampler, params=collect(args, "sampler"),
         num_samples=args.num, seed=args.seed, batch_size=args.batch_size, device=args.device,

@@ -241,6 +241,15 @@ class Run:
     def preview_path(self, step: int) -> Path:
         return self.previews_dir / f"step-{step:08d}.png"
 
+    @property
+    def onnx_dir(self) -> Path:
+        return self.path / "onnx"
+
+    def onnx_path(self, checkpoint: Path, ema: bool = True, fp16: bool = False) -> Path:
+        """Where ``diffstudio onnx export`` puts a checkpoint's network by default."""
+        suffix = ("" if ema else "-raw") + ("-fp16" if fp16 else "")
+        return self.onnx_dir / f"{Path(checkpoint).name}{suffix}.onnx"
+
     def new_samples_dir(self, label: str) -> Path:
         """A fresh folder name under ``samples/`` for ``label`` (a sampler id), time-stamped."""
         return self.samples_dir / f"{label}-{time.strftime('%Y%m%d-%H%M%S')}"

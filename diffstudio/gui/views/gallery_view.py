@@ -61,6 +61,7 @@ from PySide6.QtWidgets import (
     QListView,
     QMessageBox,
     QPushButton,
+    QSizePolicy,
     QSplitter,
     QStyle,
     QStyledItemDelegate,
@@ -314,6 +315,8 @@ class GalleryView(QWidget):
         self.index = SampleIndex(studio.workspace)
 
         self.summary = QLabel("")
+        self.summary.setWordWrap(True)  # a long summary must not widen the window
+        self.summary.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         self.rescan_button = QPushButton("Rescan")
         self.open_button = QPushButton("Open PNG…")
         self.open_button.setToolTip("Show a PNG from anywhere and recall its parameters (or "
@@ -417,6 +420,8 @@ class GalleryView(QWidget):
         self.export_button.setToolTip("Export the selection, or everything shown when "
                                       "nothing is selected")
         self.export_status = QLabel("")
+        self.export_status.setWordWrap(True)
+        self.export_status.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         images = QHBoxLayout()
         images.addWidget(self.image_1x)
         images.addWidget(self.image_big, 1)

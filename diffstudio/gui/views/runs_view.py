@@ -1,5 +1,6 @@
 """The Runs page: the run folders under the workspace with what they train, how far they got
-and their last loss; open one to continue training or to sample from it."""
+and their last loss; open one to continue training or to sample from it, or export its network
+to ONNX (in the background, verified against PyTorch)."""
 
 from __future__ import annotations
 
@@ -29,7 +30,7 @@ from PySide6.QtWidgets import (
 from diffstudio.gui.run_list import RunSummary, scan_workspace
 from diffstudio.gui.run_summary_text import readable_config
 from diffstudio.gui.studio import Studio
-from diffstudio.gui.workers import CallJob
+from diffstudio.gui.workers import CallJob, JobWorker
 
 __all__ = ["RunsView"]
 
@@ -67,6 +68,14 @@ class RunsView(QWidget):
         self.evaluate_button = QPushButton("Evaluate it")
         self.evaluate_button.setToolTip("FID@N, KID, nearest training images and the "
                                         "memorisation check, on the Evaluate page")
+        self.export_button = QPushButton("Export to ONNX")
+        self.export_button.setObjectName("exportOnnxButton")
+        self.export_button.setToolTip(
+            "Export the latest checkpoint's EMA network to RUN/onnx/ (dynamic batch), checked "
+            "against PyTorch; sample it with the Sample page's ONNX backend")
+        self.export_status = QLabel("")
+        self.export_status.setWordWrap(True)
+        self._export_job: JobWorker | None = None
         self.open_button = QPushButton("Open folder")
         self.rename_button = QPushButton("Rename…")
         self.delete_button = QPushButton("Move to trash…")
@@ -86,8 +95,9 @@ class RunsView(QWidget):
         actions.addWidget(self.continue_button)
         actions.addWidget(self.sample_button)
         actions.addWidget(self.evaluate_button)
+        actions.addWidget(self.export_button)
         actions.addWidget(self.open_button)
-        actions.addStretch(1)
+        actions.addWidget(self.export_status, 1)
         actions.addWidget(self.rename_button)
         actions.addWidget(self.delete_button)
         splitter = QSplitter(Qt.Orientation.Vertical)
@@ -119,6 +129,7 @@ class RunsView(QWidget):
         self.watcher.directoryChanged.connect(lambda _: self._watch_timer.start())
         studio.workspace_changed.connect(lambda _: self._watch_workspace())
         self._watch_workspace()
+        self.export_button.clicked.connect(self.export_selected)
         studio.workspace_changed.connect(lambda _: self.refresh())
         studio.engine_ready.connect(lambda _: self.refresh())
         studio.jobs_changed.connect(self._refresh_after_training)
@@ -225,6 +236,9 @@ class RunsView(QWidget):
             button.setEnabled(run is not None and not run.training)
             button.setToolTip("it is being trained; stop the training first"
                               if run is not None and run.training else "")
+        exporting = self._export_job is not None
+        self.export_button.setEnabled(run is not None and run.can_sample
+                                      and run.kind == "image" and not exporting)
         if run is None:
             self.details.clear()
             return
@@ -308,6 +322,61 @@ class RunsView(QWidget):
             return
         self.studio.notifications.info(f"Moved {run.name} to the trash.", source="Runs")
         self.refresh()
+    def confirm_overwrite(self, path: str) -> bool:
+        """Ask before replacing an earlier export (exports never overwrite without asking)."""
+        answer = QMessageBox.question(self, "Replace the ONNX file?",
+                                      f"{path} already exists. Export again and replace it?")
+        return answer == QMessageBox.StandardButton.Yes
+
+    def export_selected(self) -> bool:
+        """Export the selected run's latest EMA network to ONNX in the background."""
+        run = self.selected()
+        if run is None or not run.can_sample or self._export_job is not None:
+            return False
+        from diffstudio.app.onnx import OnnxExportRequest, export_onnx
+        from diffstudio.engine.runs import Run
+        from diffstudio.errors import DiffstudioError
+
+        try:
+            folder = Run(run.path).resolve_checkpoint(None)
+        except DiffstudioError as exc:
+            self.studio.notifications.warning(f"Cannot export: {exc}", source="Runs")
+            return False
+        target = Run(run.path).onnx_path(folder)
+        overwrite = target.exists()
+        if overwrite and not self.confirm_overwrite(str(target)):
+            return False
+        request = OnnxExportRequest(run=run.path, checkpoint=folder.name, overwrite=overwrite)
+        registry = self.studio.registry
+        job = JobWorker("onnx-export", lambda stop: export_onnx(request, registry=registry,
+                                                                should_stop=stop))
+        name = run.name
+        job.succeeded.connect(lambda outcome: self._on_exported(name, outcome))
+        job.failed.connect(lambda message, details: self._on_export_failed(name, message,
+                                                                           details))
+        job.finished.connect(self._on_export_finished)
+        self._export_job = job
+        self.export_status.setText(f"Exporting {name} ({folder.name}) to ONNX…")
+        self.studio.add_job("onnx-export", job)
+        job.start()
+        self._on_selection()
+        return True
+
+    def _on_exported(self, name: str, outcome: Any) -> None:
+        self.export_status.setText(f"{name}: exported {outcome.path.name} — {outcome.summary}")
+        for note in outcome.notes:
+            self.studio.notifications.warning(f"ONNX export of {name}: {note}", source="Runs")
+        self.studio.notifications.info(f"Exported {outcome.path} ({outcome.summary})",
+                                       source="Runs")
+
+    def _on_export_failed(self, name: str, message: str, details: str) -> None:
+        self.export_status.setText(f"{name}: ONNX export failed: {message}")
+        self.studio.notifications.error(f"ONNX export of {name} failed: {message}", details,
+                                        source="Runs")
+
+    def _on_export_finished(self) -> None:
+        self._export_job = None
+        self._on_selection()
 
     def _open_folder(self) -> None:
         run = self.selected()

@@ -106,6 +106,17 @@ class SampleView(QWidget):
         self.checkpoint_combo = QComboBox()
         self.ema_box = QCheckBox("Use the EMA weights")
         self.ema_box.setChecked(True)
+        self.backend_combo = QComboBox()
+        self.backend_combo.setObjectName("backendCombo")
+        self.backend_combo.addItem("PyTorch", "torch")
+        self.backend_combo.addItem("ONNX (onnxruntime)", "onnx")
+        self.backend_combo.setToolTip(
+            "ONNX runs the network exported with the Runs page's 'Export to ONNX' (or "
+            "'diffstudio onnx export RUN') on onnxruntime: CUDA when granted, else CPU")
+        self.backend_label = QLabel("")
+        self.backend_label.setObjectName("backendLabel")
+        self.backend_label.setWordWrap(True)
+        self.backend_label.setStyleSheet("color: #5a5a5a;")
         self.pretrained_edit = PathEdit(directory=True)
         self.pretrained_edit.line.setPlaceholderText("folder, or a hub id: google/ddpm-cifar10-32")
         pretrained_note = QLabel(
@@ -123,6 +134,11 @@ class SampleView(QWidget):
         checkpoint_row.addWidget(self.checkpoint_combo, 1)
         run_layout.addLayout(checkpoint_row)
         run_layout.addWidget(self.ema_box)
+        backend_row = QHBoxLayout()
+        backend_row.addWidget(QLabel("Backend"))
+        backend_row.addWidget(self.backend_combo, 1)
+        run_layout.addLayout(backend_row)
+        run_layout.addWidget(self.backend_label)
         pretrained_page = QWidget()
         pretrained_layout = QVBoxLayout(pretrained_page)
         pretrained_layout.setContentsMargins(0, 0, 0, 0)
@@ -247,6 +263,7 @@ class SampleView(QWidget):
         self.cancel_button.clicked.connect(self.cancel)
         self.save_button.clicked.connect(self.save)
         self.runs.changed.connect(self._on_run_changed)
+        self.backend_combo.currentIndexChanged.connect(lambda _: self.backend_label.setText(""))
         self.source.changed.connect(self._on_source_changed)
         self.pretrained_edit.textChanged.connect(lambda _: self.update_buttons())
         self._fill_classes(None)
@@ -290,7 +307,8 @@ class SampleView(QWidget):
         if run is None:
             raise ConfigError("choose a trained run first")
         return ModelSource(run=run, checkpoint=self.checkpoint_combo.currentData(),
-                           ema=self.ema_box.isChecked())
+                           ema=self.ema_box.isChecked(),
+                           backend=self.backend_combo.currentData() or "torch")
 
     def sampling_options(self) -> dict[str, Any]:
         return self.options.validated()
@@ -307,6 +325,7 @@ class SampleView(QWidget):
 
     def _on_run_changed(self, *_: Any) -> None:
         self.checkpoint_combo.clear()
+        self.backend_label.setText("")  # the provider shown belonged to the previous run
         path = self.current_run()
         if path is None or not self.studio.ready:
             self._fill_classes(None)
@@ -465,6 +484,8 @@ class SampleView(QWidget):
             self.x_view.set_image(None)
             self.x0_view.set_image(None)
             self.strip_view.set_image(None)
+        if summary.backend:
+            self.backend_label.setText(f"Computing on {summary.backend}")
         if self.job is not None and self.job.request.source.pretrained:
             self.status.setText(f"Sampling the pretrained {Path(summary.run).name} "
                                 f"({summary.checkpoint})…")
@@ -526,7 +547,8 @@ class SampleView(QWidget):
                     self._strip_caption(outcome.trajectory) + ", then x_0")
         self.status.setText(
             f"{len(result.seeds)} samples with {result.sampler}: {result.network_evaluations} "
-            f"network evaluations each, {result.seconds:.2f} s "
+            f"network evaluations each, {result.seconds:.2f} s"
+            f"{' on ' + outcome.summary.backend if outcome.summary.backend else ''} "
             f"({outcome.frames_sent} live frames sent, {outcome.frames_skipped} skipped). "
             "Save writes them into the run's samples folder.")
 
@@ -605,6 +627,7 @@ class SampleView(QWidget):
     def state(self) -> dict[str, Any]:
         return {"sampler": self.sampler_picker.state(), "options": self.options.values(),
                 "run": self.current_run(), "ema": self.ema_box.isChecked(),
+                "backend": self.backend_combo.currentData(),
                 "source": "pretrained" if self.from_pretrained.isChecked() else "run",
                 "pretrained": self.pretrained_edit.text()}
 
@@ -616,6 +639,8 @@ class SampleView(QWidget):
             known = {p.name for p in SAMPLE_PARAMS}
             self.options.set_values({k: v for k, v in state["options"].items() if k in known})
         self.ema_box.setChecked(bool(state.get("ema", True)))
+        backend = self.backend_combo.findData(state.get("backend") or "torch")
+        self.backend_combo.setCurrentIndex(max(0, backend))
         run = state.get("run")
         if run and Run.is_run(run):
             self.select_run(run)
