@@ -189,3 +189,37 @@ def test_plugins_lists_the_builtins_from_the_installed_environment(installed):
         assert plugins[name]["distribution"] == "diffstudio"
     samplers = {c["id"] for c in plugins["builtin-samplers"]["contributions"]}
     assert {"ddpm", "ddim"} <= samplers
+
+
+def test_install_sh_installs_the_wheel_with_a_menu_entry_and_uninstalls(distributions,
+                                                                         tmp_path):
+    """packaging/install.sh for real, from the built wheel, into a HOME of its own. Offline and
+    without torch's download: --torch default skips the torch step and PIP_NO_DEPS/PIP_NO_INDEX
+    make pip install the wheel alone; the dependencies (pluggy for the menu entry, torch...)
+    come from the folder of links above, on PYTHONPATH."""
+    home = tmp_path / "home"
+    home.mkdir()
+    env = _clean_environment()
+    env.update(HOME=str(home), XDG_DATA_HOME=str(home / ".local" / "share"), PIP_NO_DEPS="1",
+               PIP_NO_INDEX="1", QT_QPA_PLATFORM="offscreen",
+               PYTHONPATH=str(_dependencies_view(tmp_path / "deps")))
+    env.pop("DIFFSTUDIO_HOME", None)
+    base_python = getattr(sys, "_base_executable", sys.executable)
+    script = ROOT / "packaging" / "install.sh"
+    result = _run(["bash", str(script), "--from", str(distributions["wheel"]), "--torch",
+                   "default", "--python", base_python, "--no-selftest"], env=env, cwd=tmp_path)
+    venv = home / ".local" / "share" / "diffstudio" / "venv"
+    command = venv / "bin" / "diffstudio"
+    assert f"environment: {venv}" in result.stdout and command.is_file()
+    link = home / ".local" / "bin" / "diffstudio"
+    assert link.is_symlink() and link.resolve() == command.resolve()
+    desktop = home / ".local" / "share" / "applications" / f"{APP_ID}.desktop"
+    assert f"Exec={command}\n" in desktop.read_text(encoding="utf-8")
+    icon = home / ".local" / "share" / "icons" / "hicolor" / "256x256" / "apps" / f"{APP_ID}.png"
+    assert icon.is_file()
+    version = _run([str(link), "--version"], env=env, cwd=tmp_path)
+    assert f"Python environment {venv})" in version.stdout
+    # --uninstall takes away the environment, the link and the menu entry.
+    _run(["bash", str(script), "--uninstall"], env=env, cwd=tmp_path)
+    assert not venv.exists() and not link.exists() and not desktop.exists() \
+        and not icon.exists()
