@@ -49,17 +49,24 @@ def open_and_close_window(
     window.first_painted.connect(lambda: painted.append(time.perf_counter() - started))
     window.show()
     deadline = started + timeout_s
+    # The engine loader is tracked as the "engine" job from its start (deferred to the event
+    # loop) until it ends; an end without a ready engine is a failure, reported at once.
+    loader_seen: list[bool] = []
+    window.studio.jobs_changed.connect(
+        lambda: loader_seen.append(True) if "engine" in window.studio.jobs else None)
     try:
         while time.perf_counter() < deadline:
             app.processEvents(QEventLoop.ProcessEventsFlag.AllEvents, 50)
             if window.studio.ready and not window.studio.running():
                 break
+            if loader_seen and "engine" not in window.studio.jobs and not window.studio.ready:
+                break
             time.sleep(0.01)
         if not window.studio.ready:
-            raise RuntimeError(
-                f"the engine did not load within {timeout_s:.0f} s: "
-                f"{window.busy_label.text() or 'no message'}"
-            )
+            waited = "" if loader_seen and "engine" not in window.studio.jobs else \
+                f" within {timeout_s:.0f} s"
+            raise RuntimeError(f"the engine did not load{waited}: "
+                               f"{window.busy_label.text() or 'no message'}")
         ready_s = time.perf_counter() - started
         runs = len(window.studio.runs)
         platform = QApplication.platformName()

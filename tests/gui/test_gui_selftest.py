@@ -3,6 +3,11 @@ resources, whatever the installation)."""
 
 from __future__ import annotations
 
+import time
+
+import pytest
+
+from diffstudio.gui import workers
 from diffstudio.gui.app import application_icon
 from diffstudio.gui.selftest import open_and_close_window
 from diffstudio.resources import ICON_SIZES
@@ -22,3 +27,17 @@ def test_the_application_icon_has_every_size(qapp):
     icon = application_icon()
     sizes = sorted(size.width() for size in icon.availableSizes())
     assert sizes == list(ICON_SIZES)
+
+
+def test_an_engine_that_fails_to_load_fails_the_check_at_once(qapp, registry, tmp_path,
+                                                              monkeypatch):
+    def broken() -> list:
+        raise RuntimeError("the CUDA driver is broken")
+
+    monkeypatch.setattr(workers, "probe_devices", broken)
+    started = time.perf_counter()
+    with pytest.raises(RuntimeError, match=r"the engine did not load: .*CUDA driver is broken"):
+        open_and_close_window(tmp_path / "selftest.ini", tmp_path, registry=registry,
+                              timeout_s=120)
+    assert time.perf_counter() - started < 60  # it did not wait for the timeout
+    assert not [w for w in qapp.topLevelWidgets() if w.isVisible()]
