@@ -9,6 +9,7 @@ Bare ``diffstudio`` opens the desktop studio. Headless verbs::
     diffstudio plugins [list] [--json]
     diffstudio export  SOURCE... --format png|sheet|html|zip --out DIR [--filter KEY=VALUE]
     diffstudio onnx    export RUN [--opset 18 --fp16] | verify FILE RUN | info
+    diffstudio --version | --selftest
 
 A contribution's parameters become options generated from its schema: ``--dataset.size 16``,
 ``--network.preset small-32`` for ``train``; the sampler's own (``--steps``, ``--eta``) for
@@ -29,6 +30,7 @@ from diffstudio.cli.onnx import cmd_onnx
 from diffstudio.cli.options import ArgumentParser
 from diffstudio.cli.plugins import cmd_plugins
 from diffstudio.cli.sample import cmd_sample
+from diffstudio.cli.selftest import PrintVersion, run_selftest
 from diffstudio.cli.train import cmd_train
 from diffstudio.engine.io import storage_problem
 from diffstudio.errors import Cancelled, DiffstudioError
@@ -52,6 +54,11 @@ def _top_parser() -> argparse.ArgumentParser:
     parser.add_argument("--safe-mode", action="store_true",
                         help="load only the built-in plugins (also DIFFSTUDIO_SAFE_MODE=1)")
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    parser.add_argument("--version", action=PrintVersion,
+                        help="print the version, the Python and where it is installed")
+    parser.add_argument("--selftest", action="store_true",
+                        help="check this installation end to end (torch, devices, plugins, one "
+                             "training step, the window offscreen); exit 0 when all pass")
     parser.add_argument("command", nargs="?", choices=sorted(_COMMANDS), help="what to do")
     return parser
 
@@ -75,6 +82,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             args = top.parse_args(globals_ + rest)  # handles --help and unknown commands
         except SystemExit as exc:  # --help (0) or an unknown command (2), already printed
             return exc.code if isinstance(exc.code, int) else 0
+        if args.selftest:
+            return run_selftest(safe_mode=args.safe_mode or safe_mode_env())
         return _open_gui(safe_mode=args.safe_mode)
     command, command_args = rest[0], rest[1:]
     debug = "--debug" in globals_ or "--debug" in command_args

@@ -14,21 +14,20 @@ from __future__ import annotations
 import os
 import sys
 import traceback
-from pathlib import Path
 from types import TracebackType
 
-from PySide6.QtGui import QIcon
+from PySide6.QtGui import QIcon, QPixmap
 from PySide6.QtWidgets import QApplication
 
 from diffstudio.gui import refcount_guard, wheel_guard
 from diffstudio.gui.main_window import MainWindow
 from diffstudio.gui.settings import APPLICATION, ORGANISATION, Preferences, open_settings
 from diffstudio.gui.workers import running_jobs
+from diffstudio.resources import APP_ID, ICON_SIZES, icon_png
 
-__all__ = ["create_application", "process_age", "run_app"]
+__all__ = ["application_icon", "create_application", "process_age", "run_app"]
 
 PROBE_VARIABLE = "DIFFSTUDIO_LAUNCH_PROBE"
-_ICON = Path(__file__).resolve().parents[2] / "resources" / "diffstudio.svg"
 
 
 def process_age() -> float | None:
@@ -44,6 +43,17 @@ def process_age() -> float | None:
         return None
 
 
+def application_icon() -> QIcon:
+    """The window icon, from the PNGs at each size in the package's resources (read as bytes,
+    so it works wherever the package is: a wheel, an editable install or a frozen bundle)."""
+    icon = QIcon()
+    for size in ICON_SIZES:
+        pixmap = QPixmap()
+        if pixmap.loadFromData(icon_png(size).read_bytes(), "PNG"):
+            icon.addPixmap(pixmap)
+    return icon
+
+
 def create_application() -> QApplication:
     """The QApplication (created once), named for diffstudio."""
     app = QApplication.instance()
@@ -52,8 +62,8 @@ def create_application() -> QApplication:
     app.setOrganizationName(ORGANISATION)
     app.setApplicationName(APPLICATION)
     app.setApplicationDisplayName("diffstudio")
-    if _ICON.is_file():
-        app.setWindowIcon(QIcon(str(_ICON)))
+    app.setDesktopFileName(APP_ID)  # Wayland matches the window to its .desktop entry
+    app.setWindowIcon(application_icon())
     refcount_guard.install(app)  # PySide6 6.12.0 on Python < 3.12: see the module
     wheel_guard.install(app)  # the wheel changes only the field that has the focus
     return app  # type: ignore[return-value]

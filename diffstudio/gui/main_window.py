@@ -552,6 +552,7 @@ class MainWindow(QMainWindow):
             event.ignore()
             return
         self._save_settings()
+        self.studio.closing = True  # closed: no background work starts after this
         event.accept()
 
     # -- settings ---------------------------------------------------------------------------------
