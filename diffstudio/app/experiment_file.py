@@ -61,7 +61,12 @@ __all__ = [
     "fingerprint",
     "load_experiment",
     "parse_experiment",
+    "preset_path",
+    "presets",
 ]
+
+# Experiment files shipped as package data (pyproject's package-data).
+PRESETS_DIR = Path(__file__).resolve().parent.parent / "presets" / "experiments"
 
 SECTIONS = ("experiment", "defaults", "training", "sampler", "evaluation", "published")
 EXPERIMENT_KEYS = ("name", "description")
@@ -78,6 +83,20 @@ def fingerprint(payload: Any) -> str:
     """A short, stable hash of a JSON-able request: a result is reused only while it stays."""
     text = json.dumps(payload, sort_keys=True, default=str)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
+
+def presets() -> list[Path]:
+    """The shipped experiment files, by name."""
+    return sorted(PRESETS_DIR.glob("*.toml")) if PRESETS_DIR.is_dir() else []
+
+
+def preset_path(name: str) -> Path | None:
+    """The shipped preset ``name`` (with or without ``.toml``), unless ``name`` is a file."""
+    if Path(name).expanduser().exists():
+        return None
+    stem = name[:-5] if name.endswith(".toml") else name
+    found = PRESETS_DIR / f"{stem}.toml"
+    return found if found.is_file() and "/" not in stem else None
 
 
 # -- where a key is ---------------------------------------------------------------------------
@@ -150,10 +169,13 @@ class SamplerSpec:
     label: str
     sampler: str
     params: dict[str, Any]
+    axes: tuple[str, ...] = ()  # the parameters given as lists (they name the setting)
 
     @property
     def name(self) -> str:
-        values = "-".join(f"{k}{v}" for k, v in sorted(self.params.items()))
+        """``label`` plus the grid values: ``ddim-steps50``; a sampler with no list, its
+        label."""
+        values = "-".join(f"{k}{self.params[k]}" for k in self.axes)
         return f"{self.label}-{values}" if values else self.label
 
     def describe(self) -> str:
@@ -220,8 +242,11 @@ class Experiment:
         return [Cell(training.name, sampler, seed) for training in self.trainings
                 for sampler in self.samplers for seed in self.evaluation.seeds]
 
-    def published_for(self, training: str, label: str) -> float | None:
-        return self.published_fid.get(f"{training}/{label}")
+    def published_for(self, training: str, sampler: SamplerSpec) -> float | None:
+        """The published FID of a cell: keyed "TRAINING/SETTING" (``ddim-steps50``) or
+        "TRAINING/LABEL" (every setting of a ``[[sampler]]``)."""
+        return self.published_fid.get(f"{training}/{sampler.name}",
+                                      self.published_fid.get(f"{training}/{sampler.label}"))
 
 
 # -- reading and validating -------------------------------------------------------------------
@@ -372,6 +397,7 @@ def _samplers(check: _Checker, entries: Any, registry: Any) -> list[SamplerSpec]
         label = str(entry.get("label") or entry["id"])
         params = {k: v for k, v in entry.items() if k not in ("id", "label")}
         axes: dict[str, list[Any]] = {}
+        listed = tuple(key for key, value in params.items() if isinstance(value, list))
         for key, value in params.items():
             values = value if isinstance(value, list) else [value]
             if not values:
@@ -388,7 +414,7 @@ def _samplers(check: _Checker, entries: Any, registry: Any) -> list[SamplerSpec]
             raise check.error(f"two samplers are labelled {label!r}; give one a label = "
                               "\"...\"", *where, "label" if "label" in entry else "id")
         for point in itertools.product(*axes.values()):
-            samplers.append(SamplerSpec(label, entry["id"], dict(zip(axes, point))))
+            samplers.append(SamplerSpec(label, entry["id"], dict(zip(axes, point)), listed))
     return samplers
 
 
@@ -447,13 +473,14 @@ def _published(check: _Checker, table: dict[str, Any], experiment: Experiment) -
     experiment.published_note = str(table.get("note", ""))
     fid = check.table(table, "fid", *where)
     trainings = {t.name for t in experiment.trainings}
-    labels = {s.label for s in experiment.samplers}
+    labels = {s.label for s in experiment.samplers} | {s.name for s in experiment.samplers}
     for key, value in fid.items():
         training, _, label = key.partition("/")
         if training not in trainings or label not in labels:
             raise check.error(
                 f"published fid '{key}' names no cell; write \"TRAINING/SAMPLER\" with a "
-                f"training of {sorted(trainings)} and a sampler label of {sorted(labels)}",
+                f"training of {sorted(trainings)} and a sampler label or setting of "
+                f"{sorted(labels)}",
                 *where, "fid", key)
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise check.error(f"published fid '{key}' must be a number", *where, "fid", key)

@@ -7,6 +7,7 @@ Bare ``diffstudio`` opens the desktop studio. Headless verbs::
     diffstudio sample  RUN [--sampler ddim --steps 50 --eta 0 ...] [--num 16 --seed 0]
     diffstudio eval    RUN [--sampler ddim --steps 50] | SAMPLES_DIR [--metrics all]
     diffstudio plugins [list] [--json]
+    diffstudio experiment run FILE [--dry-run] | status FILE | report FILE
 
 A contribution's parameters become options generated from its schema: ``--dataset.size 16``,
 ``--network.preset small-32`` for ``train``; the sampler's own (``--steps``, ``--eta``) for
@@ -22,6 +23,7 @@ import sys
 from collections.abc import Sequence
 
 from diffstudio.cli.evaluate import cmd_eval
+from diffstudio.cli.experiment import cmd_experiment
 from diffstudio.cli.options import ArgumentParser
 from diffstudio.cli.plugins import cmd_plugins
 from diffstudio.cli.sample import cmd_sample
@@ -34,6 +36,7 @@ __all__ = ["main"]
 
 _COMMANDS = {
     "train": cmd_train, "sample": cmd_sample, "eval": cmd_eval, "plugins": cmd_plugins,
+    "experiment": cmd_experiment,
 }
 
 
