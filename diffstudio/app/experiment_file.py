@@ -414,7 +414,8 @@ def _samplers(check: _Checker, entries: Any, registry: Any) -> list[SamplerSpec]
             raise check.error(f"two samplers are labelled {label!r}; give one a label = "
                               "\"...\"", *where, "label" if "label" in entry else "id")
         for point in itertools.product(*axes.values()):
-            samplers.append(SamplerSpec(label, entry["id"], dict(zip(axes, point)), listed))
+            values = dict(zip(axes, point, strict=True))
+            samplers.append(SamplerSpec(label, entry["id"], values, listed))
     return samplers
 
 
