@@ -37,6 +37,7 @@ from diffstudio.gui.settings import Preferences
 from diffstudio.gui.studio import Studio
 from diffstudio.gui.views.data_view import DataView
 from diffstudio.gui.views.evaluate_view import EvaluateView
+from diffstudio.gui.views.experiments_view import ExperimentsView
 from diffstudio.gui.views.model_view import ModelView
 from diffstudio.gui.views.plugins_view import PluginsView
 from diffstudio.gui.views.runs_view import RunsView
@@ -46,18 +47,20 @@ from diffstudio.gui.workers import CallJob, DeviceInfo, EngineInfo, EngineLoader
 
 __all__ = ["PAGES", "MainWindow"]
 
-PAGES = ("Data", "Model & schedule", "Train", "Sample", "Evaluate", "Runs", "Plugins")
+PAGES = ("Data", "Model & schedule", "Train", "Sample", "Evaluate", "Experiments", "Runs",
+         "Plugins")
 _PAGE_ICONS = (
     QStyle.StandardPixmap.SP_DirIcon,
     QStyle.StandardPixmap.SP_FileDialogDetailedView,
     QStyle.StandardPixmap.SP_MediaPlay,
     QStyle.StandardPixmap.SP_MediaSeekForward,
     QStyle.StandardPixmap.SP_FileDialogContentsView,
+    QStyle.StandardPixmap.SP_FileDialogListView,
     QStyle.StandardPixmap.SP_DirOpenIcon,
     QStyle.StandardPixmap.SP_ComputerIcon,
 )
 _PRECISION_LABELS = {"no": "fp32", "bf16": "bf16 (mixed)", "fp16": "fp16 (mixed)"}
-_USER_JOBS = ("train", "sample", "compare", "evaluate")
+_USER_JOBS = ("train", "sample", "compare", "evaluate", "experiment")
 
 
 def ask_question(parent: QWidget, title: str, text: str) -> bool:
@@ -112,10 +115,12 @@ class MainWindow(QMainWindow):
         self.train_view = TrainView(self.studio, self.training_setup)
         self.sample_view = SampleView(self.studio)
         self.evaluate_view = EvaluateView(self.studio)
+        self.experiments_view = ExperimentsView(self.studio)
         self.runs_view = RunsView(self.studio)
         self.plugins_view = PluginsView(self.studio)
         self.pages = (self.data_view, self.model_view, self.train_view, self.sample_view,
-                      self.evaluate_view, self.runs_view, self.plugins_view)
+                      self.evaluate_view, self.experiments_view, self.runs_view,
+                      self.plugins_view)
         self.sidebar = QListWidget()
         self.sidebar.setObjectName("sidebar")
         self.sidebar.setIconSize(QSize(20, 20))
@@ -388,7 +393,7 @@ class MainWindow(QMainWindow):
         running = self.studio.running()
         if "engine" not in running and self.studio.ready:
             labels = {"train": "training", "sample": "sampling", "compare": "comparing samplers",
-                      "evaluate": "evaluating"}
+                      "evaluate": "evaluating", "experiment": "running an experiment"}
             active = [labels[role] for role in self.studio.jobs if role in labels]
             # Text only: an animated busy bar repaints all the time and costs the job speed.
             self.busy_bar.setVisible(False)
@@ -422,7 +427,8 @@ class MainWindow(QMainWindow):
                 return
             if user_jobs:
                 what = "Training" if "train" in user_jobs else (
-                    "An evaluation" if user_jobs == ["evaluate"] else "Sampling")
+                    "An evaluation" if user_jobs == ["evaluate"] else
+                    "An experiment" if "experiment" in user_jobs else "Sampling")
                 if not self._ask("Quit diffstudio?",
                                  f"{what} is running. Stop it and quit? A stopped training keeps "
                                  "a checkpoint at the step where it stops."):
