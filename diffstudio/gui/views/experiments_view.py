@@ -117,7 +117,11 @@ class ExperimentsView(QWidget):
 
         def check() -> tuple[Experiment, Path, list[Any]]:
             experiment = load_experiment(path, registry)
-            folder = experiment_folder(experiment, workspace / "experiments" / experiment.name)
+            here = Path(path).parent
+            # The file an experiment folder keeps: that folder; any other: the workspace's.
+            folder = here if (here / "state.json").is_file() and Path(path).name == \
+                "experiment.toml" else experiment_folder(
+                    experiment, workspace / "experiments" / experiment.name)
             return experiment, folder, plan(experiment, folder)
 
         job = CallJob("experiment-check", check)
@@ -195,6 +199,7 @@ class ExperimentsView(QWidget):
         item.setBackground(QBrush(QColor(_COLOURS.get(status, "#ffffff"))))
         item.setData(Qt.ItemDataRole.UserRole, status)
         self.table.setItem(*where, item)
+        self.table.resizeRowToContents(where[0])
 
     def cell_text(self, key: str) -> str:
         """What the grid shows for a job (tests, screen readers)."""
