@@ -339,3 +339,8 @@ def test_the_command_line(finished, tmp_path, capsys):
     assert len(err) == 1 and "tiny.toml, line 22:" in err[0]
     assert main(["experiment", "report", str(tmp_path / "nothing")]) == 2
     assert "no experiment file or folder" in capsys.readouterr().err
+    for verb in ([], ["run"], ["status"], ["report"]):
+        assert main(["experiment", *verb, "--help"]) == 0
+        assert "usage: diffstudio experiment" in capsys.readouterr().out
+    assert main(["experiment", "presets"]) == 0
+    assert "seed-table1-digits" in capsys.readouterr().out

@@ -99,3 +99,32 @@ def test_a_bad_file_names_its_line_and_nothing_starts(qtbot, make_window, tmp_pa
     assert "bad.toml, line 22" in view.status_label.text()
     assert any("line 22" in n.message for n in window.notifications.items)
     assert not (tmp_path / "workspace" / "experiments").exists()
+
+
+def test_stop_keeps_a_checkpoint_and_run_continues(qtbot, make_window, tmp_path):
+    window = make_window(workspace=tmp_path / "workspace")
+    view = window.experiments_view
+    file = tmp_path / "grid.toml"
+    file.write_text(GRID.replace("steps = 4", "steps = 300").replace(
+        "checkpoint_every = 2", "checkpoint_every = 50"), encoding="utf-8")
+    assert view.open_file(file)
+    qtbot.waitUntil(lambda: view.experiment is not None, timeout=30_000)
+    assert view.run()
+    run = view.folder / "runs" / "linear"
+    qtbot.waitUntil(lambda: (run / "metrics.jsonl").is_file(), timeout=120_000)
+    view.stop()
+    qtbot.waitUntil(lambda: view.job is None, timeout=120_000)
+    assert "Stopped; Run continues it." in view.status_label.text()
+    state = json.loads((view.folder / "state.json").read_text())
+    assert state["jobs"]["train/linear"]["status"] == "pending"
+    from diffstudio.engine.runs import Run
+
+    stopped_at = Run.checkpoint_step(Run(run).latest_checkpoint())
+    assert 0 < stopped_at < 300  # Stop wrote a checkpoint where it stopped
+    assert view.cell_text("train/linear") == "pending"
+    assert view.run()
+    qtbot.waitUntil(lambda: view.job is None, timeout=240_000)
+    assert "Every job is done" in view.status_label.text()
+    state = json.loads((view.folder / "state.json").read_text())
+    assert state["jobs"]["train/linear"]["attempts"] == 2
+    assert Run(run).metrics()[-1]["step"] == 300
