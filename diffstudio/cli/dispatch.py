@@ -10,6 +10,7 @@ Bare ``diffstudio`` opens the desktop studio. Headless verbs::
     diffstudio export  SOURCE... --format png|sheet|html|zip --out DIR [--filter KEY=VALUE]
     diffstudio onnx    export RUN [--opset 18 --fp16] | verify FILE RUN | info
     diffstudio --version | --selftest
+    diffstudio experiment run FILE [--dry-run] | status FILE | report FILE
 
 A contribution's parameters become options generated from its schema: ``--dataset.size 16``,
 ``--network.preset small-32`` for ``train``; the sampler's own (``--steps``, ``--eta``) for
@@ -25,6 +26,7 @@ import sys
 from collections.abc import Sequence
 
 from diffstudio.cli.evaluate import cmd_eval
+from diffstudio.cli.experiment import cmd_experiment
 from diffstudio.cli.export import cmd_export
 from diffstudio.cli.onnx import cmd_onnx
 from diffstudio.cli.options import ArgumentParser
@@ -42,6 +44,7 @@ _COMMANDS = {
     "train": cmd_train, "sample": cmd_sample, "eval": cmd_eval, "plugins": cmd_plugins,
     "export": cmd_export,
     "onnx": cmd_onnx,
+    "experiment": cmd_experiment,
 }
 
 

@@ -46,6 +46,7 @@ from diffstudio.gui.settings import Preferences
 from diffstudio.gui.studio import Studio
 from diffstudio.gui.views.data_view import DataView
 from diffstudio.gui.views.evaluate_view import EvaluateView
+from diffstudio.gui.views.experiments_view import ExperimentsView
 from diffstudio.gui.views.gallery_view import GalleryView
 from diffstudio.gui.views.model_view import ModelView
 from diffstudio.gui.views.plugins_view import PluginsView
@@ -56,8 +57,8 @@ from diffstudio.gui.workers import CallJob, DeviceInfo, EngineInfo, EngineLoader
 
 __all__ = ["PAGES", "MainWindow"]
 
-PAGES = ("Data", "Model & schedule", "Train", "Sample", "Gallery", "Evaluate", "Runs",
-         "Plugins")
+PAGES = ("Data", "Model & schedule", "Train", "Sample", "Gallery", "Evaluate", "Experiments",
+         "Runs", "Plugins")
 _PAGE_ICONS = (
     QStyle.StandardPixmap.SP_DirIcon,
     QStyle.StandardPixmap.SP_FileDialogDetailedView,
@@ -65,15 +66,16 @@ _PAGE_ICONS = (
     QStyle.StandardPixmap.SP_MediaSeekForward,
     QStyle.StandardPixmap.SP_FileDialogListView,
     QStyle.StandardPixmap.SP_FileDialogContentsView,
+    QStyle.StandardPixmap.SP_FileDialogListView,
     QStyle.StandardPixmap.SP_DirOpenIcon,
     QStyle.StandardPixmap.SP_ComputerIcon,
 )
 _PRECISION_LABELS = {"no": "fp32", "bf16": "bf16 (mixed)", "fp16": "fp16 (mixed)"}
-_USER_JOBS = ("train", "sample", "compare", "evaluate")
+_USER_JOBS = ("train", "sample", "compare", "evaluate", "experiment")
 # Jobs the status bar follows, with the words it says for them.
 _JOB_LABELS = {"train": "Training", "sample": "Sampling", "compare": "Comparing samplers",
                "evaluate": "Evaluating", "interpolate": "Interpolating", "lab": "2-D lab",
-               "export": "Exporting", "install": "Installing"}
+               "export": "Exporting", "experiment": "Experiment", "install": "Installing"}
 
 
 def ask_question(parent: QWidget, title: str, text: str) -> bool:
@@ -130,11 +132,13 @@ class MainWindow(QMainWindow):
         self.gallery_view = GalleryView(self.studio,
                                         ask=lambda title, text: self._ask(title, text))
         self.evaluate_view = EvaluateView(self.studio)
+        self.experiments_view = ExperimentsView(self.studio)
         self.runs_view = RunsView(self.studio)
         self.runs_view.ask = self._ask
         self.plugins_view = PluginsView(self.studio)
         self.pages = (self.data_view, self.model_view, self.train_view, self.sample_view,
-                      self.gallery_view, self.evaluate_view, self.runs_view, self.plugins_view)
+                      self.gallery_view, self.evaluate_view, self.experiments_view,
+                      self.runs_view, self.plugins_view)
         self.sidebar = QListWidget()
         self.sidebar.setObjectName("sidebar")
         self.sidebar.setIconSize(QSize(20, 20))
@@ -535,7 +539,8 @@ class MainWindow(QMainWindow):
                 return
             if user_jobs:
                 what = "Training" if "train" in user_jobs else (
-                    "An evaluation" if user_jobs == ["evaluate"] else "Sampling")
+                    "An evaluation" if user_jobs == ["evaluate"] else
+                    "An experiment" if "experiment" in user_jobs else "Sampling")
                 if not self._ask("Quit diffstudio?",
                                  f"{what} is running. Stop it and quit? A stopped training keeps "
                                  "a checkpoint at the step where it stops."):
