@@ -9,6 +9,8 @@ worker thread that can pause or stop it between any two events).
     compare(CompareRequest)         -> Progress, CompareEntry ..., Done(list[CompareEntry])
     interpolate(InterpolateRequest) -> Progress ..., Done(Interpolation)
     evaluate(EvalRequest)           -> Progress, SweepStep ..., Done(EvalOutcome)
+    plugin_install.install(InstallRequest) / uninstall(UninstallRequest)
+                                    -> Note, PipLine ..., Done(InstallOutcome)
 
 Requests are plain dataclasses (no torch, no Qt), validated against the plugin schemas; a model
 to sample comes from a :class:`ModelSource` (a run or a pretrained diffusers model), loaded by

@@ -6,7 +6,8 @@ Bare ``diffstudio`` opens the desktop studio. Headless verbs::
     diffstudio train   --resume RUN [--steps N]
     diffstudio sample  RUN [--sampler ddim --steps 50 --eta 0 ...] [--num 16 --seed 0]
     diffstudio eval    RUN [--sampler ddim --steps 50] | SAMPLES_DIR [--metrics all]
-    diffstudio plugins [list] [--json]
+    diffstudio plugins [list] [--json] | install TARGET | uninstall NAME | enable NAME
+                       | disable NAME | new NAME [--kind sampler|schedule]
 
 A contribution's parameters become options generated from its schema: ``--dataset.size 16``,
 ``--network.preset small-32`` for ``train``; the sampler's own (``--steps``, ``--eta``) for
