@@ -214,29 +214,26 @@ def schedule(num_timesteps: int = 1000, beta_start: float = 1e-4,
 '''
 
 _SCHEDULE_TEST = '''\
-"""The schedule is a valid forward process: alpha-bar in (0, 1], decreasing, signal to noise."""
+"""The conformance kit for schedules: a DiffusionProcess with an ascending grid, m in (0, 1],
+s > 0, alpha-bar falling, drift and diffusion the derivatives of the marginals."""
 
 from __future__ import annotations
 
 import torch
 
-from diffstudio.engine.processes import DiffusionProcess
+from diffstudio.testing import ScheduleConformance
 
 from {module}.plugin import diffstudio_schedules
 from {module}.schedule import schedule
 
 
-def test_declared_and_returns_a_process():
-    assert diffstudio_schedules()[0].factory == "{module}.schedule:schedule"
-    process = schedule(num_timesteps=100)
-    assert isinstance(process, DiffusionProcess)
+class Test{klass}(ScheduleConformance):
+    contribution = diffstudio_schedules()[0]  # the factory is called as the app calls it
 
 
-def test_alpha_bar_decreases_from_one_towards_zero():
+def test_alpha_bar_falls_from_one_towards_zero():
     process = schedule(num_timesteps=1000)
-    alpha_bar = process.alpha_bar(torch.as_tensor(process.grid, dtype=torch.float64))
-    assert torch.all(alpha_bar > 0) and torch.all(alpha_bar <= 1)
-    assert torch.all(alpha_bar[1:] <= alpha_bar[:-1])
+    alpha_bar = process.alpha_bar(process.grid)
     assert alpha_bar[0] > 0.99 and alpha_bar[-1] < 0.05
 '''
 

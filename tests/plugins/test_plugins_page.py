@@ -9,9 +9,10 @@ import sys
 import time
 
 import pytest
-from plugin_venv import venv_python
+from plugin_venv import venv_python, venv_site
 from PySide6.QtCore import Qt, QTimer
 
+from diffstudio.gui.forms import ContributionPicker
 from diffstudio.gui.settings import Preferences, open_settings
 from diffstudio.gui.studio import Studio
 from diffstudio.gui.views.plugins_view import ENABLED_COLUMN, PluginsView
@@ -87,7 +88,7 @@ def _install_and_watch(qtbot, view, target) -> tuple[int, float]:
 
 
 def test_install_streams_pip_output_and_offers_a_restart(qtbot, page, venv, example_wheel,
-                                                          tmp_path):
+                                                          tmp_path, monkeypatch):
     view = page()
     view.python = str(venv_python(venv))
     code, longest_gap = _install_and_watch(qtbot, view, example_wheel)
@@ -97,6 +98,19 @@ def test_install_streams_pip_output_and_offers_a_restart(qtbot, page, venv, exam
     assert "+ diffstudio-example-sampler 0.1.0" in log
     assert longest_gap < 0.5, f"the window stalled {longest_gap:.2f} s during the install"
     assert view.banner.isVisible() and view.install_button.isEnabled()
+
+    # What the restarted window sees: the installed sampler, with a form from its schema.
+    monkeypatch.syspath_prepend(str(venv_site(venv)))
+    registry = load_plugins(safe_mode=False)
+    assert "example-heun" in registry.ids("sampler")
+    picker = ContributionPicker("sampler")
+    qtbot.addWidget(picker)
+    picker.set_contributions(registry.contributions("sampler"))
+    assert picker.select("example-heun", {"steps": 7})
+    assert set(picker.form().editors) == {"steps", "clip_x0"}
+    assert picker.validated() == ("example-heun", {"steps": 7, "clip_x0": False})
+    restarted = page(registry)
+    assert restarted.item_for("example-heun").text(2) == "diffstudio-example-sampler 0.1.0"
 
     marker = tmp_path / "restarted"
     view.restart_command = (sys.executable, ["-c", f"open({str(marker)!r}, 'w').close()"])
