@@ -127,3 +127,25 @@ def test_a_refused_install_is_named_and_changes_nothing(qtbot, page, venv, local
     assert errors and "would change numpy" in errors[-1].message
     assert "greedy-plugin 0.1 depends on numpy==1.0" in errors[-1].message
     assert not view.banner.isVisible()
+
+
+def test_the_window_waits_for_a_running_install_before_closing(qtbot, settings, venv,
+                                                               local_package):
+    from PySide6.QtWidgets import QVBoxLayout, QWidget
+
+    window = QWidget()
+    qtbot.addWidget(window)
+    studio = Studio(Preferences(open_settings()))
+    view = PluginsView(studio)
+    QVBoxLayout(window).addWidget(view)
+    studio.set_registry(load_plugins(safe_mode=True))
+    window.show()
+    view.python = str(venv_python(venv))
+    view.offline_check.setChecked(True)
+    view.target_edit.setText(str(local_package("polite-plugin", ["numpy"])))
+    with qtbot.waitSignal(view.finished, timeout=180_000) as blocker:
+        view.install_button.click()
+        assert window.close() is False and window.isVisible()  # pip is not killed half-way
+        assert any("still running" in n.message for n in studio.notifications.items)
+    assert blocker.args[0] == 0
+    qtbot.waitUntil(lambda: not window.isVisible(), timeout=5_000)  # then it closes

@@ -15,7 +15,7 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-from PySide6.QtCore import QProcess, QProcessEnvironment, Qt, Signal
+from PySide6.QtCore import QEvent, QObject, QProcess, QProcessEnvironment, Qt, Signal
 from PySide6.QtGui import QBrush, QColor, QFontDatabase
 from PySide6.QtWidgets import (
     QCheckBox,
@@ -72,6 +72,8 @@ class PluginsView(QWidget):
             sys.executable, ["-m", "diffstudio"] + (["--safe-mode"] if studio.safe_mode else []))
         self.process: QProcess | None = None
         self._updating = False
+        self._guarded_window: QWidget | None = None
+        self._close_when_done = False
 
         self.summary = QLabel("Loading plugins…")
         self.summary.setWordWrap(True)
@@ -288,6 +290,11 @@ class PluginsView(QWidget):
         self._read_output()
         self.process = None
         self._set_busy(False)
+        if self._close_when_done:
+            self._close_when_done = False
+            window = self.window()
+            if window is not self:
+                window.close()
         if code == 0:
             self.log.appendPlainText(f"-- {what}: done")
             self._needs_restart(f"{what}: done.")
@@ -309,6 +316,10 @@ class PluginsView(QWidget):
             self.finished.emit(-1)
 
     def _set_busy(self, busy: bool) -> None:
+        window = self.window()
+        if busy and window is not self and self._guarded_window is not window:
+            window.installEventFilter(self)  # no closing while pip writes site-packages
+            self._guarded_window = window
         for widget in (self.install_button, self.browse_button, self.target_edit):
             widget.setEnabled(not busy)
         self._update_uninstall()
@@ -317,6 +328,18 @@ class PluginsView(QWidget):
         plugin = self._selected_plugin()
         self.uninstall_button.setEnabled(not self.busy and plugin is not None
                                          and not plugin.builtin)
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:
+        """Keep the window open while pip runs: killing pip half-way through writing
+        site-packages is the one way an install could leave the environment broken."""
+        if watched is self._guarded_window and event.type() == QEvent.Type.Close and self.busy:
+            event.ignore()
+            self.studio.notifications.warning(
+                "A plugin install is still running; the window closes when it has finished "
+                "(pip is not interrupted half-way).", source="Plugins")
+            self._close_when_done = True
+            return True
+        return super().eventFilter(watched, event)
 
     def _browse(self) -> None:
         path, _ = QFileDialog.getOpenFileName(
@@ -336,12 +359,6 @@ class PluginsView(QWidget):
             return
         program, arguments = self.restart_command
         QProcess.startDetached(program, arguments)
-
-    def stop(self) -> None:
-        """End a running install (the window is closing); pip's own rollback applies."""
-        if self.process is not None:
-            self.process.kill()
-            self.process.waitForFinished(10_000)
 
     # -- details ------------------------------------------------------------------------------
     def _show_details(self, item: QTreeWidgetItem | None) -> None:
