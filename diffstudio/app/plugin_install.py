@@ -335,6 +335,10 @@ def install(
     Done(InstallOutcome). Raises :class:`PluginInstallError` when refused or when pip fails."""
     if not request.target.strip():
         raise PluginInstallError("nothing to install: give a name, a folder, a wheel or a URL")
+    if request.target.lstrip().startswith("-"):
+        raise PluginInstallError(
+            f"{request.target!r} is not a package: give a name, a folder, a wheel or a URL "
+            "(pip options are not accepted here)")
     problem = environment_problem()
     if problem:
         raise PluginInstallError(f"cannot install plugins here: {problem}")

@@ -121,6 +121,9 @@ def test_a_compatible_local_package_installs_and_a_missing_one_is_one_line(
                      settings=settings)
     assert missing.returncode == 2
     assert "pip cannot install no-such-plugin-xyz" in missing.stderr
+    option = run_in(venv, "plugins", "install", "--", "--index-url=http://example.invalid",
+                    settings=settings)
+    assert option.returncode == 2 and "is not a package" in option.stderr
     gone = run_in(venv, "plugins", "uninstall", "torch", settings=settings)
     assert gone.returncode == 2 and "which diffstudio needs" in gone.stderr
 

@@ -249,16 +249,17 @@ class PluginsView(QWidget):
             self.studio.notifications.warning(
                 "Type a plugin name, a folder, a wheel or a URL to install.", source="Plugins")
             return False
-        arguments = ["install", target]
+        arguments = ["install"]
         if self.offline_check.isChecked():
             arguments += ["--no-index", "--no-build-isolation"]
+        arguments += ["--", target]  # a target is never read as an option
         return self._run_pip(arguments, f"install {target}")
 
     def uninstall_selected(self) -> bool:
         plugin = self._selected_plugin()
         if plugin is None or plugin.builtin:
             return False
-        return self._run_pip(["uninstall", plugin.name], f"uninstall {plugin.name}")
+        return self._run_pip(["uninstall", "--", plugin.name], f"uninstall {plugin.name}")
 
     def _run_pip(self, arguments: list[str], what: str) -> bool:
         if self.busy:
