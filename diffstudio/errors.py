@@ -5,6 +5,7 @@ The tree::
     DiffstudioError             one clear line for the user (the CLI prints str(error))
     +-- ConfigError             a malformed config, a parameter out of range, an unknown id
     +-- PluginError             a plugin failed to import, gave an invalid spec or raised
+    |   +-- PluginInstallError  an install/uninstall was refused or failed (pip's reason)
     +-- DatasetError            a dataset could not be read or is empty
     +-- RunError                a run directory is missing, incomplete or incompatible
     +-- TrainingError           training cannot go on (for example a NaN loss)
@@ -30,6 +31,7 @@ __all__ = [
     "FidWeightsError",
     "OnnxError",
     "PluginError",
+    "PluginInstallError",
     "RunError",
     "SamplingError",
     "StorageError",
@@ -47,6 +49,11 @@ class ConfigError(DiffstudioError, ValueError):
 
 class PluginError(DiffstudioError):
     """A plugin could not be loaded or used; the message names the plugin."""
+
+
+class PluginInstallError(PluginError):
+    """A plugin install or uninstall was refused (it would change a pinned package, the
+    environment cannot be installed into) or pip failed; the environment is as it was."""
 
 
 class DatasetError(DiffstudioError):

@@ -7,7 +7,10 @@ A failure at any stage is recorded on that plugin (name, distribution, stage, tr
 plugin is rolled back (unregistered, none of its contributions kept); the rest load as usual.
 
 Safe mode (``safe_mode=True``, ``--safe-mode`` or ``DIFFSTUDIO_SAFE_MODE=1``) loads only the
-plugins distributed with diffstudio itself.
+plugins distributed with diffstudio itself. A plugin disabled in the settings
+(``diffstudio plugins disable NAME``, the Plugins page's toggle) is blocked in pluggy and never
+imported; ``DIFFSTUDIO_LOAD_PLUGINS=a,b`` loads only the third-party plugins named (by plugin
+or distribution name), as llm and datasette do (see :mod:`diffstudio.plugin_settings`).
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import pluggy
 
 from diffstudio import hookspecs
 from diffstudio.errors import ConfigError, PluginError
+from diffstudio.plugin_settings import LOAD_PLUGINS_VARIABLE, disabled_plugins, load_only_env
 from diffstudio.specs import KINDS, Contribution
 
 __all__ = ["ENTRY_POINT_GROUP", "PluginInfo", "PluginRegistry", "load_plugins", "safe_mode_env"]
@@ -53,7 +57,11 @@ class PluginInfo:
     error_stage: str | None = None  # "import", "register", "hook", "spec"
     traceback: str | None = None
     skipped: bool = False  # not loaded because of safe mode
+    disabled: bool = False  # not imported: disabled in the settings, or not load-only
+    disabled_reason: str = ""
     load_seconds: float = 0.0  # import, registration and hook calls, measured at start-up
+    summary: str = ""  # the distribution's one-line summary
+    urls: dict[str, str] = field(default_factory=dict)  # "Homepage", "Issues", ... from metadata
 
     @property
     def slow(self) -> bool:
@@ -61,7 +69,16 @@ class PluginInfo:
 
     @property
     def ok(self) -> bool:
-        return self.error is None and not self.skipped
+        return self.error is None and not self.skipped and not self.disabled
+
+    @property
+    def status(self) -> str:
+        """"ok", "error", "disabled" or "skipped (safe mode)"."""
+        if self.skipped:
+            return "skipped (safe mode)"
+        if self.disabled:
+            return "disabled"
+        return "error" if self.error else "ok"
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -70,7 +87,8 @@ class PluginInfo:
             "version": self.version,
             "builtin": self.builtin,
             "entry_point": self.entry_point,
-            "status": "skipped (safe mode)" if self.skipped else ("error" if self.error else "ok"),
+            "status": self.status,
+            "disabled_reason": self.disabled_reason,
             "contributions": [
                 {"kind": c.kind, "id": c.id, "display_name": c.display_name}
                 for c in self.contributions
@@ -79,6 +97,8 @@ class PluginInfo:
             "error_stage": self.error_stage,
             "traceback": self.traceback,
             "load_seconds": round(self.load_seconds, 3),
+            "summary": self.summary,
+            "urls": dict(self.urls),
         }
 
 
@@ -145,6 +165,22 @@ def _distribution_of(entry_point: importlib_metadata.EntryPoint) -> tuple[str, s
     return dist.metadata["Name"] or "?", dist.version or "?"
 
 
+def _metadata_of(entry_point: importlib_metadata.EntryPoint) -> tuple[str, dict[str, str]]:
+    """The distribution's summary and its project URLs (Home-page and Project-URL lines)."""
+    dist = getattr(entry_point, "dist", None)
+    if dist is None:
+        return "", {}
+    metadata = dist.metadata
+    urls: dict[str, str] = {}
+    if metadata.get("Home-page"):
+        urls["Homepage"] = metadata["Home-page"]
+    for line in metadata.get_all("Project-URL") or []:
+        label, _, url = line.partition(",")
+        if url.strip():
+            urls[label.strip()] = url.strip()
+    return metadata.get("Summary") or "", urls
+
+
 def _discover() -> list[importlib_metadata.EntryPoint]:
     found = importlib_metadata.entry_points(group=ENTRY_POINT_GROUP)
     # Built-ins first so that a third-party id clash is reported on the third-party plugin.
@@ -164,14 +200,23 @@ def load_plugins(
     *,
     safe_mode: bool | None = None,
     entry_points: Iterable[importlib_metadata.EntryPoint] | None = None,
+    disabled: Iterable[str] | None = None,
+    load_only: Iterable[str] | None = None,
 ) -> PluginRegistry:
     """Find the ``diffstudio`` entry points and load each plugin in isolation.
 
     ``entry_points`` replaces discovery (tests); ``safe_mode=None`` reads the environment.
+    ``disabled`` (default: the settings file's list) names plugins that are not imported;
+    ``load_only`` (default: ``DIFFSTUDIO_LOAD_PLUGINS``, None = all) the only third-party
+    plugins that are. Built-in plugins are always loaded (safe mode keeps only them).
     Never raises for a broken plugin: the error is on its :class:`PluginInfo`.
     """
     if safe_mode is None:
         safe_mode = safe_mode_env()
+    blocked = set(disabled_plugins() if disabled is None else disabled)
+    only = load_only_env() if load_only is None else list(load_only)
+    if only is not None and not only:
+        safe_mode = True  # DIFFSTUDIO_LOAD_PLUGINS set and empty: no third-party plugin
     manager = pluggy.PluginManager(hookspecs.PROJECT_NAME)
     manager.add_hookspecs(hookspecs)
     plugins: list[PluginInfo] = []
@@ -186,9 +231,19 @@ def load_plugins(
             builtin=distribution.lower() == BUILTIN_DISTRIBUTION,
             entry_point=entry_point.value,
         )
+        info.summary, info.urls = _metadata_of(entry_point)
         plugins.append(info)
         if safe_mode and not info.builtin:
             info.skipped = True
+            continue
+        if not info.builtin and (info.name in blocked or info.distribution in blocked):
+            info.disabled, info.disabled_reason = True, "disabled in the settings"
+        elif not info.builtin and only is not None and not ({info.name, info.distribution}
+                                                            & set(only)):
+            info.disabled = True
+            info.disabled_reason = f"not named in {LOAD_PLUGINS_VARIABLE}"
+        if info.disabled:
+            manager.set_blocked(info.name)  # pluggy refuses it even if something registers it
             continue
         started = time.perf_counter()
         _load_one(manager, entry_point, info, taken)

@@ -1,5 +1,9 @@
 """A conformance kit for samplers, for the built-in ones and for third-party plugins alike.
 
+(Schedules and networks have theirs too: :class:`ScheduleConformance` and
+:class:`NetworkConformance`, subclassed the same way with ``contribution`` set; see their
+docstrings and docs/plugins.md.)
+
 Modelled on diffusers' ``tests/schedulers/test_schedulers.py``: subclass
 :class:`SamplerConformance` in a test module, name the subclass ``Test...`` so pytest collects
 it, and give it the sampler function and the keyword parameters to call it with::
@@ -94,7 +98,9 @@ from diffstudio.specs import Contribution, Param
 
 __all__ = [
     "GaussianEpsNetwork",
+    "NetworkConformance",
     "SamplerConformance",
+    "ScheduleConformance",
     "gaussian_model",
     "signature_schema_mismatches",
 ]
@@ -519,3 +525,173 @@ class SamplerConformance:
         assert first > 0, "sampling must call the network through the model"
         self.call_sampler(model, x)
         assert model.network_evaluations > first
+
+
+class ScheduleConformance:
+    """Conformance tests for a schedule contribution: subclass as ``Test<Something>`` and set
+    :attr:`contribution` (what the plugin's ``diffstudio_schedules`` returns)::
+
+        class TestMySchedule(ScheduleConformance):
+            contribution = diffstudio_schedules()[0]
+
+    The factory is called as the app calls it, ``factory(num_timesteps=T, **validated params)``
+    for each T of :attr:`timestep_counts`, and the process it returns is checked: a
+    :class:`~diffstudio.engine.processes.DiffusionProcess`; an ascending float64 grid in [0, 1];
+    m(t) in (0, 1], s(t) > 0 for t > 0, alpha_bar non-increasing along the grid and near 1 at
+    its start; ``drift_rate`` the derivative of ``log_mean`` and ``diffusion_squared`` =
+    d s^2/dt - 2 a s^2 >= 0 (finite differences between grid points); finite values; and
+    ``q_sample`` keeping x_0's shape and dtype.
+    """
+
+    contribution: ClassVar[Contribution | None] = None
+    #: Overrides of the declared defaults.
+    params: ClassVar[dict[str, Any]] = {}
+    #: The T values the factory is called with.
+    timestep_counts: ClassVar[tuple[int, ...]] = (10, 1000)
+    #: Relative tolerance of the finite-difference checks.
+    derivative_rtol: ClassVar[float] = 0.05
+
+    def pytest_generate_tests(self, metafunc: Any) -> None:
+        if "num_timesteps" in metafunc.fixturenames:
+            metafunc.parametrize("num_timesteps", list(self.timestep_counts))
+
+    def build_process(self, num_timesteps: int) -> Any:
+        from diffstudio.engine.processes import DiffusionProcess
+
+        contribution = self.contribution
+        if contribution is None:
+            raise TypeError(f"{type(self).__name__} must set `contribution`")
+        process = contribution.load()(num_timesteps=num_timesteps,
+                                      **contribution.validate(self.params))
+        assert isinstance(process, DiffusionProcess), (
+            f"schedule {contribution.id!r} returned {type(process).__name__}; a schedule "
+            "factory must return a diffstudio.engine.processes.DiffusionProcess (wrap betas "
+            "as ScheduleProcess(NoiseSchedule(betas, name=...)))")
+        return process
+
+    def test_grid(self, num_timesteps: int) -> None:
+        grid = self.build_process(num_timesteps).grid
+        assert grid.dtype == torch.float64 and grid.dim() == 1 and grid.numel() >= 2
+        assert torch.all(grid[1:] > grid[:-1]), "the grid must be strictly ascending"
+        assert float(grid.min()) >= 0.0 and float(grid.max()) <= 1.0
+
+    def test_marginals(self, num_timesteps: int) -> None:
+        process = self.build_process(num_timesteps)
+        grid = process.grid
+        m, s = process.marginal(grid)
+        assert m.shape == grid.shape and s.shape == grid.shape
+        assert torch.isfinite(m).all() and torch.isfinite(s).all()
+        assert torch.all(m > 0) and torch.all(m <= 1 + 1e-12), "m(t) must be in (0, 1]"
+        assert torch.all(s[grid > 0] > 0), "s(t) must be positive for t > 0"
+        alpha_bar = process.alpha_bar(grid)
+        assert torch.all(alpha_bar[1:] <= alpha_bar[:-1] + 1e-12), "alpha_bar must not rise"
+
+    def test_derivatives_agree_with_the_marginals(self, num_timesteps: int) -> None:
+        process = self.build_process(num_timesteps)
+        grid = process.grid
+        t = (grid[1:] + grid[:-1]) / 2  # between grid points: smooth for interpolated grids
+        h = (grid[1:] - grid[:-1]).min() / 8
+        log_m = (process.log_mean(t + h) - process.log_mean(t - h)) / (2 * h)
+        variance = (process.std(t + h) ** 2 - process.std(t - h) ** 2) / (2 * h)
+        a = process.drift_rate(t)
+        g2 = process.diffusion_squared(t)
+        assert torch.isfinite(a).all() and torch.isfinite(g2).all()
+        assert torch.all(g2 >= -1e-9), "g(t)^2 must not be negative"
+        scale = a.abs().max().clamp_min(1e-12)
+        assert torch.allclose(a, log_m, rtol=self.derivative_rtol,
+                              atol=self.derivative_rtol * float(scale)), (
+            "drift_rate(t) is not d log_mean / dt")
+        expected = variance - 2 * a * process.std(t) ** 2
+        scale = expected.abs().max().clamp_min(1e-12)
+        assert torch.allclose(g2, expected, rtol=self.derivative_rtol,
+                              atol=self.derivative_rtol * float(scale)), (
+            "diffusion_squared(t) is not d s^2/dt - 2 a(t) s(t)^2")
+
+    def test_q_sample_keeps_shape_and_dtype(self, num_timesteps: int) -> None:
+        process = self.build_process(num_timesteps)
+        x0 = torch.zeros(3, 1, 4, 4)
+        noise = torch.randn(3, 1, 4, 4, generator=torch.Generator().manual_seed(0))
+        t = process.grid[[0, len(process.grid) // 2, -1]]
+        x_t = process.q_sample(x0, t, noise)
+        assert x_t.shape == x0.shape and x_t.dtype == x0.dtype and torch.isfinite(x_t).all()
+
+
+class NetworkConformance:
+    """Conformance tests for a network contribution: subclass as ``Test<Something>`` and set
+    :attr:`contribution` and the :attr:`sample_shape` it is for::
+
+        class TestMyNet(NetworkConformance):
+            contribution = diffstudio_networks()[0]
+            sample_shape = (2,)
+
+    The factory is called as the app calls it, ``factory(sample_shape, num_classes,
+    **validated params)``; the network must be a ``torch.nn.Module`` whose
+    ``network(x_t, t, class_labels=None)`` returns a finite float32 prediction shaped like x_t
+    (a tensor or an object with ``.sample``), the same for a scalar t and one t per sample,
+    deterministic in eval mode, class-conditional when :attr:`num_classes` is set, and (a
+    diffusers ``ModelMixin``) giving the same output after ``save_pretrained`` /
+    ``from_pretrained``.
+    """
+
+    contribution: ClassVar[Contribution | None] = None
+    sample_shape: ClassVar[tuple[int, ...]] = (1, 8, 8)
+    num_classes: ClassVar[int | None] = None
+    params: ClassVar[dict[str, Any]] = {}
+    batch_size: ClassVar[int] = 3
+
+    def build_network(self) -> nn.Module:
+        contribution = self.contribution
+        if contribution is None:
+            raise TypeError(f"{type(self).__name__} must set `contribution`")
+        network = contribution.load()(self.sample_shape, self.num_classes,
+                                      **contribution.validate(self.params))
+        assert isinstance(network, nn.Module), (
+            f"network {contribution.id!r} returned {type(network).__name__}; expected a "
+            "torch.nn.Module")
+        return network.eval()
+
+    def _inputs(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        generator = torch.Generator().manual_seed(0)
+        x = torch.randn((self.batch_size, *self.sample_shape), generator=generator)
+        labels = (torch.arange(self.batch_size) % self.num_classes
+                  if self.num_classes else None)
+        return x, labels
+
+    @staticmethod
+    def _output(network: nn.Module, x: torch.Tensor, t: Any,
+                labels: torch.Tensor | None) -> torch.Tensor:
+        with torch.no_grad():
+            output = network(x, t, class_labels=labels)
+        return getattr(output, "sample", output)
+
+    def test_output_shape_dtype_and_finite(self) -> None:
+        network = self.build_network()
+        x, labels = self._inputs()
+        output = self._output(network, x, torch.full((self.batch_size,), 10), labels)
+        assert output.shape == x.shape, f"output {tuple(output.shape)} for x {tuple(x.shape)}"
+        assert output.dtype == torch.float32 and torch.isfinite(output).all()
+
+    def test_scalar_and_per_sample_timesteps_agree(self) -> None:
+        network = self.build_network()
+        x, labels = self._inputs()
+        scalar = self._output(network, x, torch.tensor(10), labels)
+        per_sample = self._output(network, x, torch.full((self.batch_size,), 10), labels)
+        assert torch.allclose(scalar, per_sample, atol=1e-5)
+
+    def test_deterministic_in_eval_mode(self) -> None:
+        network = self.build_network()
+        x, labels = self._inputs()
+        t = torch.full((self.batch_size,), 10)
+        assert torch.equal(self._output(network, x, t, labels),
+                           self._output(network, x, t, labels))
+
+    def test_save_pretrained_round_trip(self, tmp_path: Any) -> None:
+        network = self.build_network()
+        if not hasattr(network, "save_pretrained"):
+            return  # not a diffusers ModelMixin: runs cannot save it with save_pretrained
+        x, labels = self._inputs()
+        t = torch.full((self.batch_size,), 10)
+        network.save_pretrained(tmp_path / "network")
+        loaded = type(network).from_pretrained(tmp_path / "network").eval()
+        assert torch.allclose(self._output(network, x, t, labels),
+                              self._output(loaded, x, t, labels), atol=1e-6)

@@ -42,7 +42,9 @@ def test_pip_installed_plugin_is_listed_with_its_distribution(example_site):
     assert example["distribution"] == "diffstudio-example-sampler"
     assert example["version"] == "0.1.0" and example["builtin"] is False
     assert example["contributions"] == [
-        {"kind": "sampler", "id": "example-heun", "display_name": "Heun (example plugin)"}
+        {"kind": "sampler", "id": "example-heun", "display_name": "Heun (example plugin)"},
+        {"kind": "sampler", "id": "example-edm",
+         "display_name": "EDM stochastic (example plugin)"},
     ]
     # Safe mode leaves it out.
     safe = json.loads(_run(example_site, "--safe-mode", "plugins", "--json").stdout)
@@ -76,3 +78,40 @@ class TestExampleHeunConformance(SamplerConformance):
 
     def test_loads_the_sampler_from_the_contribution(self) -> None:
         assert self.sampler_function() is heun_sample
+
+
+class TestExampleEDMConformance(SamplerConformance):
+    """EDM's Algorithm 2 with its default churn: stochastic, noise from each row's generator."""
+
+    contribution = diffstudio_samplers()[1]
+    params = {}
+
+
+class TestExampleEDMDeterministicConformance(SamplerConformance):
+    """S_churn = 0 is Algorithm 1: deterministic Heun steps on the Karras noise levels."""
+
+    contribution = diffstudio_samplers()[1]
+    params = {"s_churn": 0.0}
+    deterministic = True
+
+
+def test_edm_sampler_recovers_gaussian_data_and_converges_with_steps():
+    """On the exact eps of N(0, 0.5^2 I) (T = 1000) the samples' std nears the data's as the
+    steps grow (Heun on the Karras levels), in 2 N - 1 network calls."""
+    import torch
+    from diffstudio_example_sampler.edm import edm_sample
+
+    from diffstudio.engine.samplers import per_sample_generators
+    from diffstudio.engine.schedules.linear import linear_schedule
+    from diffstudio.testing import gaussian_model
+
+    noise = torch.randn(4000, 2, generator=torch.Generator().manual_seed(0))
+    errors = []
+    for steps in (12, 25):
+        model = gaussian_model(linear_schedule(num_timesteps=1000), std=0.5)
+        x0 = edm_sample(model, noise, generator=per_sample_generators(range(4000)),
+                        callback=None, should_stop=None, steps=steps, s_churn=10.0)
+        assert model.network_evaluations == 2 * steps - 1
+        assert abs(float(x0.mean())) < 0.05
+        errors.append(abs(float(x0.std()) - 0.5))
+    assert errors[1] < 0.05 and errors[1] < errors[0]

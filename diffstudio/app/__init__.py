@@ -10,10 +10,12 @@ worker thread that can pause or stop it between any two events).
     interpolate(InterpolateRequest) -> Progress ..., Done(Interpolation)
     evaluate(EvalRequest)           -> Progress, SweepStep ..., Done(EvalOutcome)
     export(ExportRequest)           -> Note, Progress ..., Done(ExportOutcome)
-
-:func:`recall_request` reads a sample PNG back into the request that regenerates it.
     export_onnx(OnnxExportRequest)  -> Note, Progress ..., Done(OnnxOutcome)
     verify_onnx(OnnxVerifyRequest)  -> Note ..., Done(OnnxOutcome)
+    plugin_install.install(InstallRequest) / uninstall(UninstallRequest)
+                                    -> Note, PipLine ..., Done(InstallOutcome)
+
+:func:`recall_request` reads a sample PNG back into the request that regenerates it.
 
 Requests are plain dataclasses (no torch, no Qt), validated against the plugin schemas; a model
 to sample comes from a :class:`ModelSource` (a run, a pretrained diffusers model, or a run's

@@ -6,7 +6,8 @@ Bare ``diffstudio`` opens the desktop studio. Headless verbs::
     diffstudio train   --resume RUN [--steps N]
     diffstudio sample  RUN [--sampler ddim --steps 50 --eta 0 ...] [--num 16 --seed 0]
     diffstudio eval    RUN [--sampler ddim --steps 50] | SAMPLES_DIR [--metrics all]
-    diffstudio plugins [list] [--json]
+    diffstudio plugins [list] [--json] | install TARGET | uninstall NAME | enable NAME
+                       | disable NAME | new NAME [--kind sampler|schedule]
     diffstudio export  SOURCE... --format png|sheet|html|zip --out DIR [--filter KEY=VALUE]
     diffstudio onnx    export RUN [--opset 18 --fp16] | verify FILE RUN | info
     diffstudio --version | --selftest
