@@ -134,7 +134,8 @@ def display_problem() -> str | None:
             and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
         return ("no display: $DISPLAY and $WAYLAND_DISPLAY are not set. Run diffstudio in a "
                 "desktop session (or over 'ssh -X'), or use the headless commands: "
-                "diffstudio train | sample | eval | export | plugins (see --help)")
+                "diffstudio train | sample | eval | export | experiment | onnx | plugins "
+                "(see --help)")
     return None
 
 

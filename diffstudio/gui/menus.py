@@ -35,8 +35,8 @@ checkpoint.</li>
 watch the trajectory.</li>
 <li><b>Evaluate</b>: FID@N, KID, precision/recall and the nearest training images.</li>
 </ol>
-<p>Every page's job also runs headless: <code>diffstudio train | sample | eval | plugins</code>
-(see <code>--help</code>).</p>"""
+<p>Every page's job also runs headless: <code>diffstudio train | sample | eval | export |
+experiment | onnx | plugins</code> (see <code>--help</code>).</p>"""
 
 
 def _button_job(button: QPushButton) -> Callable[[], bool]:
