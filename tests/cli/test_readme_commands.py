@@ -84,13 +84,17 @@ def test_every_readme_command_runs_as_written(tmp_path, monkeypatch, capsys):
             continue
         assert words[0] == "diffstudio", line
         argv = _tiny(words[1:])
-        if tuple(argv[:2]) in PARSE_ONLY:
+        parse_only = tuple(argv[:2]) in PARSE_ONLY
+        if parse_only:
             argv = [*argv[:2], "--help"]
         status = main(argv)
         err = capsys.readouterr().err
         clear = [e for e in err.splitlines() if e.startswith("diffstudio")]
         if any(mark in err for mark in ("usage:", "unrecognized", "did you mean", "unexpected")):
             failures.append(f"{line}\n    -> {err.strip()[-400:]}")
+        elif parse_only:
+            if status != 0:
+                failures.append(f"{line}\n    -> --help: status {status}: {err.strip()[-400:]}")
         elif any(mark in line for mark in NEEDS_OUTSIDE):
             if status != 2 or len(clear) != 1:
                 failures.append(f"{line}\n    -> status {status}: {err.strip()[-400:]}")
