@@ -66,7 +66,7 @@ _PAGE_ICONS = (
     QStyle.StandardPixmap.SP_MediaSeekForward,
     QStyle.StandardPixmap.SP_FileDialogListView,
     QStyle.StandardPixmap.SP_FileDialogContentsView,
-    QStyle.StandardPixmap.SP_FileDialogListView,
+    QStyle.StandardPixmap.SP_FileDialogInfoView,
     QStyle.StandardPixmap.SP_DirOpenIcon,
     QStyle.StandardPixmap.SP_ComputerIcon,
 )

@@ -101,6 +101,7 @@ class TrainView(QWidget):
         scroll.setWidget(left)
         scroll.setWidgetResizable(True)
         scroll.setMinimumWidth(280)
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)  # fields narrow
 
         # -- right: controls, progress, curve, previews -------------------------------------------
         self.train_button = QPushButton("Train")
