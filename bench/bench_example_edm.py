@@ -23,11 +23,11 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "plugins/example-sampler/src"))
 
-from bench_engine import digits_classifier, digits_quality
-from bench_samplers import features, frechet
+from bench_engine import digits_classifier
+from bench_samplers import features, quality_table
 
 from diffstudio.engine.datasets.digits import load_digits
-from diffstudio.engine.sampling import generate, load_model
+from diffstudio.engine.sampling import load_model
 from diffstudio.engine.training import TrainConfig, Trainer
 from diffstudio.plugin_manager import load_plugins
 
@@ -77,17 +77,7 @@ def main() -> None:
             print(f"trained {args.train_steps} steps in {time.perf_counter() - started:.0f} s")
         loaded = load_model(run, device="cpu", registry=plugins)
         noise = torch.randn((args.num, 1, 8, 8), generator=torch.Generator().manual_seed(0))
-        print("| sampler | params | network evaluations | confidence | classes | "
-              "Frechet (classifier features) | seconds |")
-        print("|---|---|---|---|---|---|---|")
-        for sampler, params in CASES:
-            result = generate(loaded.model, sampler, params, sample_shape=(1, 8, 8),
-                              init_noise=noise, batch_size=args.num, registry=plugins)
-            confidence, classes = digits_quality(classifier, result.samples)
-            distance = frechet(features(classifier, result.samples), real_features)
-            shown = ", ".join(f"{k}={v}" for k, v in params.items())
-            print(f"| {sampler} | {shown} | {result.network_evaluations} | {confidence:.3f} | "
-                  f"{classes} | {distance:.4f} | {result.seconds:.1f} |", flush=True)
+        quality_table(loaded.model, CASES, noise, classifier, real_features, plugins)
 
 
 if __name__ == "__main__":

@@ -61,6 +61,22 @@ def features(classifier, images: torch.Tensor) -> np.ndarray:
     return classifier.predict_proba(pixels)
 
 
+def quality_table(model, cases, noise, classifier, real_features, registry) -> None:
+    """One Markdown row per (sampler, params) of ``cases``, all from the same ``noise``:
+    network evaluations, the classifier's confidence and classes, the Frechet distance."""
+    print("| sampler | params | network evaluations | confidence | classes | "
+          "Frechet (classifier features) | seconds |")
+    print("|---|---|---|---|---|---|---|")
+    for sampler, params in cases:
+        result = generate(model, sampler, params, sample_shape=tuple(noise.shape[1:]),
+                          init_noise=noise, batch_size=len(noise), registry=registry)
+        confidence, classes = digits_quality(classifier, result.samples)
+        distance = frechet(features(classifier, result.samples), real_features)
+        shown = ", ".join(f"{k}={v}" for k, v in params.items())
+        print(f"| {sampler} | {shown} | {result.network_evaluations} | {confidence:.3f} | "
+              f"{classes} | {distance:.4f} | {result.seconds:.1f} |", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--run", help="a trained digits run (otherwise one is trained)")
@@ -82,17 +98,7 @@ def main() -> None:
         noise = torch.randn((args.num, 1, 8, 8), generator=torch.Generator().manual_seed(0))
         confidence, classes = digits_quality(classifier, real[: args.num])
         print(f"real digits: confidence {confidence:.3f}, classes {classes}")
-        print("| sampler | params | network evaluations | confidence | classes | "
-              "Frechet (classifier features) | seconds |")
-        print("|---|---|---|---|---|---|---|")
-        for sampler, params in CASES:
-            result = generate(loaded.model, sampler, params, sample_shape=(1, 8, 8),
-                              init_noise=noise, batch_size=args.num, registry=REGISTRY)
-            confidence, classes = digits_quality(classifier, result.samples)
-            distance = frechet(features(classifier, result.samples), real_features)
-            shown = ", ".join(f"{k}={v}" for k, v in params.items())
-            print(f"| {sampler} | {shown} | {result.network_evaluations} | {confidence:.3f} | "
-                  f"{classes} | {distance:.4f} | {result.seconds:.1f} |", flush=True)
+        quality_table(loaded.model, CASES, noise, classifier, real_features, REGISTRY)
 
 
 if __name__ == "__main__":

@@ -504,7 +504,8 @@ class SamplerConformance:
         model, shape = self.build_model("points")
         data = 0.5 * torch.randn((2000, 2), generator=torch.Generator().manual_seed(7))
         scale = noise_scale(Dataset("gaussian", data, "points"))
-        suggested = suggest_sampler_defaults(self.contribution.id, model, scale)
+        suggested = suggest_sampler_defaults(self.contribution.id, model, scale,
+                                             contribution=self.contribution)
         params = effective_params(self.contribution, {}, suggested)
         if self.steps_param in params:
             params[self.steps_param] = min(params[self.steps_param], model.num_timesteps)

@@ -16,12 +16,11 @@ The plots are drawn with Pillow (no matplotlib, no Qt). Nothing here imports tor
 
 from __future__ import annotations
 
-import csv
 import io
 import json
 import math
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +28,7 @@ from diffstudio.app.experiment import PlannedJob, experiment_folder, plan
 from diffstudio.app.experiment_file import Experiment, load_experiment
 from diffstudio.engine.evaluation.tables import (
     ComparisonRow,
+    dataclass_csv,
     fid_text,
     format_duration,
     kid_text,
@@ -167,13 +167,7 @@ def _markdown(experiment: Experiment, rows: Sequence[ReportRow], jobs: Sequence[
 
 
 def _csv(rows: Sequence[ReportRow]) -> str:
-    buffer = io.StringIO()
-    names = [f.name for f in fields(ReportRow)]
-    writer = csv.DictWriter(buffer, fieldnames=names, lineterminator="\n")
-    writer.writeheader()
-    for row in rows:
-        writer.writerow({k: ("" if v is None else v) for k, v in asdict(row).items()})
-    return buffer.getvalue()
+    return dataclass_csv(rows, ReportRow)  # the Comparison table's writer
 
 
 def _series(rows: Sequence[ReportRow], metric: str) -> list[tuple[str, list[tuple[float, float]]]]:

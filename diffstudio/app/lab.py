@@ -118,7 +118,8 @@ def langevin_lab(request: LabRequest | None = None, *, registry: Any = None,
             emit(Progress("lab", number, len(request.samplers), time.perf_counter() - started,
                           unit="sampler", detail=sampler_id))
             contribution = registry.get("sampler", sampler_id)
-            suggested = suggest_sampler_defaults(sampler_id, model, scale)
+            suggested = suggest_sampler_defaults(sampler_id, model, scale,
+                                                 contribution=contribution)
             notes.extend(suggested.notes)
             params = effective_params(contribution, {}, suggested)
             result = generate(model, sampler_id, params, sample_shape=(2,),

@@ -182,33 +182,18 @@ def model_summary(loaded: LoadedSource, registry: Any, limit: int = 4000) -> Mod
     return summary
 
 
-#: Built-in samplers whose ``steps`` count timesteps of the model's discrete grid (1..T).
-DISCRETE_TIME_SAMPLERS = ("ddpm", "ddim", "dpm-solver-pp", "unipc")
-
-
 def sampler_suggestions(loaded: LoadedSource, sampler_id: str, registry: Any) -> Any:
     """The sampler defaults the run's data suggests (an engine ``SamplerDefaults``): what
     :func:`sample` uses for every parameter the request leaves unset, and what ``diffstudio
     sample RUN --help`` shows."""
     from diffstudio.engine.components import build_dataset
-    from diffstudio.engine.suggestions import Suggestion, noise_scale, suggest_sampler_defaults
+    from diffstudio.engine.suggestions import noise_scale, suggest_sampler_defaults
 
     scale = None
     if loaded.kind == "points" and loaded.dataset is not None:
         scale = noise_scale(build_dataset(registry, *loaded.dataset))
-    suggested = suggest_sampler_defaults(sampler_id, loaded.model, scale)
-    params = {param.name: param for param in registry.get("sampler", sampler_id).params}
-    suggested.values = {k: v for k, v in suggested.values.items() if k in params}
-    # The discrete-time samplers visit at most the model's T timesteps: on a run trained with
-    # fewer than a default's steps (DDPM's 1000, DDIM's 50) the default would be refused.
-    num_timesteps = getattr(loaded.model, "num_timesteps", None)
-    steps = params.get("steps")
-    if sampler_id in DISCRETE_TIME_SAMPLERS and steps is not None and "steps" not in \
-            suggested.values and isinstance(num_timesteps, int) and steps.default > num_timesteps:
-        suggested.values["steps"] = Suggestion(
-            num_timesteps, f"the model has only {num_timesteps} timesteps; the default is "
-            f"{steps.default}")
-    return suggested
+    return suggest_sampler_defaults(sampler_id, loaded.model, scale,
+                                    contribution=registry.get("sampler", sampler_id))
 
 
 def _registry(registry: Any) -> Any:

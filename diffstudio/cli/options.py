@@ -15,7 +15,7 @@ import sys
 from collections.abc import Iterable, Iterator
 from typing import Any, NoReturn
 
-from diffstudio.app.events import Done, Note, Progress
+from diffstudio.app.events import Done, Note, Progress, format_duration
 from diffstudio.specs import Contribution, Param
 
 __all__ = [
@@ -122,9 +122,13 @@ class _Bars:
                                                                              "reference"):
                 print(f"{event.stage}: {event.detail or 'ready'}", file=sys.stderr)
                 return  # found, not computed: one line, no bar
+            # tqdm's own remaining-time estimate is left out of the bar: the ETA shown is the
+            # event's (Progress.eta, the trainer's own for training), the one the window shows.
             bar = self.bars[event.stage] = tqdm(
                 total=event.total, desc=event.stage, unit=event.unit,
                 file=sys.stderr, dynamic_ncols=True, leave=False,
+                bar_format="{desc}: {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} "
+                           "[{elapsed}{postfix}]",
             )
         if bar.total != event.total:
             bar.total = event.total
@@ -134,6 +138,9 @@ class _Bars:
             postfix.append(f"{event.rate:,.0f}/s")
         if event.detail:
             postfix.append(event.detail[:40])
+        eta = event.eta
+        if eta is not None and event.done < event.total:
+            postfix.append(f"ETA {format_duration(eta)}")
         if postfix:
             bar.set_postfix_str(", ".join(postfix), refresh=False)
 

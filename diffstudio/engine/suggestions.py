@@ -31,6 +31,7 @@ import torch
 from diffstudio.errors import ConfigError
 
 __all__ = [
+    "DISCRETE_TIME_SAMPLERS",
     "PRESETS",
     "NoiseScale",
     "SamplerDefaults",
@@ -136,11 +137,35 @@ def _levels_for(model: Any, scale: NoiseScale, out: SamplerDefaults) -> tuple[fl
     return min(scale.sigma_max, high), max(scale.sigma_min, low), False
 
 
+#: Built-in samplers whose ``steps`` count timesteps of the model's discrete grid (1..T).
+DISCRETE_TIME_SAMPLERS = ("ddpm", "ddim", "dpm-solver-pp", "unipc")
+
+
 def suggest_sampler_defaults(
-    sampler_id: str, model: Any, scale: NoiseScale | None
+    sampler_id: str, model: Any, scale: NoiseScale | None, contribution: Any = None
 ) -> SamplerDefaults:
     """Suggested values for the parameters of the built-in sampler ``sampler_id`` on ``model``
-    (a DiffusionModel) for data of ``scale``; empty for a sampler or data without any."""
+    (a DiffusionModel) for data of ``scale``; empty for a sampler or data without any.
+
+    With the sampler's ``contribution`` only the parameters it declares are kept, and a
+    discrete-time sampler whose default ``steps`` exceeds the model's T (DDPM's 1000 on a
+    20-step run) is given T: its own default would be refused."""
+    out = _suggest(sampler_id, model, scale)
+    if contribution is None:
+        return out
+    params = {param.name: param for param in contribution.params}
+    out.values = {k: v for k, v in out.values.items() if k in params}
+    num_timesteps = getattr(model, "num_timesteps", None)
+    steps = params.get("steps")
+    if sampler_id in DISCRETE_TIME_SAMPLERS and steps is not None and isinstance(
+            num_timesteps, int) and steps.default > num_timesteps:
+        out.values["steps"] = Suggestion(
+            num_timesteps, f"the model has only {num_timesteps} timesteps; the default is "
+            f"{steps.default}")
+    return out
+
+
+def _suggest(sampler_id: str, model: Any, scale: NoiseScale | None) -> SamplerDefaults:
     out = SamplerDefaults()
     kind = getattr(model.process, "kind", "")
     if sampler_id == "ddim" and kind in ("ve", "ncsn"):

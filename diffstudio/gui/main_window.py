@@ -75,7 +75,8 @@ _USER_JOBS = ("train", "sample", "compare", "evaluate", "experiment")
 # Jobs the status bar follows, with the words it says for them.
 _JOB_LABELS = {"train": "Training", "sample": "Sampling", "compare": "Comparing samplers",
                "evaluate": "Evaluating", "interpolate": "Interpolating", "lab": "2-D lab",
-               "export": "Exporting", "experiment": "Experiment", "install": "Installing"}
+               "export": "Exporting", "experiment": "Experiment",
+               "onnx-export": "Exporting to ONNX"}
 
 
 def ask_question(parent: QWidget, title: str, text: str) -> bool:

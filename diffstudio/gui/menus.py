@@ -39,14 +39,12 @@ watch the trajectory.</li>
 experiment | onnx | plugins</code> (see <code>--help</code>).</p>"""
 
 
-def _button_job(button: QPushButton) -> Callable[[], bool]:
+def _press(button: QPushButton) -> bool:
     """Press ``button`` if it can be pressed now; True when it was."""
-    def press() -> bool:
-        if button.isEnabled() and button.isVisible():
-            button.click()
-            return True
-        return False
-    return press
+    if button.isEnabled() and button.isVisible():
+        button.click()
+        return True
+    return False
 
 
 class Menus:
@@ -182,11 +180,11 @@ class Menus:
                 "Ctrl+Enter runs the job of the Data, Train, Sample and Evaluate pages.",
                 source="Run")
             return False
-        return _button_job(button)()
+        return _press(button)
 
     def stop_current(self) -> bool:
         button = self._page_buttons()[1]
-        return button is not None and _button_job(button)()
+        return button is not None and _press(button)
 
     # -- Help -------------------------------------------------------------------------------------
     def quick_start(self) -> None:

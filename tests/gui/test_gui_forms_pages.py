@@ -88,3 +88,33 @@ def test_a_failed_dataset_load_leaves_no_old_preview_and_its_error_goes(qtbot, m
     assert view.images.caption() == ""  # not the digits' "the first 64 of 1,797"
     view.picker.select("digits")
     assert "Could not load" not in view.info.text()
+
+
+def test_no_field_anywhere_takes_the_wheel_unfocused(qtbot, make_window):
+    """Every spin box, combo box and slider of every page, the toolbar and the Preferences
+    dialog (the new ones among them: Gallery, Experiments, Plugins, the 2-D lab): a wheel turn
+    over it, unfocused, leaves its value as it was."""
+    from PySide6.QtWidgets import QAbstractSlider, QAbstractSpinBox, QComboBox, QScrollBar
+
+    from diffstudio.gui.preferences_dialog import PreferencesDialog
+
+    window = make_window()
+    dialog = PreferencesDialog(window)
+    checked = 0
+    for root in (window, dialog):
+        for kind in (QAbstractSpinBox, QComboBox, QAbstractSlider):
+            for field in root.findChildren(kind):
+                if isinstance(field, QScrollBar) or not field.isEnabled():
+                    continue
+                if hasattr(field, "count") and field.count() < 2:
+                    continue  # a combo with one entry cannot change
+                field.clearFocus()
+                before = _value(field)
+                _wheel(field, -1)
+                _wheel(field, 1)
+                _wheel(field, 1)
+                assert _value(field) == before, (type(field).__name__, field.objectName(),
+                                                 field.parentWidget())
+                checked += 1
+    assert checked > 40  # the pages' forms, the toolbar, the lab, the dialog
+    dialog.deleteLater()

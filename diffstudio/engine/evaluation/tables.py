@@ -31,6 +31,7 @@ from diffstudio.errors import EvaluationError
 __all__ = [
     "ComparisonRow",
     "Series",
+    "dataclass_csv",
     "fid_text",
     "fid_vs_evaluations",
     "format_duration",
@@ -145,8 +146,13 @@ def _problem(problems: list[str] | None, message: str, cause: Exception | None =
 
 def to_csv(rows: Sequence[ComparisonRow]) -> str:
     """CSV with a header of the field names; numbers unformatted, times in seconds."""
+    return dataclass_csv(rows, ComparisonRow)
+
+
+def dataclass_csv(rows: Sequence[Any], row_type: type) -> str:
+    """Rows of the dataclass ``row_type`` as CSV: a header of its field names, None as empty."""
     buffer = io.StringIO()
-    names = [f.name for f in fields(ComparisonRow)]
+    names = [f.name for f in fields(row_type)]
     writer = csv.DictWriter(buffer, fieldnames=names, lineterminator="\n")
     writer.writeheader()
     for row in rows:
