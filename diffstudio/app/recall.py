@@ -60,6 +60,13 @@ def recall_request(sample: str | os.PathLike[str] | dict[str, Any], *,
     if not meta or not meta.get("sampler"):
         raise ConfigError(f"{where} carries no diffstudio parameters (unknown parameters), so "
                           "it cannot be recalled; only samples written by diffstudio can")
+    path_info = meta.get("interpolation")
+    if isinstance(path_info, dict):
+        raise ConfigError(f"{where} is point {int(meta.get('index', 0)) + 1} of "
+                          f"{path_info.get('points', '?')} on an interpolation between seeds "
+                          f"{path_info.get('seed_a')} and {path_info.get('seed_b')} (DDIM, "
+                          f"{meta.get('steps')} steps); decode it again on the Sample page's "
+                          "Interpolation tab")
     if meta.get("init_noise"):
         raise ConfigError(f"{where} started from a given initial noise "
                           f"({meta.get('init_noise_file') or 'a .npy file'}), not from its "

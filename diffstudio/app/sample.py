@@ -37,9 +37,13 @@ __all__ = [
     "compare",
     "interpolate",
     "model_summary",
+    "outcome_sample_metadata",
     "sample",
     "sampler_suggestions",
+    "save_comparison",
+    "save_interpolation",
     "save_outcome",
+    "save_outcome_sample",
     "to_numpy",
 ]
 
@@ -373,6 +377,32 @@ def save_outcome(outcome: SampleOutcome, out: str | Path, *, overwrite: bool = F
     return folder
 
 
+def outcome_sample_metadata(outcome: SampleOutcome, index: int) -> dict[str, Any]:
+    """What sample ``index`` of ``outcome`` records in its PNG (the same as :func:`save_outcome`
+    writes): seed, sampler and parameters, class, guidance, the model."""
+    from diffstudio.engine.sampling import sample_metadata
+
+    return sample_metadata(outcome.result, index, outcome.metadata)
+
+
+def save_outcome_sample(outcome: SampleOutcome, index: int, path: str | Path) -> Path:
+    """Write sample ``index`` alone as a PNG with its metadata (atomically), pixel for pixel
+    as :func:`save_outcome` writes it; ``.png`` is added when the name lacks it."""
+    from diffstudio.engine.pngmeta import write_png
+
+    target = Path(path).expanduser()
+    if target.suffix.lower() != ".png":
+        target = target.with_suffix(target.suffix + ".png") if target.suffix else \
+            target.with_suffix(".png")
+    if outcome.samples.ndim != 4:
+        raise ConfigError("2-D points have no image to save; Save writes them to samples.npz")
+    try:
+        write_png(target, outcome.samples[index], outcome_sample_metadata(outcome, index))
+    except OSError as exc:
+        raise _storage_failure(exc, target.parent, "sample") from exc
+    return target
+
+
 # -- comparing samplers ---------------------------------------------------------------------------
 @dataclass
 class CompareRequest:
@@ -397,6 +427,8 @@ class CompareEntry:
     samples: np.ndarray
     network_evaluations: int
     seconds: float
+    result: Any = None  # the engine's SampleResult (what saving writes)
+    metadata: dict[str, Any] = field(default_factory=dict)  # the model's, as sample() records
 
 
 def compare(
@@ -415,20 +447,39 @@ def compare(
         loaded = load_source(request.source, device=request.device, registry=registry)
         entries: list[CompareEntry] = []
         started = time.perf_counter()
+        count = len(request.samplers)
+
+        def progress(number: int, detail: str, fraction: float) -> Progress:
+            """``number`` samplers done and ``fraction`` of the next: the ETA assumes the
+            samplers left cost what the finished part did per sampler."""
+            elapsed = time.perf_counter() - started
+            done = number + fraction
+            remaining = elapsed * (count - done) / done if done > 0 else None
+            return Progress("compare", number, count, elapsed, unit="sampler", detail=detail,
+                            remaining=remaining)
+
         for number, (sampler_id, params) in enumerate(request.samplers):
-            emit(Progress("compare", number, len(request.samplers),
-                          time.perf_counter() - started, unit="sampler", detail=sampler_id))
+            emit(progress(number, sampler_id, 0.0))
+
+            def on_step(step: Any, _batch: int, number: int = number,
+                        sampler_id: str = sampler_id) -> None:
+                emit(progress(number, f"{sampler_id} step {step.index + 1}/{step.num_steps}",
+                              (step.index + 1) / step.num_steps))
+
             result = generate(
                 loaded.model, sampler_id, params, sample_shape=loaded.sample_shape,
                 num_samples=request.num_samples, seed=request.seed,
-                batch_size=request.num_samples, registry=registry, should_stop=should_stop,
+                batch_size=request.num_samples, registry=registry, callback=on_step,
+                should_stop=should_stop,
             )
+            metadata = {**loaded.metadata, "steps": result.params.get("steps"),
+                        "backend": loaded.backend, "batch_size": request.num_samples,
+                        "num_samples": request.num_samples}
             entry = CompareEntry(sampler_id, dict(result.params), result.samples.numpy(),
-                                 result.network_evaluations, result.seconds)
+                                 result.network_evaluations, result.seconds, result, metadata)
             entries.append(entry)
             emit(entry)
-        emit(Progress("compare", len(entries), len(request.samplers),
-                      time.perf_counter() - started, unit="sampler"))
+        emit(progress(len(entries), "", 0.0))
         return entries
 
     yield from events_of(work, should_stop=should_stop, name="diffstudio-compare")
@@ -458,6 +509,7 @@ class Interpolation:
     samples: np.ndarray
     steps: int
     seconds: float
+    metadata: dict[str, Any] = field(default_factory=dict)  # the model's, as sample() records
 
 
 def interpolate(
@@ -489,7 +541,111 @@ def interpolate(
         )
         alphas = [index / (request.count - 1) for index in range(request.count)]
         return Interpolation(request.seed_a, request.seed_b, alphas, result.samples.numpy(),
-                             request.steps, result.seconds)
+                             request.steps, result.seconds,
+                             {**loaded.metadata, "backend": loaded.backend})
 
     yield from events_of(work, should_stop=should_stop, name="diffstudio-interpolate")
 
+
+
+# -- saving comparisons and interpolations ---------------------------------------------------------
+def _staged_new_folder(out: str | Path, overwrite: bool, what: str) -> Any:
+    """The staged write of a fresh result folder: refused when ``out`` exists (unless
+    ``overwrite``, which replaces it whole); a full disk leaves nothing half-written."""
+    from diffstudio.engine.io import staged_directory
+
+    folder = Path(out).expanduser()
+    if folder.exists() and not overwrite:
+        raise ConfigError(f"{folder} already exists; choose another folder for the {what} "
+                          "or allow overwriting")
+    return folder, staged_directory(folder, replace=True)
+
+
+def _storage_failure(exc: OSError, folder: Path, what: str) -> Exception:
+    from diffstudio.engine.io import storage_problem
+
+    problem = storage_problem(exc)
+    if problem is None:
+        return exc
+    return StorageError(f"could not write the {what} to {folder}: {problem}; nothing was "
+                        "written there. Free space or choose another folder")
+
+
+def save_comparison(entries: list[CompareEntry], out: str | Path, *,
+                    overwrite: bool = False) -> Path:
+    """Write a comparison as samples: one folder per sampler (``01-ddim/``: its PNGs with the
+    same metadata :func:`save_outcome` writes, so the Gallery indexes and recalls them, and
+    samples.npz), ``comparison.png`` (one row per sampler, images only) and
+    ``comparison.json`` (sampler, parameters, network evaluations and seconds per row)."""
+    import json
+
+    from diffstudio.engine.gallery import save_grid
+    from diffstudio.engine.io import atomic_write_text
+    from diffstudio.engine.sampling import save_samples
+
+    if not entries or any(entry.result is None for entry in entries):
+        raise ConfigError("nothing to save: run a comparison first")
+    folder, staged = _staged_new_folder(out, overwrite, "comparison")
+    rows = [{"folder": f"{number:02d}-{entry.sampler}", "sampler": entry.sampler,
+             "params": entry.params, "network_evaluations": entry.network_evaluations,
+             "seconds": entry.seconds, "seeds": list(entry.result.seeds)}
+            for number, entry in enumerate(entries, 1)]
+    try:
+        with staged as temp:
+            for row, entry in zip(rows, entries, strict=True):
+                save_samples(entry.result, temp / row["folder"],
+                             metadata={**entry.metadata, "comparison": folder.name},
+                             overwrite=True)
+            first = entries[0].result.samples
+            if first.dim() == 4:
+                import torch
+
+                save_grid(torch.cat([entry.result.samples for entry in entries]),
+                          temp / "comparison.png", columns=first.shape[0],
+                          metadata={**entries[0].metadata, "kind": "grid",
+                                    "rows": [row["sampler"] for row in rows]})
+            atomic_write_text(temp / "comparison.json",
+                              json.dumps({"rows": rows}, indent=2, default=str))
+    except OSError as exc:
+        raise _storage_failure(exc, folder, "comparison") from exc
+    return folder
+
+
+def save_interpolation(path: Interpolation, out: str | Path, *,
+                       overwrite: bool = False) -> Path:
+    """Write an interpolation: ``frame-NN.png`` per point (metadata: both seeds, the position
+    alpha on the path, DDIM with eta 0 and its steps; marked as made from a given initial
+    noise, so a recall points back to the Interpolation tab instead of redrawing a seed),
+    ``row.png`` (the whole row) and ``interpolation.npz`` (samples and alphas)."""
+    import diffstudio
+    from diffstudio.engine.gallery import save_grid
+    from diffstudio.engine.io import atomic_write_with
+    from diffstudio.engine.pngmeta import write_png
+
+    folder, staged = _staged_new_folder(out, overwrite, "interpolation")
+    common = {**path.metadata, "sampler": "ddim", "sampler_params": {"steps": path.steps,
+                                                                      "eta": 0.0},
+              "steps": path.steps, "init_noise": True,
+              "interpolation": {"seed_a": path.seed_a, "seed_b": path.seed_b,
+                                "points": len(path.alphas)},
+              "version": diffstudio.__version__}
+    try:
+        with staged as temp:
+            if path.samples.ndim == 4:
+                for index, (alpha, image) in enumerate(zip(path.alphas, path.samples,
+                                                           strict=True)):
+                    write_png(temp / f"frame-{index:02d}.png", image,
+                              {**common, "index": index, "alpha": alpha})
+                save_grid(path.samples, temp / "row.png", columns=len(path.alphas),
+                          metadata={**common, "kind": "grid"})
+
+            def write_npz(target: Path) -> None:
+                with open(target, "wb") as handle:
+                    np.savez(handle, samples=path.samples,
+                             alphas=np.asarray(path.alphas, dtype=np.float64),
+                             seeds=np.asarray([path.seed_a, path.seed_b], dtype=np.int64))
+
+            atomic_write_with(temp / "interpolation.npz", write_npz)
+    except OSError as exc:
+        raise _storage_failure(exc, folder, "interpolation") from exc
+    return folder

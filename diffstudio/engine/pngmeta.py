@@ -18,7 +18,7 @@ from PIL import Image, PngImagePlugin
 
 from diffstudio.engine.io import atomic_write_bytes
 
-__all__ = ["METADATA_KEY", "read_png_metadata", "to_uint8_image", "write_png"]
+__all__ = ["METADATA_KEY", "parameters_line", "read_png_metadata", "to_uint8_image", "write_png"]
 
 METADATA_KEY = "diffstudio"
 
@@ -32,7 +32,8 @@ def to_uint8_image(x: np.ndarray) -> np.ndarray:
     return pixels
 
 
-def _summary(metadata: dict[str, Any]) -> str:
+def parameters_line(metadata: dict[str, Any]) -> str:
+    """The one-line ``parameters`` text chunk: "sampler: ddim; steps: 50; seed: 3; ..."."""
     parts = []
     for key in ("sampler", "steps", "network_evaluations", "seed", "guidance", "run"):
         if metadata.get(key) is not None:
@@ -58,7 +59,7 @@ def write_png(
         )
     info = PngImagePlugin.PngInfo()
     info.add_text(METADATA_KEY, json.dumps(metadata, sort_keys=True, default=str))
-    info.add_text("parameters", _summary(metadata))
+    info.add_text("parameters", parameters_line(metadata))
     info.add_text("Software", f"diffstudio {metadata.get('version', '')}".strip())
     buffer = io.BytesIO()
     picture.save(buffer, format="PNG", pnginfo=info)

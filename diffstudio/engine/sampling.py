@@ -41,6 +41,7 @@ __all__ = [
     "resolve_device",
     "sample_batch",
     "sample_file_names",
+    "sample_metadata",
     "save_samples",
 ]
 
@@ -411,6 +412,28 @@ def check_samples_out(out: str | Path, *, overwrite: bool) -> Path:
     return folder
 
 
+def sample_metadata(result: SampleResult, index: int,
+                    metadata: Mapping[str, Any]) -> dict[str, Any]:
+    """What sample ``index``'s PNG records: the model's ``metadata``, the sampler and its
+    parameters, network evaluations, seed, position in the batch, class and guidance."""
+    import diffstudio
+
+    entry = {
+        **dict(metadata),
+        "sampler": result.sampler,
+        "sampler_params": result.params,
+        "network_evaluations": result.network_evaluations,
+        "init_noise": result.init_noise,
+        "guidance": result.guidance,
+        "version": diffstudio.__version__,
+        "seed": result.seeds[index],
+        "index": index,
+    }
+    if result.class_labels is not None:
+        entry["class_label"] = result.class_labels[index]
+    return entry
+
+
 def save_samples(
     result: SampleResult,
     out_dir: str | Path,
@@ -424,7 +447,6 @@ def save_samples(
     Refuses to replace existing files unless ``overwrite``. Returns the PNG paths (none for
     2-D points, which go to the .npz only).
     """
-    import diffstudio
     from diffstudio.engine.io import atomic_write_with
 
     out = Path(out_dir).expanduser()
@@ -432,21 +454,10 @@ def save_samples(
     names = sample_file_names(result)
     if not overwrite:
         refuse_existing(result, out)
-    common = {
-        **dict(metadata),
-        "sampler": result.sampler,
-        "sampler_params": result.params,
-        "network_evaluations": result.network_evaluations,
-        "init_noise": result.init_noise,
-        "guidance": result.guidance,
-        "version": diffstudio.__version__,
-    }
     paths = []
     for index, name in enumerate(names):
-        entry = {**common, "seed": result.seeds[index], "index": index}
-        if result.class_labels is not None:
-            entry["class_label"] = result.class_labels[index]
-        write_png(out / name, result.samples[index].numpy(), entry, scale=scale)
+        write_png(out / name, result.samples[index].numpy(),
+                  sample_metadata(result, index, metadata), scale=scale)
         paths.append(out / name)
 
     def write_npz(temp: Path) -> None:

@@ -90,6 +90,20 @@ class ImageView(QWidget):
     def sizeHint(self) -> QSize:
         return QSize(220, 220)
 
+    def image_rect(self) -> QRectF:
+        """Where the image is drawn in the widget (empty without an image)."""
+        if self._image is None or self._image.isNull():
+            return QRectF()
+        text_height = self.fontMetrics().height() + 4 if self._caption else 0
+        area = QRectF(self.rect()).adjusted(2, 2, -2, -2 - text_height)
+        width, height = self._image.width(), self._image.height()
+        scale = min(area.width() / width, area.height() / height)
+        if scale >= 1.0:
+            scale = math.floor(scale)  # whole pixels: every source pixel the same size
+        target = QRectF(0, 0, width * scale, height * scale)
+        target.moveCenter(area.center())
+        return target
+
     def paintEvent(self, event: object) -> None:
         painter = QPainter(self)
         painter.fillRect(self.rect(), self.palette().color(QPalette.ColorRole.Base))
@@ -100,13 +114,9 @@ class ImageView(QWidget):
             painter.drawText(area, Qt.AlignmentFlag.AlignCenter | Qt.TextFlag.TextWordWrap,
                              self._placeholder)
         else:
-            width, height = self._image.width(), self._image.height()
-            scale = min(area.width() / width, area.height() / height)
-            if scale >= 1.0:
-                scale = math.floor(scale)  # whole pixels: every source pixel the same size
-            target = QRectF(0, 0, width * scale, height * scale)
-            target.moveCenter(area.center())
-            painter.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, scale < 1.0)
+            target = self.image_rect()
+            painter.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform,
+                                  target.width() < self._image.width())
             painter.drawImage(target, self._image)
         if self._caption:
             painter.setPen(self.palette().color(QPalette.ColorRole.Text))

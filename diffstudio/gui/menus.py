@@ -164,7 +164,7 @@ class Menus:
         if page == "Train":
             return window.train_view.train_button, window.train_view.stop_button
         if page == "Sample":
-            return window.sample_view.sample_button, window.sample_view.cancel_button
+            return window.sample_view.tab_buttons()  # the tab shown: Sample, Compare, ...
         if page == "Evaluate":
             return window.evaluate_view.evaluate_button, window.evaluate_view.cancel_button
         if page == "Data":

@@ -10,20 +10,25 @@ and only the newest is kept, so the view costs the sampler a few percent at most
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from PySide6.QtCore import Qt
+from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
+    QDialog,
     QDoubleSpinBox,
+    QFileDialog,
     QFormLayout,
     QGroupBox,
     QHBoxLayout,
     QLabel,
+    QMenu,
     QPushButton,
     QScrollArea,
     QSizePolicy,
@@ -34,7 +39,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from diffstudio.app.sample import save_outcome
+from diffstudio.app.sample import outcome_sample_metadata, save_outcome, save_outcome_sample
 from diffstudio.app.sources import ModelSource
 from diffstudio.engine.runs import Run
 from diffstudio.errors import ConfigError
@@ -43,6 +48,7 @@ from diffstudio.gui.images import ImageView, grid_rgb8
 from diffstudio.gui.panels import form_column
 from diffstudio.gui.plots import ParticlePlot
 from diffstudio.gui.run_chooser import RunChooser
+from diffstudio.gui.sample_grid import SampleGridView
 from diffstudio.gui.sampling_jobs import (
     ModelSummary,
     SampleFrame,
@@ -99,6 +105,9 @@ class SampleView(QWidget):
         self._status_time = 0.0
         self._strip_length = 0
         self.recalled_params: dict[str, dict[str, Any]] = {}  # sampler id -> values recalled
+        self._class_applies = False  # the run was trained with class labels
+        self.enlarged: QDialog | None = None  # the last sample shown alone
+        self.sample_menu: QMenu | None = None  # the last right-click menu
 
         # -- left: what to sample -----------------------------------------------------------------
         self.runs = RunChooser(lambda: studio.workspace, minimum_length=16)
@@ -150,12 +159,15 @@ class SampleView(QWidget):
         self.from_pretrained = self.source.button("pretrained")
         model_box = QGroupBox("Model")
         QVBoxLayout(model_box).addWidget(self.source)
+        self.model_box = model_box
         self.sampler_picker = ContributionPicker("sampler")
         sampler_box = QGroupBox("Sampler")
         QVBoxLayout(sampler_box).addWidget(self.sampler_picker)
+        self.sampler_box = sampler_box
         self.options = ParamForm(SAMPLE_PARAMS)
         options_box = QGroupBox("Samples")
         QVBoxLayout(options_box).addWidget(self.options)
+        self.options_box = options_box
         self.class_combo = QComboBox()
         self.class_combo.setObjectName("classCombo")
         self.guidance_spin = QDoubleSpinBox()
@@ -203,8 +215,12 @@ class SampleView(QWidget):
         self.status = QLabel("Choose a trained run and press Sample.")
         self.status.setWordWrap(True)
         self.status.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
-        self.x_view = ImageView("x_t: the current noisy samples")
-        self.x0_view = ImageView("predicted x_0: the network's estimate of the clean samples")
+        self.x_view = SampleGridView("x_t: the current noisy samples")
+        self.x0_view = SampleGridView("predicted x_0: the network's estimate of the clean "
+                                      "samples")
+        for grid_view in (self.x_view, self.x0_view):
+            grid_view.clicked.connect(self.enlarge)
+            grid_view.context_requested.connect(self._sample_menu)
         self.x_particles = ParticlePlot("x_t")
         self.x0_particles = ParticlePlot("predicted x_0")
         image_pair = QWidget()
@@ -229,6 +245,13 @@ class SampleView(QWidget):
         live = QWidget()
         live_layout = QVBoxLayout(live)
         live_layout.addWidget(self.status)
+        # What the left form means on the current tab (parts that do not apply are disabled).
+        self.scope_note = QLabel("")
+        self.scope_note.setObjectName("scopeNote")
+        self.scope_note.setWordWrap(True)
+        self.scope_note.setStyleSheet("color: #5a5a5a;")
+        self.scope_note.setVisible(False)
+        left_layout.insertWidget(0, self.scope_note)
         # The values the sampler runs with where the form was left at its defaults, and why.
         self.used_values = QLabel("")
         self.used_values.setWordWrap(True)
@@ -263,6 +286,8 @@ class SampleView(QWidget):
         self.cancel_button.clicked.connect(self.cancel)
         self.save_button.clicked.connect(self.save)
         self.runs.changed.connect(self._on_run_changed)
+        self.tabs.currentChanged.connect(lambda _: self._apply_tab_scope())
+        self.compare.samplers_list.currentItemChanged.connect(self._on_compare_row)
         self.backend_combo.currentIndexChanged.connect(lambda _: self.backend_label.setText(""))
         self.source.changed.connect(self._on_source_changed)
         self.pretrained_edit.textChanged.connect(lambda _: self.update_buttons())
@@ -367,8 +392,64 @@ class SampleView(QWidget):
         else:
             self.class_note.setText("This run was trained without class labels (enable "
                                     "'class conditional' on the network to train one).")
-        self.class_box.setEnabled(conditional and count > 0)
+        self._class_applies = conditional and count > 0
+        self.class_box.setEnabled(self._class_applies)
         self.guidance_spin.setEnabled(False)
+        self._apply_tab_scope()
+
+    # -- the left form follows the tab ------------------------------------------------------------
+    _TAB_SCOPES: dict[str, str] = {
+        "live": "",
+        "compare": "Compare: each ticked sampler uses its form below (click a sampler in the "
+                   "list to edit it), with the number of samples and the seed; each sampler "
+                   "draws them in one batch, unconditionally, without live view.",
+        "interpolation": "Interpolation: the model below, decoded with DDIM (eta 0); seeds, "
+                         "points and steps are set in the tab.",
+        "lab": "The 2-D lab samples the exact score of the seed's mixture, not a run: the "
+               "form below does not apply.",
+    }
+
+    def current_tab(self) -> str:
+        """"live", "compare", "interpolation" or "lab"."""
+        widget = self.tabs.currentWidget()
+        if widget is self.compare:
+            return "compare"
+        if widget is self.interpolation:
+            return "interpolation"
+        if widget is self.lab:
+            return "lab"
+        return "live"
+
+    def tab_buttons(self) -> tuple[QPushButton, QPushButton | None]:
+        """(run, stop) of the current tab: what Ctrl+Enter and Esc press on this page."""
+        tab = self.current_tab()
+        if tab == "compare":
+            return self.compare.compare_button, self.compare.cancel_button
+        if tab == "interpolation":
+            return self.interpolation.button, self.interpolation.cancel_button
+        if tab == "lab":
+            return self.lab.run_button, self.lab.cancel_button
+        return self.sample_button, self.cancel_button
+
+    def _apply_tab_scope(self) -> None:
+        """Disable what the current tab does not use, and say why in one line above."""
+        tab = self.current_tab()
+        note = self._TAB_SCOPES[tab]
+        self.scope_note.setText(note)
+        self.scope_note.setVisible(bool(note))
+        self.model_box.setEnabled(tab != "lab")
+        self.sampler_box.setEnabled(tab in ("live", "compare"))
+        self.class_box.setEnabled(self._class_applies and tab == "live")
+        self.options_box.setEnabled(tab in ("live", "compare"))
+        why = "not used by the comparison: each sampler draws its samples in one batch, " \
+              "without live view"
+        for name in ("batch_size", "live_view", "live_fps", "strip_steps"):
+            self.options.set_field_enabled(name, tab == "live", why)
+
+    def _on_compare_row(self, item: Any, _previous: Any = None) -> None:
+        """Clicking a sampler in the Compare list shows its form on the left."""
+        if item is not None:
+            self.sampler_picker.select(item.data(Qt.ItemDataRole.UserRole))
 
     # -- state ------------------------------------------------------------------------------------
     def is_running(self) -> bool:
@@ -539,8 +620,11 @@ class SampleView(QWidget):
             self.x0_particles.set_particles(samples)
         else:
             shown = samples[:64]
-            self.x_view.set_array(grid_rgb8(shown), f"x_0: {len(samples)} samples")
-            self.x0_view.set_array(grid_rgb8(shown), "final")
+            tips = [self.sample_tip(index) for index in range(len(shown))]
+            more = f" (the first {len(shown)} shown)" if len(samples) > len(shown) else ""
+            self.x_view.set_tiles(shown, tips, f"x_0: {len(samples)} samples{more}; point "
+                                               "at one for its seed, click to enlarge")
+            self.x0_view.set_tiles(shown, tips, "final")
             if outcome.trajectory:
                 self.strip_view.set_array(
                     _strip_grid(outcome.trajectory, samples[0]),
@@ -551,6 +635,86 @@ class SampleView(QWidget):
             f"{' on ' + outcome.summary.backend if outcome.summary.backend else ''} "
             f"({outcome.frames_sent} live frames sent, {outcome.frames_skipped} skipped). "
             "Save writes them into the run's samples folder.")
+
+    # -- one sample: hover, enlarge, copy, save --------------------------------------------------
+    def sample_metadata(self, index: int) -> dict[str, Any]:
+        """What sample ``index`` of the last result records (its PNG's metadata)."""
+        if self.outcome is None:
+            raise ConfigError("no samples yet")
+        return outcome_sample_metadata(self.outcome, index)
+
+    def sample_tip(self, index: int) -> str:
+        """The hover text of sample ``index``: number, seed, sampler and its parameters."""
+        meta = self.sample_metadata(index)
+        params = ", ".join(f"{k}={v}" for k, v in sorted((meta.get("sampler_params")
+                                                            or {}).items()))
+        lines = [f"sample {index + 1} · seed {meta.get('seed')}",
+                 f"{meta.get('sampler')}: {params}" if params else str(meta.get("sampler")),
+                 f"{meta.get('network_evaluations')} network evaluations"]
+        if meta.get("class_label") is not None:
+            lines.append(f"class {meta['class_label']}, guidance {meta.get('guidance')}")
+        lines.append("click to enlarge · right-click to copy or save")
+        return "\n".join(lines)
+
+    def enlarge(self, index: int) -> QDialog | None:
+        """Show sample ``index`` alone, large (nearest-neighbour), with its parameters."""
+        if self.outcome is None or self.outcome.samples.ndim != 4:
+            return None
+        from diffstudio.engine.pngmeta import parameters_line
+
+        dialog = QDialog(self)
+        dialog.setWindowTitle(f"Sample {index + 1} (seed {self.sample_metadata(index)['seed']})")
+        view = ImageView()
+        view.setMinimumSize(384, 384)
+        view.set_array(grid_rgb8(self.outcome.samples[index:index + 1], pad=0))
+        text = QLabel(parameters_line(self.sample_metadata(index)))
+        text.setWordWrap(True)
+        text.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        layout = QVBoxLayout(dialog)
+        layout.addWidget(view, 1)
+        layout.addWidget(text)
+        dialog.resize(480, 540)
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        dialog.show()
+        self.enlarged = dialog
+        return dialog
+
+    def copy_sample_parameters(self, index: int) -> str:
+        """Put sample ``index``'s metadata (JSON, as its PNG records it) on the clipboard."""
+        text = json.dumps(self.sample_metadata(index), indent=2, sort_keys=True, default=str)
+        QGuiApplication.clipboard().setText(text)
+        return text
+
+    def save_sample(self, index: int, path: str) -> None:
+        """Write sample ``index`` alone as a PNG with its metadata (in the background)."""
+        if self.outcome is None:
+            return
+        job = CallJob("save-sample", save_outcome_sample, self.outcome, index, path)
+        job.succeeded.connect(lambda written: self.studio.notifications.info(
+            f"Saved sample {index + 1} to {written}", source="Sample"))
+        job.failed.connect(lambda message, details: self.studio.notifications.error(
+            f"Saving the sample failed: {message}", details, source="Sample"))
+        self.studio.add_job("save", job)
+        job.start()
+
+    def _sample_menu(self, index: int, where: Any) -> None:
+        menu = QMenu(self)
+        menu.addAction("Enlarge", lambda: self.enlarge(index))
+        menu.addAction("Copy parameters", lambda: self.copy_sample_parameters(index))
+        menu.addAction(f"Copy seed ({self.sample_metadata(index)['seed']})",
+                       lambda: QGuiApplication.clipboard().setText(
+                           str(self.sample_metadata(index)["seed"])))
+        menu.addAction("Save this image…", lambda: self._ask_save_sample(index))
+        self.sample_menu = menu
+        menu.popup(where)
+
+    def _ask_save_sample(self, index: int) -> None:
+        seed = self.sample_metadata(index)["seed"]
+        path, _ = QFileDialog.getSaveFileName(
+            self, "Save the sample", str(self.studio.workspace / f"sample-seed{seed}.png"),
+            "PNG images (*.png)")
+        if path:
+            self.save_sample(index, path)
 
     def _on_cancelled(self, message: str) -> None:
         self.status.setText(f"Cancelled: {message}.")
