@@ -286,3 +286,44 @@ def test_a_step_sweep_fills_the_fid_against_evaluations_plot(qtbot, make_window,
     view.folder_edit.setText(str(tmp_path))
     with pytest.raises(ConfigError, match="samples a run"):
         view.build_request()
+
+
+def test_a_first_large_reference_encoding_is_announced_and_can_be_made_smaller(
+        qtbot, make_window, trained_run, tmp_path, monkeypatch):
+    """The first evaluation against a reference set says how many images it encodes and how
+    long that takes, and offers a subset; pressing it restarts on the subset."""
+    from diffstudio.gui.views import evaluate_view as module
+
+    monkeypatch.setattr(module, "REFERENCE_OFFER", 40)  # digits has 1,797: "large" here
+    window = make_window()
+    view = window.evaluate_view
+    window.show_page("Evaluate")
+    view.select_run(str(trained_run))
+    request = EvalRequest(location=view.current_run(), sampler="ddim",
+                          sampler_params={"steps": 2}, num_samples=8, reference_limit=0,
+                          metrics=("fid",), cache_dir=str(tmp_path / "cache"), **FAST)
+    assert view.start(request)
+    notes: list[str] = []
+    view.job.progress_ready.connect(lambda: notes.append(view.reference_note.text()))
+    qtbot.waitUntil(lambda: view.reference_row.isVisible()
+                    and "left at the rate so far" in view.reference_note.text(),
+                    timeout=120_000)
+    assert "encoding 1,797 reference images with Inception once" in view.reference_note.text()
+    assert "ETA" in view.stage_label.text()
+    assert view.smaller_button.isVisible()
+    first = view.job
+    qtbot.mouseClick(view.smaller_button, module.Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: view.job is not None and view.job is not first, timeout=60_000)
+    assert view.options.values()["reference_limit"] == 40  # the form says what runs
+    _finish(qtbot, view)
+    assert view.outcome is not None, view.stage_label.text()
+    assert "N = 8 generated, 40 reference" in view.metrics_label.text()
+    assert not view.reference_row.isVisible()
+    # A repeat reads the cache: no announcement this time.
+    notes.clear()
+    import dataclasses
+
+    assert view.start(dataclasses.replace(request, reference_limit=40))
+    view.job.progress_ready.connect(lambda: notes.append(view.reference_note.text()))
+    _finish(qtbot, view)
+    assert view.outcome is not None and notes and not any(notes), notes

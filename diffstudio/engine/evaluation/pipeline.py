@@ -28,7 +28,13 @@ from diffstudio.engine.evaluation.cache import ReferenceCache, ReferenceStatisti
 from diffstudio.engine.evaluation.features import INCEPTION_SIZE, InceptionFeatures
 from diffstudio.engine.evaluation.fid_weights import FidWeights, locate_fid_weights
 from diffstudio.engine.evaluation.metrics import MetricInputs, compute_metrics
-from diffstudio.engine.evaluation.progress import ProgressCallback, StopCheck, check_stop, emit
+from diffstudio.engine.evaluation.progress import (
+    NOT_CACHED_NOTE,
+    ProgressCallback,
+    StopCheck,
+    check_stop,
+    emit,
+)
 from diffstudio.engine.evaluation.result import EvaluationResult, now_iso
 from diffstudio.engine.evaluation.settings import DEFAULT_NUM_SAMPLES, EvalSettings
 from diffstudio.engine.evaluation.sources import (
@@ -106,10 +112,14 @@ def reference_statistics(
 
     def compute() -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
         images = dataset.data[torch.from_numpy(indices)]
+        # Said before the first batch: the first evaluation against a reference set pays for
+        # its Inception features once (minutes on a CPU for a few thousand images).
+        message = (f"{NOT_CACHED_NOTE}: encoding {len(indices):,} images of {dataset.name} "
+                   "with Inception once; later evaluations read them from the cache")
+        emit(progress, "reference", 0, len(indices), message)
         features = extractor(
             images,
-            progress=lambda done, total: emit(progress, "reference", done, total,
-                                               f"reference features ({dataset.name})"),
+            progress=lambda done, total: emit(progress, "reference", done, total, message),
             should_stop=should_stop,
         )
         info = {

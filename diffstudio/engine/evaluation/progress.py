@@ -14,7 +14,12 @@ from dataclasses import dataclass
 
 from diffstudio.errors import Cancelled
 
-__all__ = ["EvalProgress", "ProgressCallback", "StopCheck", "check_stop", "emit"]
+__all__ = ["NOT_CACHED_NOTE", "EvalProgress", "ProgressCallback", "StopCheck", "check_stop",
+           "emit"]
+
+# Begins the ``reference`` stage's message when the reference features are being computed
+# (the first evaluation against a reference set): the window offers a smaller reference then.
+NOT_CACHED_NOTE = "reference features not cached yet"
 
 
 @dataclass(frozen=True)

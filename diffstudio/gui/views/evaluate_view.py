@@ -14,6 +14,7 @@ says where they were found or where to put the file.
 
 from __future__ import annotations
 
+import dataclasses
 import html
 import time
 from typing import Any
@@ -36,6 +37,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from diffstudio.app.events import format_duration
+from diffstudio.engine.evaluation.progress import NOT_CACHED_NOTE
 from diffstudio.engine.runs import Run
 from diffstudio.errors import ConfigError
 from diffstudio.gui.eval_jobs import EvalJob, EvalOutcome, EvalRequest
@@ -78,6 +81,7 @@ METRIC_LABELS = {
     "retrieval": "Nearest training images (5)",
     "memorization": "Memorisation check (pixel space)",
 }
+REFERENCE_OFFER = 500  # the smaller reference subset offered on a first, large encoding
 _STAGES = {"weights": "Inception weights", "reference": "Reference features",
            "generate": "Generating samples", "samples": "Features of the samples",
            "metrics": "Metrics", "done": "Done"}
@@ -187,6 +191,27 @@ class EvaluateView(QWidget):
         self.progress = QProgressBar()
         self.progress.setRange(0, 1)
         self.progress.setValue(0)
+        # The first evaluation against a reference set encodes all of it with Inception
+        # (minutes on a CPU): said when it starts, with the offer of a smaller subset.
+        self.reference_note = QLabel("")
+        self.reference_note.setObjectName("referenceNote")
+        self.reference_note.setWordWrap(True)
+        self.reference_note.setSizePolicy(QSizePolicy.Policy.Ignored,
+                                          QSizePolicy.Policy.Preferred)
+        self.smaller_button = QPushButton(f"Use {REFERENCE_OFFER:,} instead")
+        self.smaller_button.setObjectName("smallerReferenceButton")
+        self.smaller_button.setToolTip(
+            "Stop and start again with 'Reference limit' set to a random subset of "
+            f"{REFERENCE_OFFER:,} reference images (FID against fewer reference images is "
+            "noisier; the subset is cached too)")
+        self.smaller_button.clicked.connect(self.use_smaller_reference)
+        self.reference_row = QWidget()
+        reference_row = QHBoxLayout(self.reference_row)
+        reference_row.setContentsMargins(0, 0, 0, 0)
+        reference_row.addWidget(self.reference_note, 1)
+        reference_row.addWidget(self.smaller_button)
+        self.reference_row.setVisible(False)
+        self._restart_smaller: EvalRequest | None = None  # the request to start once stopped
         self.metrics_label = QLabel("")
         self.metrics_label.setObjectName("metricsLabel")
         self.metrics_label.setWordWrap(True)
@@ -239,6 +264,7 @@ class EvaluateView(QWidget):
         right_layout = QVBoxLayout(right)
         right_layout.addWidget(self.stage_label)
         right_layout.addWidget(self.progress)
+        right_layout.addWidget(self.reference_row)
         right_layout.addWidget(self.tabs, 1)
 
         splitter = QSplitter(Qt.Orientation.Horizontal)
@@ -451,11 +477,45 @@ class EvaluateView(QWidget):
         else:
             self.progress.setRange(0, 0)
         # The stage names what is computed; the message adds only where it says more.
-        detail = f": {event.detail}" if event.detail and (
+        encoding = event.stage == "reference" and event.detail.startswith(NOT_CACHED_NOTE)
+        detail = f": {event.detail}" if event.detail and not encoding and (
             event.stage in ("weights", "generate") or "cache" in event.detail) else ""
         count = f" ({event.done:,} of {event.total:,})" if event.total > 1 and \
             event.stage != "weights" else ""
-        self.stage_label.setText(f"{self.job.sweep_status}{stage}{count}{detail}")
+        eta = event.eta if event.done > 0 else None
+        eta_text = f" · ETA {format_duration(eta)}" if eta is not None and \
+            event.done < event.total else ""
+        self.stage_label.setText(f"{self.job.sweep_status}{stage}{count}{detail}{eta_text}")
+        self._show_reference_note(event, encoding)
+
+    def _show_reference_note(self, event: Any, encoding: bool) -> None:
+        """While the reference features are computed (not cached yet): how many, how long,
+        and the offer of a smaller subset when the set is large."""
+        if not encoding or event.done >= event.total:
+            self.reference_row.setVisible(False)
+            self.reference_note.setText("")
+            return
+        eta = event.eta if event.done > 0 else None
+        how_long = f"about {format_duration(eta)} left at the rate so far" if eta is not None \
+            else "timing the first batch…"
+        self.reference_note.setText(
+            f"First evaluation against this reference set: encoding {event.total:,} "
+            f"reference images with Inception once ({how_long}); later evaluations read "
+            "them from the cache and take seconds. Cancel stops it.")
+        limit = self.job.request.reference_limit if self.job is not None else 0
+        self.smaller_button.setVisible(event.total > REFERENCE_OFFER and limit == 0)
+        self.reference_row.setVisible(True)
+
+    def use_smaller_reference(self) -> None:
+        """Stop the running evaluation and start it again on a random subset of
+        ``REFERENCE_OFFER`` reference images (the form's Reference limit says so)."""
+        if self.job is None:
+            return
+        self.options.set_values({**self.options.values(), "reference_limit": REFERENCE_OFFER})
+        self._restart_smaller = dataclasses.replace(self.job.request,
+                                                    reference_limit=REFERENCE_OFFER)
+        self.reference_row.setVisible(False)
+        self.cancel()
 
     def _on_succeeded(self, outcome: EvalOutcome) -> None:
         self.outcome = outcome
@@ -534,7 +594,11 @@ class EvaluateView(QWidget):
 
     def _on_finished(self) -> None:
         self.job = None
+        self.reference_row.setVisible(False)
         self.update_buttons()
+        if self._restart_smaller is not None:
+            request, self._restart_smaller = self._restart_smaller, None
+            self.start(request)
 
     # -- the retrieval grid -----------------------------------------------------------------------
     def _show_retrieval(self) -> None:
