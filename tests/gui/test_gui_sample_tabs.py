@@ -91,6 +91,14 @@ def test_interpolation_shows_progress_cancels_and_saves(qtbot, make_window, own_
     with pytest.raises(ConfigError, match="Interpolation tab"):
         recall_request(frames[2])  # a point on a path is not redrawn from a seed
 
+    # More DDIM steps than the run's schedule has are refused on the field, before starting.
+    limit = view.run_timesteps()
+    assert limit == 1000
+    panel.form.set_values({"frames": 4, "steps": limit + 1})
+    assert not panel.start() and panel.job is None
+    assert "at most 1000" in panel.form.field_message("steps")
+    assert panel.status.text().startswith("Not started")
+
     # A long decode is cancelled from the tab (and by Esc, which presses the tab's Cancel).
     panel.form.set_values({"frames": 16, "steps": 1000})
     assert panel.start()
@@ -110,8 +118,11 @@ def test_the_left_form_follows_the_tab_and_ctrl_enter_runs_its_job(qtbot, make_w
     assert view.current_tab() == "live"
     assert view.sampler_box.isEnabled() and view.options.editors["batch_size"].isEnabled()
     assert not view.scope_note.isVisible()
+    assert not view.live_buttons.isHidden()
 
     view.tabs.setCurrentWidget(view.compare)
+    # Live's Sample / Save hide under the other tabs (they have their own buttons).
+    assert view.live_buttons.isHidden()
     assert view.sampler_box.isEnabled() and not view.class_box.isEnabled()
     assert not view.options.editors["batch_size"].isEnabled()
     assert view.options.editors["num_samples"].isEnabled()
@@ -137,6 +148,16 @@ def test_the_left_form_follows_the_tab_and_ctrl_enter_runs_its_job(qtbot, make_w
 
     view.tabs.setCurrentIndex(0)
     assert view.sampler_box.isEnabled() and view.options.editors["batch_size"].isEnabled()
+    assert not view.live_buttons.isHidden()
+    # A live sampling still running is cancellable from another tab: its buttons stay.
+    view.sampler_picker.select("ddpm", {"steps": 1000})
+    view.options.set_values({"num_samples": 2, "live_view": False})
+    assert view.start()
+    view.tabs.setCurrentWidget(view.compare)
+    assert not view.live_buttons.isHidden() and view.cancel_button.isEnabled()
+    view.cancel()
+    qtbot.waitUntil(lambda: view.job is None, timeout=60_000)
+    assert view.live_buttons.isHidden()
 
 
 def test_the_compare_list_shows_every_sampler_uncut(qtbot, make_window):

@@ -49,7 +49,7 @@ class InterpolationPanel(QWidget):
         self.sample_view = sample_view
         self.job: InterpolationJob | None = None
         self.result: Interpolation | None = None
-        self.form = ParamForm(INTERPOLATION_PARAMS)
+        self.form = ParamForm(INTERPOLATION_PARAMS, validator=self._check_steps)
         self.saved_to: str | None = None
         self.button = QPushButton("Interpolate")
         self.button.setObjectName("interpolateButton")
@@ -85,6 +85,14 @@ class InterpolationPanel(QWidget):
         self.cancel_button.clicked.connect(self.cancel)
         self.save_button.clicked.connect(lambda: self.save())
         self.update_buttons(False)
+
+    def _check_steps(self, values: dict[str, Any]) -> dict[str, Any]:
+        """DDIM takes at most T steps of the run's schedule: say so before anything starts."""
+        limit = self.sample_view.run_timesteps()
+        if limit is not None and values["steps"] > limit:
+            raise ConfigError(f"steps {values['steps']} is more than the run's schedule has: "
+                              f"T = {limit}, so at most {limit} DDIM steps")
+        return values
 
     def is_running(self) -> bool:
         return self.job is not None and self.job.isRunning()

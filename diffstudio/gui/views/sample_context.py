@@ -26,6 +26,10 @@ class SampleContext(Protocol):
         """The chosen run as a model source; :class:`ConfigError` when none is chosen."""
         ...
 
+    def run_timesteps(self) -> int | None:
+        """T of the chosen run's noise schedule (None when no readable run is chosen)."""
+        ...
+
     def sampling_options(self) -> dict[str, Any]:
         """The validated number of samples, seed, batch size ... (ConfigError inline)."""
         ...

@@ -99,6 +99,7 @@ class SampleView(QWidget):
         self.studio = studio
         self.job: SampleJob | None = None
         self.outcome: SampleOutcome | None = None
+        self._run_timesteps: int | None = None
         self.summary: ModelSummary | None = None
         self.frames_painted = 0
         self.last_frame: SampleFrame | None = None
@@ -194,10 +195,17 @@ class SampleView(QWidget):
         self.save_button = QPushButton("Save")
         self.save_button.setToolTip("Write PNGs with their parameters, samples.npz and a grid "
                                     "into the run's samples folder")
+        # Live denoising's own buttons: the other tabs have theirs, so these hide there (a
+        # "Save" under the Compare tab must not save the Live result).
+        self.live_buttons = QWidget()
+        self.live_buttons.setObjectName("liveButtons")
+        live_row = QHBoxLayout(self.live_buttons)
+        live_row.setContentsMargins(0, 0, 0, 0)
+        live_row.addWidget(self.sample_button)
+        live_row.addWidget(self.cancel_button)
+        live_row.addWidget(self.save_button)
         buttons = QHBoxLayout()
-        buttons.addWidget(self.sample_button)
-        buttons.addWidget(self.cancel_button)
-        buttons.addWidget(self.save_button)
+        buttons.addWidget(self.live_buttons)
         left = QWidget()
         left_layout = QVBoxLayout(left)
         left_layout.addWidget(model_box)
@@ -335,6 +343,9 @@ class SampleView(QWidget):
                            ema=self.ema_box.isChecked(),
                            backend=self.backend_combo.currentData() or "torch")
 
+    def run_timesteps(self) -> int | None:
+        return self._run_timesteps
+
     def sampling_options(self) -> dict[str, Any]:
         return self.options.validated()
 
@@ -374,6 +385,7 @@ class SampleView(QWidget):
             config = run.config() if run is not None else None
         except (DiffstudioError, OSError, ValueError):
             config = None
+        self._run_timesteps = config.num_timesteps if config is not None else None
         conditional = config is not None and config.class_conditional
         count = (config.num_classes or 0) if config is not None else 0
         names = list((config.dataset_info.get("class_names") if config else None)
@@ -437,6 +449,7 @@ class SampleView(QWidget):
         note = self._TAB_SCOPES[tab]
         self.scope_note.setText(note)
         self.scope_note.setVisible(bool(note))
+        self._show_live_buttons()
         self.model_box.setEnabled(tab != "lab")
         self.sampler_box.setEnabled(tab in ("live", "compare"))
         self.class_box.setEnabled(self._class_applies and tab == "live")
@@ -445,6 +458,11 @@ class SampleView(QWidget):
               "without live view"
         for name in ("batch_size", "live_view", "live_fps", "strip_steps"):
             self.options.set_field_enabled(name, tab == "live", why)
+
+    def _show_live_buttons(self) -> None:
+        """Sample / Cancel / Save belong to Live denoising; elsewhere they show only while a
+        live sampling runs, so it can still be cancelled from any tab."""
+        self.live_buttons.setVisible(self.current_tab() == "live" or self.is_running())
 
     def _on_compare_row(self, item: Any, _previous: Any = None) -> None:
         """Clicking a sampler in the Compare list shows its form on the left."""
@@ -483,6 +501,7 @@ class SampleView(QWidget):
         self.sample_button.setText("Sample" if self.studio.ready else "Sample (loading engine…)")
         self.cancel_button.setEnabled(running)
         self.save_button.setEnabled(self.outcome is not None and not running)
+        self._show_live_buttons()
         self.compare.update_buttons(run_ready)
         self.interpolation.update_buttons(run_ready)
 
