@@ -10,7 +10,8 @@ It trains the default digits U-Net for a few hundred steps (so the loss curve an
 previews have something to show), samples from it with the live view, compares samplers,
 evaluates it (FID@N, KID, nearest training images, the comparison table; a folder with a few
 training images planted among the samples shows the memorisation check), trains the 2-D
-mixture and samples particles, and shows the Runs and Plugins pages. Settings
+mixture and samples particles, runs the 2-D lab, and shows the Gallery, Experiments, Runs and
+Plugins pages. Settings
 and runs go to a temporary folder: the user's own are not touched. ``--broken-plugin-demo``
 (on by default) adds a plugin entry point that cannot be imported, to show how a plugin
 failure is reported.
@@ -244,6 +245,26 @@ def main(argv: list[str] | None = None) -> int:
          "the particles to move")
     shoot("12-sample-particles-mixture")
     wait(lambda: sample.job is None, "particle sampling")
+    # The seed's 2-D experiment in one click: annealed vs plain Langevin on the exact score.
+    sample.tabs.setCurrentWidget(sample.lab)
+    sample.lab.start()
+    wait(lambda: sample.lab.job is None, "the 2-D lab")
+    shoot("21-sample-2d-lab")
+
+    # -- the gallery of every saved sample, an experiment file ----------------------------------
+    gallery = window.gallery_view
+    window.show_page("Gallery")
+    gallery.refresh()
+    wait(lambda: gallery.scan_job is None and gallery.model.rowCount() > 0, "the gallery index")
+    gallery.list.setCurrentIndex(gallery.model.index(min(1, gallery.model.rowCount() - 1), 0))
+    pump(1.0)  # the thumbnails are made in a thread pool
+    shoot("20-gallery")
+    experiments = window.experiments_view
+    window.show_page("Experiments")
+    experiments.open_file(ROOT / "diffstudio" / "presets" / "experiments" /
+                          "seed-table1-digits.toml")
+    wait(lambda: experiments.experiment is not None, "the experiment file")
+    shoot("22-experiments")
 
     # -- runs, plugins, notifications -------------------------------------------------------------
     window.show_page("Runs")
