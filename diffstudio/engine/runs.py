@@ -257,6 +257,38 @@ class Run:
     def exists(self) -> bool:
         return self.config_path.is_file()
 
+    # -- the user's note (free text about the run, kept beside its config) --------------------
+    NOTE_LIMIT = 64 * 1024  # bytes of UTF-8: a note, not a lab notebook
+
+    @property
+    def note_path(self) -> Path:
+        return self.path / "note.txt"
+
+    def read_note(self) -> str:
+        """The run's note ("" when it has none)."""
+        try:
+            return self.note_path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return ""
+        except (OSError, UnicodeDecodeError) as exc:
+            raise RunError(f"the note {self.note_path} is unreadable: {exc}") from exc
+
+    def write_note(self, text: str) -> None:
+        """Replace the note atomically; an empty (or blank) note removes the file."""
+        if "\x00" in text:
+            raise RunError("a note cannot hold NUL characters; paste it as plain text")
+        size = len(text.encode("utf-8"))
+        if size > self.NOTE_LIMIT:
+            raise RunError(f"the note is {size:,} bytes, more than a run's note holds "
+                           f"({self.NOTE_LIMIT:,}); keep longer texts in a file in the run "
+                           "folder")
+        if not self.exists():
+            raise RunError(f"{self.path} is not a diffstudio run (no config.json)")
+        if not text.strip():
+            self.note_path.unlink(missing_ok=True)
+            return
+        atomic_write_text(self.note_path, text)
+
     def read_config(self) -> dict[str, Any]:
         if not self.config_path.is_file():
             raise RunError(

@@ -28,6 +28,7 @@ class RunSummary:
     modified: datetime | None = None
     error: str = ""
     training: str = ""  # who is training it now ("pid 123 on host (since ...)"), else ""
+    note: str = ""  # the user's note (note.txt), whole
 
     @property
     def can_sample(self) -> bool:
@@ -62,6 +63,7 @@ def summarise_run(path: str | Path) -> RunSummary:
         if checkpoint is not None:
             summary.checkpoint_step = run.checkpoint_step(checkpoint)
             summary.step = max(summary.step, summary.checkpoint_step)
+        summary.note = run.read_note()
         holder = run.lock_holder()  # a run being trained is busy: its writer holds the lock
         summary.training = holder.describe() if holder is not None else ""
     except (DiffstudioError, OSError, ValueError, TypeError) as exc:

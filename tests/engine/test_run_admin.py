@@ -46,3 +46,21 @@ def test_trash_moves_the_run_to_the_system_trash(run, tmp_path, private_trash):
     assert os.listdir(private_trash / "info")
     with pytest.raises(RunError, match="is not a run"):
         trash_run(tmp_path / "nothing")
+
+
+def test_a_note_is_written_atomically_and_refused_clearly(run):
+    runs = Run(run)
+    assert runs.read_note() == ""
+    runs.write_note("cosine schedule\nloss plateaus at 0.03")
+    assert runs.note_path.read_text(encoding="utf-8") == "cosine schedule\nloss plateaus at 0.03"
+    assert runs.read_note().startswith("cosine schedule")
+    assert not list(run.glob("*.tmp")) and not list(run.glob(".*tmp*"))
+    with pytest.raises(RunError, match="NUL"):
+        runs.write_note("a\x00b")
+    with pytest.raises(RunError, match="more than a run's note holds"):
+        runs.write_note("x" * (Run.NOTE_LIMIT + 1))
+    assert runs.read_note().startswith("cosine schedule")  # a refused note changes nothing
+    runs.write_note("  \n")
+    assert not runs.note_path.exists() and runs.read_note() == ""
+    with pytest.raises(RunError, match="not a diffstudio run"):
+        Run(run.parent / "nothing-here").write_note("hello")

@@ -43,3 +43,43 @@ def test_rename_trash_and_the_list_following_the_workspace(make_window, trained_
         qtbot.waitUntil(lambda: bool(runs.runs and runs.runs[0].training), timeout=60_000)
         assert runs.select_path(str(workspace / "second"))
         assert not runs.rename_button.isEnabled() and not runs.delete_button.isEnabled()
+
+
+def test_notes_keep_unsaved_text_until_saved(make_window, trained_run, tmp_path, qtbot):
+    workspace = tmp_path / "ws"
+    workspace.mkdir()
+    shutil.copytree(trained_run, workspace / "first")
+    shutil.copytree(trained_run, workspace / "second")
+    window = make_window(workspace=workspace)
+    runs = window.runs_view
+    qtbot.waitUntil(lambda: len(runs.runs) == 2, timeout=60_000)
+    first, second = str(workspace / "first"), str(workspace / "second")
+    assert runs.select_path(first)
+    assert not runs.save_note_button.isEnabled()
+    runs.note_edit.setPlainText("try the cosine schedule")
+    assert runs.save_note_button.isEnabled() and "unsaved" in runs.note_status.text()
+    assert not Run(first).note_path.exists()  # nothing written without Save
+    # Another run, a rescan, a rename: the typed text is still there when it comes back.
+    assert runs.select_path(second)
+    assert runs.note_edit.toPlainText() == ""
+    runs.refresh()
+    qtbot.waitUntil(lambda: runs._scan_job is None, timeout=60_000)
+    runs.get_text = lambda title, label, value: "renamed"
+    assert runs.select_path(first)
+    runs.rename_button.click()
+    renamed = str(workspace / "renamed")
+    qtbot.waitUntil(lambda: runs.selected() is not None and runs.selected().path == renamed,
+                    timeout=60_000)
+    assert runs.note_edit.toPlainText() == "try the cosine schedule"
+    assert runs.save_note()
+    assert Run(renamed).read_note() == "try the cosine schedule"
+    qtbot.waitUntil(lambda: any(r.note for r in runs.runs), timeout=60_000)
+    row = next(i for i, r in enumerate(runs.runs) if r.path == renamed)
+    assert runs.table.item(row, runs.table.columnCount() - 1).text() == \
+        "try the cosine schedule"
+    assert not runs.save_note_button.isEnabled()
+    # A refused note says why and keeps the text.
+    runs.note_edit.setPlainText("x" * (Run.NOTE_LIMIT + 10))
+    assert not runs.save_note()
+    assert "Not saved" in runs.note_status.text()
+    assert len(runs.note_edit.toPlainText()) == Run.NOTE_LIMIT + 10

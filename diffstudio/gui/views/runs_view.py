@@ -35,7 +35,8 @@ from diffstudio.gui.workers import CallJob, JobWorker
 __all__ = ["RunsView"]
 
 _COLUMNS = ("Run", "Dataset", "Network", "Schedule", "Step", "Last loss", "Checkpoint",
-            "Modified")
+            "Modified", "Note")
+_NOTE_COLUMN = len(_COLUMNS) - 1
 
 
 class RunsView(QWidget):
@@ -87,6 +88,30 @@ class RunsView(QWidget):
         self.details = QPlainTextEdit()
         self.details.setReadOnly(True)
         self.details.setPlaceholderText("Select a run to see its configuration.")
+        # The user's note about the selected run: typed text stays (per run) until Save note,
+        # across selection changes and rescans; nothing is written without Save.
+        self.note_edit = QPlainTextEdit()
+        self.note_edit.setObjectName("runNote")
+        self.note_edit.setPlaceholderText("A note about this run (what you tried, what you "
+                                          "saw); saved as note.txt in the run folder.")
+        self.save_note_button = QPushButton("Save note")
+        self.note_status = QLabel("")
+        self.note_status.setWordWrap(True)
+        self._drafts: dict[str, str] = {}  # run path -> unsaved note text
+        self._note_path: str | None = None  # the run the editor shows
+        note_box = QWidget()
+        note_layout = QVBoxLayout(note_box)
+        note_layout.setContentsMargins(0, 0, 0, 0)
+        note_layout.addWidget(QLabel("Note"))
+        note_layout.addWidget(self.note_edit, 1)
+        note_row = QHBoxLayout()
+        note_row.addWidget(self.note_status, 1)
+        note_row.addWidget(self.save_note_button)
+        note_layout.addLayout(note_row)
+        lower = QSplitter(Qt.Orientation.Horizontal)
+        lower.addWidget(self.details)
+        lower.addWidget(note_box)
+        lower.setSizes([700, 400])
         top = QHBoxLayout()
         top.addWidget(self.workspace_label, 1)
         top.addWidget(self.change_button)
@@ -102,7 +127,7 @@ class RunsView(QWidget):
         actions.addWidget(self.delete_button)
         splitter = QSplitter(Qt.Orientation.Vertical)
         splitter.addWidget(self.table)
-        splitter.addWidget(self.details)
+        splitter.addWidget(lower)
         splitter.setSizes([420, 220])
         layout = QVBoxLayout(self)
         layout.addLayout(top)
@@ -119,6 +144,8 @@ class RunsView(QWidget):
         self.open_button.clicked.connect(self._open_folder)
         self.rename_button.clicked.connect(self.rename_selected)
         self.delete_button.clicked.connect(self.trash_selected)
+        self.save_note_button.clicked.connect(self.save_note)
+        self.note_edit.textChanged.connect(self._on_note_typed)
         # The list follows the workspace by itself: a run made or removed elsewhere (the CLI,
         # a file manager) appears or goes without Refresh; bursts of changes scan once.
         self.watcher = QFileSystemWatcher(self)
@@ -194,15 +221,18 @@ class RunsView(QWidget):
             checkpoint = f"step {run.checkpoint_step:,}" if run.checkpoint_step is not None \
                 else "none"
             modified = f"{run.modified:%Y-%m-%d %H:%M}" if run.modified else ""
+            first_line = run.note.strip().splitlines()[0] if run.note.strip() else ""
             cells = (run.name, run.dataset, run.network, run.schedule, step, loss, checkpoint,
-                     modified)
+                     modified, first_line)
             for column, text in enumerate(cells):
                 item = QTableWidgetItem(text)
-                item.setToolTip(run.error or (f"{run.path}\nbeing trained by {run.training}"
+                item.setToolTip(run.note if column == _NOTE_COLUMN and run.note else
+                                run.error or (f"{run.path}\nbeing trained by {run.training}"
                                               if run.training else run.path))
                 self.table.setItem(row, column, item)
-        for column in range(1, len(_COLUMNS)):
+        for column in range(1, len(_COLUMNS) - 1):
             self.table.resizeColumnToContents(column)
+        self.table.setColumnWidth(_NOTE_COLUMN, 220)  # elided; the whole note is its tooltip
         wanted = self._select_after_scan or (selected.path if selected is not None else None)
         self._select_after_scan = None
         if wanted is not None:
@@ -239,6 +269,7 @@ class RunsView(QWidget):
         exporting = self._export_job is not None
         self.export_button.setEnabled(run is not None and run.can_sample
                                       and run.kind == "image" and not exporting)
+        self._show_note(run)
         if run is None:
             self.details.clear()
             return
@@ -253,6 +284,62 @@ class RunsView(QWidget):
         except Exception as exc:  # shown, not raised: the list stays usable
             text = f"{run.path}\n\ncannot read the config: {exc}"
         self.details.setPlainText(text)
+
+    # -- the note ---------------------------------------------------------------------------------
+    def _show_note(self, run: RunSummary | None) -> None:
+        path = run.path if run is not None and not run.error else None
+        if path == self._note_path:
+            return  # a rescan of the same run: the editor (and what is typed) stays
+        self._note_path = None  # loading the text below is not the user typing
+        self.note_edit.setEnabled(path is not None)
+        self.note_edit.setPlainText("" if run is None else self._drafts.get(run.path, run.note))
+        self._note_path = path
+        self._update_note_status()
+
+    def _saved_note(self, path: str) -> str:
+        return next((run.note for run in self.runs if run.path == path), "")
+
+    def _on_note_typed(self) -> None:
+        if self._note_path is None:
+            return
+        text = self.note_edit.toPlainText()
+        if text == self._saved_note(self._note_path):
+            self._drafts.pop(self._note_path, None)
+        else:
+            self._drafts[self._note_path] = text
+        self._update_note_status()
+
+    def _update_note_status(self) -> None:
+        unsaved = self._note_path is not None and self._note_path in self._drafts
+        self.save_note_button.setEnabled(unsaved)
+        self.note_status.setText("unsaved changes" if unsaved else "")
+
+    def save_note(self) -> bool:
+        """Write the editor's text as the selected run's note.txt (atomically)."""
+        path = self._note_path
+        if path is None:
+            return False
+        from diffstudio.engine.runs import Run
+        from diffstudio.errors import DiffstudioError
+
+        text = self.note_edit.toPlainText()
+        try:
+            Run(path).write_note(text)
+        except (DiffstudioError, OSError) as exc:
+            self.note_status.setText(f"Not saved: {exc}")
+            return False
+        self._drafts.pop(path, None)
+        for row, run in enumerate(self.runs):
+            if run.path == path:
+                run.note = text if text.strip() else ""
+                item = self.table.item(row, _NOTE_COLUMN)
+                if item is not None:
+                    item.setText(run.note.strip().splitlines()[0] if run.note else "")
+                    item.setToolTip(run.note or run.path)
+        self._update_note_status()
+        self.note_status.setText("saved")
+        self.refresh()
+        return True
 
     def continue_selected(self) -> None:
         run = self.selected()
@@ -302,6 +389,10 @@ class RunsView(QWidget):
             self.studio.notifications.warning(f"Not renamed: {exc}", source="Runs")
             return
         self.studio.notifications.info(f"Renamed {run.name} to {target.name}.", source="Runs")
+        if run.path in self._drafts:  # the unsaved note follows the run to its new name
+            self._drafts[str(target)] = self._drafts.pop(run.path)
+        if self._note_path == run.path:
+            self._note_path = str(target)
         self._select_after_scan = str(target)
         self.refresh()
 
