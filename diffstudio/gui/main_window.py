@@ -8,6 +8,7 @@ import gc
 import os
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import QSize, Qt, QTimer, Signal
@@ -218,6 +219,7 @@ class MainWindow(QMainWindow):
         self.studio.engine_ready.connect(self._on_engine_ready)
         self.studio.workspace_changed.connect(lambda _: self._update_workspace_button())
         self.studio.open_run_for_training.connect(self.open_run_for_training)
+        self.studio.new_run_from.connect(lambda path: self.open_run_for_training(path, True))
         self.studio.open_run_for_sampling.connect(
             lambda _: self.show_page("Sample"))
         self.studio.open_run_for_evaluation.connect(self.open_run_for_evaluation)
@@ -442,8 +444,9 @@ class MainWindow(QMainWindow):
             raise
         return {"dataset": dataset_id, "dataset_params": dataset_params, **model}
 
-    def open_run_for_training(self, path: str) -> None:
-        """Read the run (in the background), then show it on the Train page to continue."""
+    def open_run_for_training(self, path: str, as_new: bool = False) -> None:
+        """Read the run (in the background), then show it on the Train page to continue, or
+        (``as_new``) its dataset, network, schedule and training settings as a new run."""
         if self.train_view.is_running():
             self.notifications.warning("Stop the running training before opening another run.",
                                        source="Runs")
@@ -453,15 +456,26 @@ class MainWindow(QMainWindow):
         def opened(result: tuple[dict[str, Any], list[dict[str, Any]]]) -> None:
             config, metrics = result
             train = config.get("train", {})
-            self.data_view.picker.select(train.get("dataset", ""), train.get("dataset_params"))
-            self.model_view.network_picker.select(train.get("network", ""),
-                                                  train.get("network_params"))
-            self.model_view.schedule_picker.select(train.get("schedule", ""),
-                                                   train.get("schedule_params"))
+            pickers = ((self.data_view.picker, "dataset"),
+                       (self.model_view.network_picker, "network"),
+                       (self.model_view.schedule_picker, "schedule"))
+            missing = [f"{kind} {train.get(kind)!r}" for picker, kind in pickers
+                       if picker.combo.findData(train.get(kind, "")) < 0]
+            if missing:  # half a setup would train something else than the run
+                self.notifications.warning(
+                    f"Cannot open {Path(path).name}: its {', '.join(missing)} is not available "
+                    "(a plugin that is disabled, failed or not installed; see the Plugins "
+                    "page).", source="Runs")
+                return
+            for picker, kind in pickers:
+                picker.select(train[kind], train.get(f"{kind}_params"))
             self.model_view.diffusion_form.set_values(
                 {k: train[k] for k in ("num_timesteps", "prediction_type") if k in train})
             try:
-                self.train_view.open_run(path, config, metrics)
+                if as_new:
+                    self.train_view.new_run_from(config)
+                else:
+                    self.train_view.open_run(path, config, metrics)
             except ConfigError as exc:
                 self.notifications.warning(str(exc), source="Runs")
                 return

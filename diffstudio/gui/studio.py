@@ -35,6 +35,7 @@ class Studio(QObject):
     device_changed = Signal(str)
     jobs_changed = Signal()
     open_run_for_training = Signal(str)  # run folder
+    new_run_from = Signal(str)  # run folder whose settings start a new run
     open_run_for_sampling = Signal(str)  # run folder
     open_run_for_evaluation = Signal(str)  # run folder
     dataset_loaded = Signal(object)  # diffstudio.engine.datasets.Dataset

@@ -83,3 +83,39 @@ def test_notes_keep_unsaved_text_until_saved(make_window, trained_run, tmp_path,
     assert not runs.save_note()
     assert "Not saved" in runs.note_status.text()
     assert len(runs.note_edit.toPlainText()) == Run.NOTE_LIMIT + 10
+
+
+def test_new_run_with_its_settings(make_window, trained_run, tmp_path, qtbot):
+    import json
+
+    workspace = tmp_path / "ws"
+    workspace.mkdir()
+    shutil.copytree(trained_run, workspace / "first")
+    config_path = workspace / "first" / "config.json"
+    config = json.loads(config_path.read_text())
+    config["train"]["learning_rate"] = 7e-4  # not the form's default: it must come from the run
+    config_path.write_text(json.dumps(config))
+    window = make_window(workspace=workspace)
+    runs, train = window.runs_view, window.train_view
+    qtbot.waitUntil(lambda: len(runs.runs) == 1, timeout=60_000)
+    assert runs.select_path(str(workspace / "first"))
+    window.show_page("Runs")
+    runs.new_from_button.click()
+    qtbot.waitUntil(lambda: "as a new run" in train.status.text(), timeout=30_000)
+    assert window.current_page() == "Train"
+    assert train.resume_dir is None  # a new run, not continuing this one
+    values = train.form.values()
+    for name in ("learning_rate", "batch_size", "steps"):
+        assert values[name] == config["train"][name], name
+    assert window.data_view.picker.current_id() == config["train"]["dataset"]
+    assert window.model_view.network_picker.current_id() == config["train"]["network"]
+    assert all(train.form.editors[name].isEnabled() for name in ("batch_size", "learning_rate"))
+
+    # A run whose network plugin is not available is refused, not half-loaded.
+    config["train"]["network"] = "acme-missing-net"
+    config_path.write_text(json.dumps(config))
+    train.form.set_values({"learning_rate": 1e-3})
+    window.open_run_for_training(str(workspace / "first"), True)
+    qtbot.waitUntil(lambda: any("acme-missing-net" in n.message
+                                for n in window.studio.notifications.items), timeout=30_000)
+    assert train.form.values()["learning_rate"] == 1e-3  # nothing changed

@@ -65,6 +65,10 @@ class RunsView(QWidget):
         self.table.verticalHeader().setVisible(False)
         self.table.horizontalHeader().setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
         self.continue_button = QPushButton("Continue training")
+        self.new_from_button = QPushButton("New run with its settings")
+        self.new_from_button.setObjectName("newRunFromButton")
+        self.new_from_button.setToolTip("Put this run's dataset, network, schedule and training "
+                                        "settings on the Train page as a new run")
         self.sample_button = QPushButton("Sample from it")
         self.evaluate_button = QPushButton("Evaluate it")
         self.evaluate_button.setToolTip("FID@N, KID, nearest training images and the "
@@ -118,6 +122,7 @@ class RunsView(QWidget):
         top.addWidget(self.refresh_button)
         actions = QHBoxLayout()
         actions.addWidget(self.continue_button)
+        actions.addWidget(self.new_from_button)
         actions.addWidget(self.sample_button)
         actions.addWidget(self.evaluate_button)
         actions.addWidget(self.export_button)
@@ -139,6 +144,7 @@ class RunsView(QWidget):
         self.table.itemSelectionChanged.connect(self._on_selection)
         self.table.doubleClicked.connect(lambda _: self.sample_selected())
         self.continue_button.clicked.connect(self.continue_selected)
+        self.new_from_button.clicked.connect(self.new_run_from_selected)
         self.sample_button.clicked.connect(self.sample_selected)
         self.evaluate_button.clicked.connect(self.evaluate_selected)
         self.open_button.clicked.connect(self._open_folder)
@@ -258,6 +264,7 @@ class RunsView(QWidget):
     def _on_selection(self) -> None:
         run = self.selected()
         self.continue_button.setEnabled(run is not None and not run.error)
+        self.new_from_button.setEnabled(run is not None and not run.error)
         self.sample_button.setEnabled(run is not None and run.can_sample)
         self.evaluate_button.setEnabled(run is not None and run.can_sample
                                         and run.kind == "image")
@@ -345,6 +352,11 @@ class RunsView(QWidget):
         run = self.selected()
         if run is not None:
             self.studio.open_run_for_training.emit(run.path)
+
+    def new_run_from_selected(self) -> None:
+        run = self.selected()
+        if run is not None:
+            self.studio.new_run_from.emit(run.path)
 
     def sample_selected(self) -> None:
         run = self.selected()

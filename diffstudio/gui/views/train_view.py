@@ -240,6 +240,20 @@ class TrainView(QWidget):
         self._update_run_label()
         self._update_buttons()
 
+    def new_run_from(self, config: dict[str, Any]) -> None:
+        """A new run with another run's training settings in the form (the window has put its
+        dataset, network and schedule on their pages); nothing of that run is continued."""
+        if self.is_running():
+            raise ConfigError("a training job is running; stop it before starting another run")
+        self.new_run()
+        train = dict(config.get("train", {}))
+        values = {param.name: train.get(param.name, param.default) for param in TRAIN_PARAMS}
+        if train.get("epochs"):  # the form counts steps: an epoch run's real length in steps
+            values["steps"] = int(config.get("total_steps") or values.get("steps") or 0)
+        self.form.set_values(values)
+        self.status.setText("Settings of an existing run, as a new run: press Train to start it.")
+        self._update_buttons()
+
     def _enable_resumable(self) -> None:
         """Continuing: only what a resume may change is editable."""
         for name in self.form.editors:
