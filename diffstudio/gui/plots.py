@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 import pyqtgraph as pg
@@ -29,6 +30,7 @@ __all__ = [
     "LossPlot",
     "ParticlePlot",
     "PlainLogAxis",
+    "RunsLossPlot",
     "SchedulePlot",
     "ema_smooth",
     "major_grid",
@@ -269,8 +271,86 @@ def plain_number(value: float) -> str:
 class PlainLogAxis(pg.AxisItem):
     """An axis whose log-scale ticks are plain numbers (pyqtgraph writes 10¹, 5·10¹)."""
 
+    MIN_LABEL_GAP_PX = 16.0  # about one line of tick text; closer labels print over each other
+
     def logTickStrings(self, values: list[float], scale: float, spacing: float) -> list[str]:
         return [plain_number(10.0 ** float(v)) for v in values]
+
+    def logTickValues(self, minVal: float, maxVal: float, size: float,
+                      stdTicks: list[tuple[float, list[float]]]) -> list[tuple[Any, Any]]:
+        """pyqtgraph's ticks, but within a decade it keeps only 1, 2, 5 (then only 1) when the
+        nine minor ticks would come closer than a line of text (they printed 0.6 0.7 0.8 0.9 1
+        on top of each other in a short plot)."""
+        levels = super().logTickValues(minVal, maxVal, size, stdTicks)
+        span = maxVal - minVal
+        if span <= 0 or size <= 0:
+            return levels
+        pixels_per_unit = size / span
+        thinned = []
+        for spacing, values in levels:
+            if spacing is None and len(values) > 1:
+                for keep in ((1, 2, 3, 4, 5, 6, 7, 8, 9), (1, 2, 5), (1,)):
+                    chosen = [v for v in values
+                              if round(10.0 ** (float(v) - np.floor(float(v) + 1e-9))) in keep]
+                    gaps = np.diff(np.sort(np.asarray(chosen, dtype=float))) * pixels_per_unit
+                    if not gaps.size or gaps.min() >= self.MIN_LABEL_GAP_PX:
+                        break
+                values = chosen
+            thinned.append((spacing, values))
+        return thinned
+
+
+class RunsLossPlot(QWidget):
+    """The loss curves of several runs overlaid (Runs page): one colour per run, named in the
+    legend, smoothed as the Train page smooths (EMA 0.8), log scale by default."""
+
+    SMOOTHING = 0.8
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.widget = pg.PlotWidget(axisItems={"left": PlainLogAxis("left")})
+        self.plot_item = self.widget.getPlotItem()
+        self.plot_item.setLabel("bottom", "step")
+        self.plot_item.setLabel("left", "loss (smoothed)")
+        self.plot_item.getAxis("left").enableAutoSIPrefix(False)
+        major_grid(self.plot_item)
+        self.legend = self.plot_item.addLegend(offset=(-10, 10))
+        self.curves: dict[str, pg.PlotDataItem] = {}  # name -> curve
+        self.log_scale = QCheckBox("Log scale")
+        self.log_scale.setChecked(True)
+        self.plot_item.setLogMode(y=True)
+        self.note = QLabel("Select runs (Ctrl or Shift + click) to compare their loss curves.")
+        self.note.setWordWrap(True)
+        self.note.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        controls = QHBoxLayout()
+        controls.setContentsMargins(0, 0, 0, 0)
+        controls.addWidget(self.log_scale)
+        controls.addWidget(self.note, 1)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self.widget, 1)
+        layout.addLayout(controls)
+        self.log_scale.toggled.connect(lambda on: self.plot_item.setLogMode(y=on))
+
+    def set_curves(self, curves: Mapping[str, tuple[np.ndarray, np.ndarray]]) -> None:
+        """``{run name: (steps, losses)}``, drawn in that order."""
+        self.legend.clear()
+        for curve in self.curves.values():
+            self.plot_item.removeItem(curve)
+        self.curves = {}
+        for index, (name, (steps, losses)) in enumerate(curves.items()):
+            colour = SERIES_COLOURS[index % len(SERIES_COLOURS)]
+            curve = self.plot_item.plot(steps, ema_smooth(losses, self.SMOOTHING),
+                                        pen=pg.mkPen(colour, width=2), name=name)
+            curve.setDownsampling(auto=True, method="peak")
+            curve.setClipToView(True)
+            self.curves[name] = curve
+        if curves:
+            self.note.setText(f"{len(curves)} run{'s' if len(curves) != 1 else ''}: loss "
+                              f"smoothed with EMA {self.SMOOTHING:g}, as on the Train page")
+        else:
+            self.note.setText("Select runs (Ctrl or Shift + click) to compare their loss "
+                              "curves; these have no logged loss yet.")
 
 
 class ParticlePlot(QWidget):

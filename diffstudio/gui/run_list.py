@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from diffstudio.engine.runs import Run
 
@@ -79,3 +80,41 @@ def scan_workspace(workspace: str | Path) -> list[RunSummary]:
     runs = [summarise_run(child) for child in sorted(root.iterdir())
             if child.is_dir() and Run.is_run(child)]
     return sorted(runs, key=lambda r: r.modified or datetime.min, reverse=True)
+
+
+def _metrics_key(path: Path) -> tuple[int, int] | None:
+    try:
+        stat = path.stat()
+    except OSError:
+        return None
+    return stat.st_size, stat.st_mtime_ns
+
+
+def read_loss_curves(
+    paths: list[str], cache: dict[str, tuple[tuple[int, int], Any]] | None = None,
+) -> dict[str, tuple[Any, Any]]:
+    """``{run path: (steps, losses)}`` (numpy float64) from each run's metrics.jsonl, for the
+    Runs page's overlaid curves. ``cache`` (``{path: ((size, mtime_ns), curve)}``, updated in
+    place) skips files unchanged since they were last read; a run without metrics is left out.
+    """
+    import numpy as np
+
+    cache = {} if cache is None else cache
+    curves: dict[str, tuple[Any, Any]] = {}
+    for path in paths:
+        run = Run(path)
+        key = _metrics_key(run.metrics_path)
+        if key is None:
+            continue
+        cached = cache.get(path)
+        if cached is not None and cached[0] == key:
+            curves[path] = cached[1]
+            continue
+        records = [r for r in run.metrics()
+                   if isinstance(r.get("loss"), int | float) and isinstance(r.get("step"), int)]
+        curve = (np.array([r["step"] for r in records], dtype=np.float64),
+                 np.array([r["loss"] for r in records], dtype=np.float64))
+        cache[path] = (key, curve)
+        if records:
+            curves[path] = curve
+    return curves

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import shutil
 
+import pytest
+
 from diffstudio.engine.runs import Run
 
 
@@ -119,3 +121,39 @@ def test_new_run_with_its_settings(make_window, trained_run, tmp_path, qtbot):
     qtbot.waitUntil(lambda: any("acme-missing-net" in n.message
                                 for n in window.studio.notifications.items), timeout=30_000)
     assert train.form.values()["learning_rate"] == 1e-3  # nothing changed
+
+
+def test_selected_runs_overlay_their_loss_curves(make_window, trained_run, tmp_path, qtbot):
+    import json
+
+    workspace = tmp_path / "ws"
+    workspace.mkdir()
+    for name in ("first", "second"):
+        shutil.copytree(trained_run, workspace / name)
+    window = make_window(workspace=workspace)
+    runs = window.runs_view
+    qtbot.waitUntil(lambda: len(runs.runs) == 2, timeout=60_000)
+    assert runs.select_path(str(workspace / "first"))
+    qtbot.waitUntil(lambda: list(runs.curves_plot.curves) == ["first"], timeout=30_000)
+    runs.table.selectAll()
+    qtbot.waitUntil(lambda: sorted(runs.curves_plot.curves) == ["first", "second"],
+                    timeout=30_000)
+    assert runs.selected() is not None  # the actions still have one run to act on
+    # Each curve is the run's logged loss (smoothed as on the Train page).
+    from diffstudio.gui.plots import ema_smooth
+
+    logged = [json.loads(line) for line in
+              (workspace / "second" / "metrics.jsonl").read_text().splitlines()]
+    losses = [r["loss"] for r in logged if "loss" in r]
+    curve = runs.curves_plot.curves["second"]
+    xs, ys = curve.xData, curve.yData  # as given (getData is log10 on a log axis)
+    assert len(xs) == len(losses)
+    assert ys == pytest.approx(ema_smooth(losses, 0.8))
+    # A file that grows (a training writing it) is read again; an unchanged one from cache.
+    cached = runs._curve_cache[str(workspace / "first")]
+    with (workspace / "second" / "metrics.jsonl").open("a") as handle:
+        handle.write(json.dumps({"step": 100, "loss": 0.01}) + "\n")
+    runs.load_curves()
+    qtbot.waitUntil(lambda: runs.curves_plot.curves["second"].xData[-1] == 100,
+                    timeout=30_000)
+    assert runs._curve_cache[str(workspace / "first")] is cached

@@ -193,6 +193,13 @@ def test_log_axes_say_plain_numbers(qtbot):
     assert axis.tickStrings([-1.69897, 0.5, 1, 1.69897, 3], 1, 0.3) == \
         ["0.02", "3.16", "10", "50", "1,000"]
     assert plain_number(51.9477892385496) == "51.9"
+    # 0.15 .. 1.2 on 100 pixels: nine minor ticks a decade would print over each other.
+    low, high = np.log10(0.15), np.log10(1.2)
+    levels = axis.logTickValues(low, high, 100, [(1.0, [0.0])])
+    labelled = [round(10 ** v, 3) for spacing, values in levels if spacing is None for v in values]
+    assert labelled == [0.2, 0.5, 1.0]
+    tall = axis.logTickValues(low, high, 1000, [(1.0, [0.0])])
+    assert len([v for spacing, values in tall if spacing is None for v in values]) == 9  # 0.2 .. 1
     plot = LossPlot()
     qtbot.addWidget(plot)
     assert isinstance(plot.plot_item.getAxis("left"), PlainLogAxis)

@@ -27,7 +27,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from diffstudio.gui.run_list import RunSummary, scan_workspace
+from diffstudio.gui.plots import RunsLossPlot
+from diffstudio.gui.run_list import RunSummary, read_loss_curves, scan_workspace
 from diffstudio.gui.run_summary_text import readable_config
 from diffstudio.gui.studio import Studio
 from diffstudio.gui.workers import CallJob, JobWorker
@@ -59,7 +60,9 @@ class RunsView(QWidget):
         self.table.setObjectName("runsTable")
         self.table.setHorizontalHeaderLabels(_COLUMNS)
         self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
-        self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        # Several runs may be selected (their loss curves overlay); the actions act on the
+        # current one, whose config and note are shown.
+        self.table.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
         self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.table.setAlternatingRowColors(True)
         self.table.verticalHeader().setVisible(False)
@@ -112,10 +115,22 @@ class RunsView(QWidget):
         note_row.addWidget(self.note_status, 1)
         note_row.addWidget(self.save_note_button)
         note_layout.addLayout(note_row)
+        self.curves_plot = RunsLossPlot()
+        self.curves_plot.setObjectName("runsLossPlot")
+        self._curve_cache: dict[str, Any] = {}  # read_loss_curves' cache, used by its job only
+        self._curves_job: CallJob | None = None
+        self._curves_again = False
+        self._curves_timer = QTimer(self)  # a selected run being trained: its curve follows
+        self._curves_timer.setInterval(2000)
+        self._curves_timer.timeout.connect(self.load_curves)
+        text_column = QSplitter(Qt.Orientation.Vertical)
+        text_column.addWidget(self.details)
+        text_column.addWidget(note_box)
+        text_column.setSizes([160, 120])
         lower = QSplitter(Qt.Orientation.Horizontal)
-        lower.addWidget(self.details)
-        lower.addWidget(note_box)
-        lower.setSizes([700, 400])
+        lower.addWidget(text_column)
+        lower.addWidget(self.curves_plot)
+        lower.setSizes([560, 520])
         top = QHBoxLayout()
         top.addWidget(self.workspace_label, 1)
         top.addWidget(self.change_button)
@@ -126,18 +141,23 @@ class RunsView(QWidget):
         actions.addWidget(self.sample_button)
         actions.addWidget(self.evaluate_button)
         actions.addWidget(self.export_button)
-        actions.addWidget(self.open_button)
-        actions.addWidget(self.export_status, 1)
-        actions.addWidget(self.rename_button)
-        actions.addWidget(self.delete_button)
+        actions.addStretch(1)
+        # Two rows: one row of nine buttons made the page (and so the window) wider than the
+        # 1024x700 the product supports.
+        manage = QHBoxLayout()
+        manage.addWidget(self.export_status, 1)
+        manage.addWidget(self.open_button)
+        manage.addWidget(self.rename_button)
+        manage.addWidget(self.delete_button)
         splitter = QSplitter(Qt.Orientation.Vertical)
         splitter.addWidget(self.table)
         splitter.addWidget(lower)
-        splitter.setSizes([420, 220])
+        splitter.setSizes([330, 330])  # the config, note and curves need room as much as the table
         layout = QVBoxLayout(self)
         layout.addLayout(top)
         layout.addWidget(splitter, 1)
         layout.addLayout(actions)
+        layout.addLayout(manage)
 
         self.refresh_button.clicked.connect(self.refresh)
         self.change_button.clicked.connect(self.choose_workspace)
@@ -251,8 +271,51 @@ class RunsView(QWidget):
 
     # -- actions ----------------------------------------------------------------------------------
     def selected(self) -> RunSummary | None:
-        rows = self.table.selectionModel().selectedRows()
-        return self.runs[rows[0].row()] if rows and rows[0].row() < len(self.runs) else None
+        """The current run (the one the actions act on), when it is selected."""
+        rows = [index.row() for index in self.table.selectionModel().selectedRows()]
+        current = self.table.currentRow()
+        row = current if current in rows else (min(rows) if rows else None)
+        return self.runs[row] if row is not None and row < len(self.runs) else None
+
+    def selected_runs(self) -> list[RunSummary]:
+        rows = sorted(index.row() for index in self.table.selectionModel().selectedRows())
+        return [self.runs[row] for row in rows if row < len(self.runs)]
+
+    # -- overlaid loss curves -----------------------------------------------------------------
+    def load_curves(self) -> None:
+        """Read the selected runs' metrics in the background and overlay their losses."""
+        if self.studio.closing:
+            return
+        if self._curves_job is not None and self._curves_job.isRunning():
+            self._curves_again = True
+            return
+        chosen = [run for run in self.selected_runs() if not run.error]
+        following = any(run.training for run in chosen) or "train" in self.studio.jobs
+        if following and chosen:
+            self._curves_timer.start()
+        else:
+            self._curves_timer.stop()
+        if not chosen:
+            self.curves_plot.set_curves({})
+            return
+        paths = [run.path for run in chosen]
+        names = {run.path: run.name for run in chosen}
+        job = CallJob("read-curves", read_loss_curves, paths, self._curve_cache)
+        job.cpu_threads = 0  # no torch here
+        job.succeeded.connect(lambda curves: self.curves_plot.set_curves(
+            {names[path]: curve for path, curve in curves.items()}))
+        job.failed.connect(lambda message, details: self.curves_plot.note.setText(
+            f"Could not read the loss curves: {message}"))
+        job.finished.connect(self._on_curves_finished)
+        self._curves_job = job
+        self.studio.add_job("read-curves", job)
+        job.start()
+
+    def _on_curves_finished(self) -> None:
+        self._curves_job = None
+        if self._curves_again:
+            self._curves_again = False
+            self.load_curves()
 
     def select_path(self, path: str) -> bool:
         for row, run in enumerate(self.runs):
@@ -277,6 +340,7 @@ class RunsView(QWidget):
         self.export_button.setEnabled(run is not None and run.can_sample
                                       and run.kind == "image" and not exporting)
         self._show_note(run)
+        self.load_curves()
         if run is None:
             self.details.clear()
             return
