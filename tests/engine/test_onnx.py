@@ -4,6 +4,7 @@ onnxruntime sessions, samplers on both backends from the same noise."""
 from __future__ import annotations
 
 import contextlib
+import copy
 import json
 import shutil
 from collections.abc import Iterator
@@ -129,6 +130,41 @@ def test_opset_21_is_refused_before_any_work(digits, tmp_path, registry):
     with pytest.raises(OnnxError, match=r"opset 21 is outside 17\.\.20"):
         export_run(run, tmp_path / "x.onnx", opset=21, registry=registry)
     assert not (tmp_path / "x.onnx").exists()
+
+
+def test_float16_keeps_normalisations_and_the_output_layer_in_float32(digits, registry):
+    from diffstudio.engine.onnx_export import ExportWrapper
+
+    run, _, _ = digits
+    network = load_model(run, device="cpu", registry=registry).model.network.float().eval()
+    reference = ExportWrapper(network, conditional=False).eval()
+    wrapper = ExportWrapper(copy.deepcopy(network), conditional=False, fp16=True).eval()
+    mixed = wrapper.network
+    dtypes = {name: module.weight.dtype for name, module in mixed.named_modules()
+              if isinstance(module, torch.nn.Conv2d | torch.nn.GroupNorm)}
+    norms = [name for name in dtypes if ".module" in name and "norm" in name]
+    assert norms and all(dtypes[name] == torch.float32 for name in norms)
+    last_conv = [name for name in dtypes if name.endswith("conv_out.module")]
+    assert last_conv and dtypes[last_conv[0]] == torch.float32
+    assert sum(dtype == torch.float16 for dtype in dtypes.values()) > len(dtypes) // 2
+    x = torch.randn(3, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+    t = torch.full((3,), 50.0)
+    with torch.no_grad():
+        out = wrapper(x, t)
+        assert out.dtype == torch.float32
+        assert (out - reference(x, t)).abs().max() < 1e-2
+
+
+def test_float16_export_verifies_against_the_float32_network(digits, tmp_path, registry):
+    run, _, _ = digits
+    with _one_thread():
+        path, meta = export_run(run, tmp_path / "half.onnx", fp16=True, registry=registry)
+    assert meta["fp16"] and meta["verification"]["passed"]
+    assert 0 < meta["verification"]["max_abs_error"] <= 1e-3
+    weights = {init.data_type for init in onnx.load(str(path)).graph.initializer}
+    assert onnx.TensorProto.FLOAT16 in weights and onnx.TensorProto.FLOAT in weights
+    verification, _, _ = verify_file(path, run, registry=registry)
+    assert verification.passed and verification.tolerance == 1e-3
 
 
 def test_class_conditional_export_takes_labels(conditional):
