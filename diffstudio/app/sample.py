@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -45,6 +45,7 @@ __all__ = [
     "save_outcome",
     "save_outcome_sample",
     "to_numpy",
+    "unset_parameter_values",
 ]
 
 
@@ -198,6 +199,28 @@ def sampler_suggestions(loaded: LoadedSource, sampler_id: str, registry: Any) ->
         scale = noise_scale(build_dataset(registry, *loaded.dataset))
     return suggest_sampler_defaults(sampler_id, loaded.model, scale,
                                     contribution=registry.get("sampler", sampler_id))
+
+
+def unset_parameter_values(source: ModelSource, sampler_id: str, registry: Any = None
+                           ) -> dict[str, str]:
+    """What :func:`sample` gives each parameter of ``sampler_id`` that a request leaves unset,
+    when it differs from the schema default: ``{name: "uses 4.4e-3: <why>"}`` (the Sample
+    form shows these below its fields). Loads ``source`` on the CPU with the PyTorch backend
+    (suggestions depend on the process and the data, not on the runtime)."""
+    registry = _registry(registry)
+    on_torch = source if source.pretrained else replace(source, backend="torch")
+    loaded = load_source(on_torch, device="cpu", registry=registry)
+    hints: dict[str, str] = {}
+    for name, value in loaded.sampler_defaults.get(sampler_id, {}).items():
+        hints[name] = f"uses {_short(value)} while left at its default: the model's own value"
+    for name, suggestion in sampler_suggestions(loaded, sampler_id, registry).values.items():
+        hints.setdefault(name, f"uses {_short(suggestion.value)} while left at its default: "
+                               f"{suggestion.reason}")
+    return hints
+
+
+def _short(value: Any) -> str:
+    return f"{value:.3g}" if isinstance(value, float) else str(value)
 
 
 def _registry(registry: Any) -> Any:

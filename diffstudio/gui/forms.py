@@ -68,6 +68,7 @@ _INT_LIMIT = 2**31 - 1  # QSpinBox holds a C int
 _FLOAT_LIMIT = 1e15
 _INVALID_STYLE = "border: 1px solid #d9534f; border-radius: 2px;"
 _MESSAGE_STYLE = "color: #b52a25;"
+_HINT_STYLE = "color: #5a5a5a;"
 
 
 _ACRONYMS = {"lr": "LR", "ema": "EMA", "snr": "SNR", "cfg": "CFG", "x0": "x_0"}
@@ -257,6 +258,7 @@ class ParamForm(QWidget):
         self.editors: dict[str, QWidget] = {}
         self.labels: dict[str, QLabel] = {}
         self.messages: dict[str, QLabel] = {}  # the line below a field saying what is wrong
+        self.hints: dict[str, QLabel] = {}  # the line below a field saying what sampling uses
         self._tooltips: dict[str, str] = {}
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
@@ -281,6 +283,13 @@ class ParamForm(QWidget):
             self.messages[param.name] = message
             self.form_layout.addRow("", message)
             self.form_layout.setRowVisible(message, False)
+            hint = QLabel()
+            hint.setObjectName(f"hint_{param.name}")
+            hint.setWordWrap(True)
+            hint.setStyleSheet(_HINT_STYLE)
+            self.hints[param.name] = hint
+            self.form_layout.addRow("", hint)
+            self.form_layout.setRowVisible(hint, False)
             self._watch(param, editor)
         wheel_guard.guard_tree(self)  # the wheel edits a field only once it has the focus
         if not self.params:
@@ -359,6 +368,20 @@ class ParamForm(QWidget):
     def field_message(self, name: str) -> str:
         """The message shown below the field ("" when it is valid)."""
         label = self.messages[name]
+        return label.text() if self.form_layout.isRowVisible(label) else ""
+
+    def set_hints(self, hints: Mapping[str, str]) -> None:
+        """Show ``hints[name]`` in grey below each named field (and hide every other hint):
+        what is used for a field and why, e.g. the value the data suggests while the field is
+        left at its default. A hint never changes the field's value."""
+        for name, label in self.hints.items():
+            text = hints.get(name, "")
+            label.setText(text)
+            self.form_layout.setRowVisible(label, bool(text))
+
+    def field_hint(self, name: str) -> str:
+        """The hint shown below the field ("" when none)."""
+        label = self.hints[name]
         return label.text() if self.form_layout.isRowVisible(label) else ""
 
     def set_field_enabled(self, name: str, enabled: bool, why: str = "") -> None:

@@ -211,3 +211,28 @@ def test_a_points_run_shows_the_values_the_data_suggests(qtbot, make_window, tra
     assert view.start()
     qtbot.waitUntil(lambda: view.job is None, timeout=120_000)
     assert "step_lr = " in view.used_values.text() and "sigma_min²" in view.used_values.text()
+
+
+def test_unset_fields_say_what_sampling_will_give_them(qtbot, make_window, trained_points_run,
+                                                       trained_run):
+    """Issue 17: before sampling, each field left at its default says below it the value the
+    run's data suggests and why; the field itself keeps the schema default, and hints of one
+    run or sampler never stay on for another."""
+    window = make_window()
+    view = _sample_view(window, trained_points_run)
+    view.sampler_picker.select("annealed-langevin")
+    form = view.sampler_picker.form("annealed-langevin")
+    qtbot.waitUntil(lambda: form.field_hint("step_lr") != "", timeout=60_000)
+    assert "sigma_min²" in form.field_hint("step_lr") and form.field_hint("step_lr").startswith(
+        "uses ")
+    assert form.field_hint("sigma_max") and "from data" in form.field_hint("sigma_max")
+    default = next(p.default for p in form.params if p.name == "step_lr")
+    assert form.values()["step_lr"] == default  # shown, never written into the field
+    view.sampler_picker.select("ddpm")
+    assert form.field_hint("step_lr") == ""  # cleared with the change of sampler
+    view.sampler_picker.select("annealed-langevin")
+    assert form.field_hint("step_lr")  # known for this run: shown again at once
+    view.select_run(str(trained_run))  # a digits run: the data suggests nothing here
+    assert form.field_hint("step_lr") == ""
+    qtbot.waitUntil(lambda: "sampler-hints" not in window.studio.jobs, timeout=60_000)
+    assert form.field_hint("step_lr") == ""

@@ -39,7 +39,12 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from diffstudio.app.sample import outcome_sample_metadata, save_outcome, save_outcome_sample
+from diffstudio.app.sample import (
+    outcome_sample_metadata,
+    save_outcome,
+    save_outcome_sample,
+    unset_parameter_values,
+)
 from diffstudio.app.sources import ModelSource
 from diffstudio.engine.runs import Run
 from diffstudio.errors import ConfigError
@@ -294,10 +299,16 @@ class SampleView(QWidget):
         self.cancel_button.clicked.connect(self.cancel)
         self.save_button.clicked.connect(self.save)
         self.runs.changed.connect(self._on_run_changed)
+        # What an unset field will be given (the run's data suggests it), below each field.
+        self._hints: dict[tuple[str, str], dict[str, str]] = {}  # (run, sampler) -> hints
+        self._hints_job: CallJob | None = None
+        self._hints_again = False
+        self.sampler_picker.changed.connect(lambda _: self.load_hints())
         self.tabs.currentChanged.connect(lambda _: self._apply_tab_scope())
         self.compare.samplers_list.currentItemChanged.connect(self._on_compare_row)
         self.backend_combo.currentIndexChanged.connect(lambda _: self.backend_label.setText(""))
         self.source.changed.connect(self._on_source_changed)
+        self.source.changed.connect(lambda *_: self.load_hints())
         self.pretrained_edit.textChanged.connect(lambda _: self.update_buttons())
         self._fill_classes(None)
         self.class_combo.currentIndexChanged.connect(
@@ -359,7 +370,48 @@ class SampleView(QWidget):
             self.sampler_picker.select(sampler_id)
             raise
 
+    # -- what unset fields will be given --------------------------------------------------------
+    def load_hints(self) -> None:
+        """Show below each sampler field the value sampling gives it while it is left at its
+        default (the data's suggestion, the model's own value), worked out in the background
+        for the chosen run and sampler; hints of another run or sampler are cleared at once."""
+        for form in self.sampler_picker.forms.values():
+            form.set_hints({})
+        run, sampler_id = self.current_run(), self.sampler_picker.current_id()
+        if (run is None or sampler_id is None or self.from_pretrained.isChecked()
+                or not self.studio.ready or self.studio.closing):
+            return
+        key = (run, sampler_id)
+        if key in self._hints:
+            self._show_hints(key)
+            return
+        if self._hints_job is not None and self._hints_job.isRunning():
+            self._hints_again = True
+            return
+        job = CallJob("sampler-hints", unset_parameter_values, ModelSource(run=run),
+                      sampler_id, self.studio.registry)
+        job.succeeded.connect(lambda hints: (self._hints.__setitem__(key, hints),
+                                             self._show_hints(key)))
+        job.failed.connect(lambda message, details: self._hints.__setitem__(key, {}))
+        job.finished.connect(self._on_hints_finished)
+        self._hints_job = job
+        self.studio.add_job("sampler-hints", job)
+        job.start()
+
+    def _show_hints(self, key: tuple[str, str]) -> None:
+        form = self.sampler_picker.form(key[1])
+        if form is not None and key == (self.current_run(), self.sampler_picker.current_id()) \
+                and not self.from_pretrained.isChecked():
+            form.set_hints(self._hints.get(key, {}))
+
+    def _on_hints_finished(self) -> None:
+        self._hints_job = None
+        if self._hints_again:
+            self._hints_again = False
+            self.load_hints()
+
     def _on_run_changed(self, *_: Any) -> None:
+        self.load_hints()
         self.checkpoint_combo.clear()
         self.backend_label.setText("")  # the provider shown belonged to the previous run
         path = self.current_run()
