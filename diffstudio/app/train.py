@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from diffstudio.app.events import Done, Progress
+from diffstudio.app.events import Done, Note, Progress
 from diffstudio.app.threaded import StopCheck
 from diffstudio.errors import ConfigError
 
@@ -125,6 +125,32 @@ class TrainRequest:
         return TrainConfig.from_dict(values)
 
 
+def noise_level_warning(config: Any, registry: Any) -> str:
+    """A warning when the schedule's largest noise level is under half the largest distance
+    between the training points (Song & Ermon 2020, arXiv:2006.09011, Technique 1: then
+    Langevin cannot carry samples between modes and their weights come out wrong); "" when
+    it fits, or for data without a computed scale (images)."""
+    schedule = registry.get("schedule", config.schedule)
+    dataset = registry.get("dataset", config.dataset)
+    if "points" not in dataset.tags or not {"sigma_max", "sigma_min"} <= {
+            p.name for p in schedule.params}:
+        return ""
+    from diffstudio.engine.components import build_dataset
+    from diffstudio.engine.suggestions import noise_scale, suggest_schedule_levels
+
+    suggested = suggest_schedule_levels(
+        [p.name for p in schedule.params],
+        noise_scale(build_dataset(registry, config.dataset, config.dataset_params)))
+    sigma_max = float(config.schedule_params.get("sigma_max", 0.0))
+    if "sigma_max" not in suggested or sigma_max >= 0.5 * suggested["sigma_max"].value:
+        return ""
+    best = suggested["sigma_max"]
+    return (f"the schedule's sigma_max {sigma_max:.3g} is under half the data's "
+            f"{best.value:.3g} ({best.reason}): samples cannot move between modes, so their "
+            f"weights will come out wrong; train with --schedule.sigma-max {best.value:.3g} "
+            f"--schedule.sigma-min {suggested['sigma_min'].value:.3g}")
+
+
 def check_new_run_folder(out: str) -> None:
     """Refuse, before anything is built, an ``--out`` that is a file or cannot be written."""
     path = Path(out).expanduser()
@@ -164,6 +190,9 @@ def train(
         torch.cuda.set_device(request.cuda_index)  # per thread: the one pulling this job
     from diffstudio.engine.training import Trainer
 
+    warning = noise_level_warning(config, registry)
+    if warning:
+        yield Note(warning, level="warning")
     trainer = Trainer(config, request.run_dir, resume=bool(request.resume), registry=registry)
     events = trainer.run()
     try:

@@ -22,7 +22,7 @@ the seed's image settings one name away for any data.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -39,6 +39,7 @@ __all__ = [
     "effective_params",
     "noise_scale",
     "suggest_sampler_defaults",
+    "suggest_schedule_levels",
 ]
 
 #: The relative Langevin step eps / sigma_L^2, so that the step at level i is a tenth of that
@@ -115,6 +116,19 @@ def noise_scale(dataset: Any, max_points: int = MAX_POINTS) -> NoiseScale | None
         return None
     return NoiseScale(largest, largest / LEVEL_RATIO, float(points.abs().max()),
                       f"largest pairwise distance of {points.shape[0]} points")
+
+
+def suggest_schedule_levels(declared: Sequence[str], scale: NoiseScale | None
+                            ) -> dict[str, Suggestion]:
+    """Noise levels for training: a schedule that declares ``sigma_max`` and ``sigma_min``
+    (NCSN levels, the VE SDE, a plugin's) is suggested the data's range -- sigma_max the
+    largest pairwise distance (Song & Ermon 2020, arXiv:2006.09011, Technique 1), sigma_min
+    a hundredth of it -- where the data has a scale; empty otherwise (images)."""
+    if scale is None or not {"sigma_max", "sigma_min"} <= set(declared):
+        return {}
+    origin = f"from data: {scale.origin}"
+    return {"sigma_max": Suggestion(scale.sigma_max, f"{origin}; Song & Ermon 2020, Technique 1"),
+            "sigma_min": Suggestion(scale.sigma_min, f"{origin} / {LEVEL_RATIO:g}")}
 
 
 def _model_range(model: Any) -> tuple[float, float]:

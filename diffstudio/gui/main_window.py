@@ -345,6 +345,7 @@ class MainWindow(QMainWindow):
 
     def _on_dataset_changed(self, dataset_id: str) -> None:
         contribution = self.data_view.picker.contributions.get(dataset_id)
+        self.model_view.clear_data_scale()  # the new data's range is known once it loads
         if contribution is not None:
             self.model_view.suggest_network(contribution.tags)
 

@@ -137,6 +137,26 @@ def test_train_job_yields_progress_with_the_logged_rate(tmp_path, registry):
     assert isinstance(events[-1], Done) and events[-1].result.status == "completed"
 
 
+@pytest.mark.parametrize("sigma_max,warned", [(1.0, True), (20.0, False)])
+def test_a_noise_range_too_small_for_the_data_is_warned_before_training(tmp_path, registry,
+                                                                        sigma_max, warned):
+    """Issue 17: NCSN levels up to 1 on the 2-D mixture (modes ~14 apart) cannot carry points
+    between modes; the job says so, with the flags that fit, before the first step."""
+    from diffstudio.app.events import Note
+
+    settings = {**SETTINGS, "dataset": "toy2d", "dataset_params": {"num_points": 400},
+                "network": "mlp", "schedule": "ncsn", "prediction_type": "score", "steps": 2,
+                "schedule_params": {"sigma_max": sigma_max, "sigma_min": 0.01}}
+    events = list(train(TrainRequest(out=str(tmp_path / "run"), settings=settings),
+                        registry=registry))
+    notes = [e for e in events if isinstance(e, Note) and e.level == "warning"]
+    assert bool(notes) == warned
+    if warned:
+        assert "--schedule.sigma-max" in notes[0].text and "Technique 1" in notes[0].text
+        assert events.index(notes[0]) < next(i for i, e in enumerate(events)
+                                             if getattr(e, "kind", None) == "step")
+
+
 def test_closing_a_training_job_keeps_what_was_trained(tmp_path, registry):
     run = tmp_path / "run"
     request = TrainRequest(out=str(run), settings={**SETTINGS, "steps": 400,

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from PySide6.QtCore import Qt
 
 
 def _load(qtbot, window, dataset_id: str) -> None:
@@ -89,3 +90,34 @@ def test_explorer_shows_x_t_of_the_chosen_process(qtbot, make_window):
     np.testing.assert_allclose(shown, expected, rtol=1e-6)
     # At t = 1 the VE SDE's x_t = x_0 + sigma_max z with sigma_max = 5.
     assert (shown - view._x0.numpy()).std() == pytest.approx(5.0, rel=0.15)
+
+
+def test_ncsn_levels_suggested_from_the_data_and_used_only_on_request(qtbot, make_window):
+    """Issue 17: on 2-D data the NCSN schedule's sigma_max 1 cannot carry points between the
+    modes; the page says so below the field, suggests the data's range, and changes the values
+    only when "Use the data's noise levels" is pressed. Image data suggests nothing."""
+    import torch
+
+    window = make_window()
+    view = window.model_view
+    _load(qtbot, window, "digits")
+    assert view.schedule_picker.select("ncsn")
+    form = view.schedule_picker.form("ncsn")
+    assert form.field_hint("sigma_max") == "" and view.levels_button.isHidden()
+    _load(qtbot, window, "toy2d")
+    hint = form.field_hint("sigma_max")
+    assert hint.startswith("⚠") and "Technique 1" in hint
+    points = window.studio.dataset.data[:2000].double()
+    largest = float(torch.cdist(points, points).max())
+    assert f"{largest:.3g}" in hint and form.values()["sigma_max"] == 1.0  # hinted, not set
+    assert not view.levels_button.isHidden()
+    view.schedule_picker.select("linear")  # no sigma levels: no hints, no button
+    assert view.levels_button.isHidden()
+    view.schedule_picker.select("ncsn")
+    qtbot.mouseClick(view.levels_button, Qt.MouseButton.LeftButton)
+    values = form.values()
+    assert values["sigma_max"] == pytest.approx(largest, rel=1e-2)
+    assert values["sigma_min"] == pytest.approx(largest / 100, rel=1e-2)
+    assert values["levels"] == 10  # the other fields kept
+    assert form.field_hint("sigma_max").startswith("the data suggests")
+    assert view.levels_button.isHidden()

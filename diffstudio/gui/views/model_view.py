@@ -17,6 +17,7 @@ from PySide6.QtWidgets import (
     QGroupBox,
     QHBoxLayout,
     QLabel,
+    QPushButton,
     QScrollArea,
     QSlider,
     QSplitter,
@@ -54,7 +55,17 @@ class ModelView(QWidget):
         network_box = QGroupBox("Network")
         QVBoxLayout(network_box).addWidget(self.network_picker)
         schedule_box = QGroupBox("Noise schedule")
-        QVBoxLayout(schedule_box).addWidget(self.schedule_picker)
+        schedule_layout = QVBoxLayout(schedule_box)
+        schedule_layout.addWidget(self.schedule_picker)
+        self._scale: Any = None  # the loaded data's NoiseScale (points), for the levels' hints
+        self._level_suggestions: dict[str, Any] = {}
+        self.levels_button = QPushButton("Use the data's noise levels")
+        self.levels_button.setObjectName("useDataLevelsButton")
+        self.levels_button.setToolTip("Set sigma_max and sigma_min to the loaded data's range "
+                                      "(the hints below the fields say what and why)")
+        self.levels_button.setVisible(False)
+        self.levels_button.clicked.connect(self.use_data_levels)
+        schedule_layout.addWidget(self.levels_button)
         diffusion_box = QGroupBox("Diffusion")
         self._diffusion_layout = QVBoxLayout(diffusion_box)
         self._diffusion_layout.addWidget(self.diffusion_form)
@@ -107,8 +118,10 @@ class ModelView(QWidget):
         studio.engine_ready.connect(self._on_engine_ready)
         studio.dataset_loaded.connect(self.set_dataset)
         self.schedule_picker.changed.connect(lambda _: self.update_schedules())
+        self.schedule_picker.changed.connect(lambda _: self.update_level_hints())
         for form in self._schedule_forms():
             form.changed.connect(self.update_schedules)
+            form.changed.connect(self.update_level_hints)
         self.diffusion_form.changed.connect(self.update_schedules)
         self.t_slider.valueChanged.connect(self.update_explorer)
         if studio.registry is not None:
@@ -137,7 +150,9 @@ class ModelView(QWidget):
         self.schedule_picker.set_contributions(registry.contributions("schedule"))
         for form in self._schedule_forms():
             form.changed.connect(self.update_schedules)
+            form.changed.connect(self.update_level_hints)
         self.update_schedules()
+        self.update_level_hints()
 
     # -- selections -------------------------------------------------------------------------------
     def selection(self) -> dict[str, Any]:
@@ -211,10 +226,63 @@ class ModelView(QWidget):
         finally:
             self.t_slider.blockSignals(False)
 
+    # -- noise levels that fit the data ---------------------------------------------------------
+    def clear_data_scale(self) -> None:
+        """The data changed (its new scale is not known yet): no hints of the old one."""
+        self._scale = None
+        self.update_level_hints()
+
+    def update_level_hints(self) -> None:
+        """Below sigma_max and sigma_min of a schedule that has them, the levels the loaded
+        data suggests (engine ``suggest_schedule_levels``), with a warning when sigma_max is
+        too small to carry samples between modes; the fields keep their values until "Use the
+        data's noise levels" is pressed."""
+        for form in self._schedule_forms():
+            form.set_hints({})
+        self._level_suggestions = {}
+        contribution = self.schedule_picker.current_contribution()
+        form = self.schedule_picker.form()
+        if contribution is None or form is None or self._scale is None:
+            self.levels_button.setVisible(False)
+            return
+        from diffstudio.engine.suggestions import suggest_schedule_levels
+
+        suggestions = suggest_schedule_levels([p.name for p in contribution.params],
+                                              self._scale)
+        self._level_suggestions = suggestions
+        values = form.values()
+        hints = {}
+        for name, suggestion in suggestions.items():
+            hint = f"the data suggests {suggestion.value:.3g} ({suggestion.reason})"
+            current = values.get(name)
+            if name == "sigma_max" and isinstance(current, float) and \
+                    current < 0.5 * suggestion.value:
+                hint = (f"⚠ below half the data's largest distance: noise this small cannot "
+                        f"carry samples between modes, so their weights come out wrong; {hint}")
+            hints[name] = hint
+        form.set_hints(hints)
+        differs = any(not isinstance(values.get(name), float)
+                      or abs(values[name] - s.value) > 1e-3 * s.value
+                      for name, s in suggestions.items())
+        self.levels_button.setVisible(bool(suggestions) and differs)
+
+    def use_data_levels(self) -> None:
+        """Put the suggested sigma_max and sigma_min into the schedule form (the user asked)."""
+        form = self.schedule_picker.form()
+        if form is None or not self._level_suggestions:
+            return
+        rounded = {name: float(f"{s.value:.3g}") for name, s in self._level_suggestions.items()}
+        form.set_values({**form.values(), **rounded})
+        self.update_level_hints()
+
     def set_dataset(self, dataset: Any) -> None:
         """Take the explorer's clean samples x_0 from a loaded dataset, with fixed noise."""
         import torch
 
+        from diffstudio.engine.suggestions import noise_scale
+
+        self._scale = noise_scale(dataset)
+        self.update_level_hints()
         count = _EXPLORER_IMAGES if dataset.kind == "image" else _EXPLORER_POINTS
         self._x0 = dataset.data[:count].float()
         generator = torch.Generator().manual_seed(0)

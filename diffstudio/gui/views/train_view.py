@@ -345,6 +345,9 @@ class TrainView(QWidget):
         job = TrainJob(config, run_dir, resume=resume, registry=self.studio.registry,
                        cuda_index=cuda_index)
         job.events_ready.connect(self._drain_events)
+        job.note.connect(lambda text, level: (
+            self.studio.notifications.warning if level == "warning"
+            else self.studio.notifications.info)(text, source="Train"))
         job.progress_ready.connect(self._on_progress)
         job.preview_ready.connect(self._on_preview)
         job.succeeded.connect(self._on_succeeded)
