@@ -25,7 +25,7 @@ from diffstudio.app.events import Done, Note, Progress
 from diffstudio.app.threaded import StopCheck
 from diffstudio.errors import ConfigError
 
-__all__ = ["TrainRequest", "read_settings_file", "train"]
+__all__ = ["TrainRequest", "launch_rank", "noise_level_warning", "read_settings_file", "train"]
 
 COMPONENTS = ("dataset", "network", "schedule")
 DEFAULT_IDS = {"dataset": "digits", "schedule": "linear"}
@@ -75,7 +75,7 @@ class TrainRequest:
         if bool(self.out) == bool(self.resume):
             raise ConfigError("give a new run folder (--out RUN) or a run to continue "
                               "(--resume RUN), one of them")
-        if self.out:
+        if self.out and launch_rank() == 0:  # the other processes find rank 0's folder
             check_new_run_folder(self.out)
         return str(self.resume or self.out)
 
@@ -123,6 +123,15 @@ class TrainRequest:
         if "steps" in self.settings and "epochs" not in self.settings:
             values["epochs"] = 0
         return TrainConfig.from_dict(values)
+
+
+def launch_rank() -> int:
+    """This process's rank under ``accelerate launch`` or torchrun (their ``RANK``); 0 when
+    it was started alone. Only rank 0 checks, prints and writes."""
+    try:
+        return int(os.environ.get("RANK", "0"))
+    except ValueError:
+        return 0
 
 
 def noise_level_warning(config: Any, registry: Any) -> str:

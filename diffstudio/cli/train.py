@@ -7,7 +7,7 @@ import argparse
 import sys
 from typing import Any
 
-from diffstudio.app.train import COMPONENTS, TrainRequest, read_settings_file, train
+from diffstudio.app.train import COMPONENTS, TrainRequest, launch_rank, read_settings_file, train
 from diffstudio.cli.options import (
     ArgumentParser,
     add_contribution_options,
@@ -79,7 +79,8 @@ def cmd_train(argv: list[str], registry: PluginRegistry) -> int:
             settings[f"{kind}_params"] = given
     request = TrainRequest(out=args.out, resume=args.resume, settings=settings, base=base)
     config = request.resolve(registry)
-    quiet = args.quiet
+    follower = launch_rank() != 0  # data-parallel: rank 0 speaks for all processes
+    quiet = args.quiet or follower
 
     def on_event(event: Any, write: Any) -> None:
         kind = getattr(event, "kind", None)
@@ -99,6 +100,8 @@ def cmd_train(argv: list[str], registry: PluginRegistry) -> int:
         print("\ninterrupted: the last checkpoint is kept; continue with "
               f"'diffstudio train --resume {request.run_dir}'", file=sys.stderr)
         return 130
+    if follower:
+        return 0
     if result.total_steps == 0:
         print(f"nothing to train: the network is exact; ready to sample: {result.run.path}")
         return 0

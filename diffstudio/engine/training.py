@@ -170,6 +170,8 @@ class Trainer:
         self.should_stop = should_stop
         self.should_pause = should_pause
         self.is_main = True  # set from the accelerator when training starts
+        self.processes = 1  # data-parallel processes (set from the accelerator, too)
+        self._reduce_mean: Any = None
         self.result: TrainResult | None = None  # how the last run() ended
         self._stop = False
         self._made_folder = False  # this trainer created the run folder (removed on failure)
@@ -357,6 +359,11 @@ class Trainer:
         config = self.config
         accelerator = self._accelerator()
         self.is_main = accelerator.is_main_process
+        # Data-parallel (``accelerate launch``/torchrun): every process steps on its own batch
+        # of ``batch_size``; the logged loss is their mean and images/s counts all of them.
+        self.processes = accelerator.num_processes
+        self._reduce_mean = (lambda tensor: accelerator.reduce(tensor, reduction="mean")) \
+            if self.processes > 1 else None
         device = accelerator.device
         dataset, process, network = built.dataset, built.process, built.network
         steps_per_epoch = math.ceil(len(dataset) / config.batch_size)
@@ -414,7 +421,9 @@ class Trainer:
                          step=start_step, saved_step=start_step)
         yield from self._suspended(window.clock, TrainEvent(
             "start", start_step, total_steps,
-            message=f"{len(dataset)} samples of shape {dataset.sample_shape} on {device}",
+            message=f"{len(dataset)} samples of shape {dataset.sample_shape} on {device}"
+                    + (f" x {self.processes} processes (data-parallel, effective batch "
+                       f"{config.batch_size * self.processes})" if self.processes > 1 else ""),
             skipped=len(dataset.skipped),
         ))
         session.network.train()
@@ -548,9 +557,11 @@ class Trainer:
 
     def _log(self, step: int, total_steps: int, window: _Window) -> TrainEvent:
         """One point of the loss curve: metrics.jsonl and the "step" event, the same numbers."""
+        if self._reduce_mean is not None:  # every process logs at the same steps
+            window.losses.total = self._reduce_mean(window.losses.total)
         mean_loss = window.losses.take(step)
         eta = window.clock.eta(step, total_steps, time.perf_counter())
-        rate, elapsed = window.clock.lap(step, self.config.batch_size)
+        rate, elapsed = window.clock.lap(step, self.config.batch_size * self.processes)
         if self.is_main:
             self.run_folder.append_metrics([{
                 "step": step, "loss": mean_loss, "lr": window.lr, "images_per_second": rate,
