@@ -1,18 +1,22 @@
 """The Experiments page's job: the application layer's
-:func:`diffstudio.app.experiment.run_experiment` in a
-:class:`~diffstudio.gui.workers.JobWorker`. Each :class:`~diffstudio.app.experiment.JobUpdate`
-of a finished cell arrives with its comparison row, read from the result file in the worker
-thread (the main thread only paints)."""
+:func:`diffstudio.app.experiment.run_experiment` in a worker process
+(:func:`diffstudio.app.worker.run_experiment_in_process`: a crash or a plugin's ``os.abort()``
+ends that process, never the window), driven by a :class:`~diffstudio.gui.workers.JobWorker`.
+Each :class:`~diffstudio.app.experiment.JobUpdate` of a finished cell arrives with its
+comparison row, read from the result file in the worker thread (the main thread only paints).
+The worker's output goes to ``FOLDER/logs/worker-DATE.log``."""
 
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import Signal
 
-from diffstudio.app.experiment import ExperimentRequest, JobUpdate, run_experiment
+from diffstudio.app.experiment import ExperimentRequest, JobUpdate
+from diffstudio.app.worker import run_experiment_in_process
 from diffstudio.gui.workers import JobWorker
 
 __all__ = ["ExperimentJob"]
@@ -30,8 +34,10 @@ class ExperimentJob(JobWorker):
     stop_by_closing = False
 
     def __init__(self, request: ExperimentRequest, folder: Path, registry: Any = None) -> None:
-        super().__init__("experiment", lambda stop: run_experiment(
-            request, registry=registry, should_stop=stop))
+        # ``registry`` is the window's; the worker process loads the same plugins itself.
+        self.log = Path(folder) / "logs" / time.strftime("worker-%Y%m%d-%H%M%S.log")
+        super().__init__("experiment", lambda stop: run_experiment_in_process(
+            request, log=self.log, should_stop=stop))
         self.request = request
         self.folder = Path(folder)
 

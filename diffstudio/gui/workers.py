@@ -175,7 +175,10 @@ class Job(QThread):
             message = str(exc) if isinstance(exc, DiffstudioError) else (
                 f"{type(exc).__name__}: {exc}"
             )
-            self.failed.emit(message, traceback.format_exc())
+            # A worker process that died: what it printed last says more than our traceback.
+            tail = getattr(exc, "tail", None)
+            self.failed.emit(message, tail if isinstance(tail, str) and tail
+                             else traceback.format_exc())
         else:
             self.outcome = "succeeded"
             self.succeeded.emit(result)

@@ -128,3 +128,31 @@ def test_stop_keeps_a_checkpoint_and_run_continues(qtbot, make_window, tmp_path)
     state = json.loads((view.folder / "state.json").read_text())
     assert state["jobs"]["train/linear"]["attempts"] == 2
     assert Run(run).metrics()[-1]["step"] == 300
+
+
+def test_a_plugin_that_aborts_its_process_leaves_the_window_running(qtbot, make_window,
+                                                                    tmp_path,
+                                                                    install_fake_plugin):
+    """Issue 15: the experiment runs in a worker process; a dataset plugin that calls
+    os.abort() kills that process only: its cell is marked failed, the window says why with
+    the worker's log, and it goes on working."""
+    from diffstudio.plugin_manager import load_plugins
+    from tests.app.test_worker import ABORTING_PLUGIN
+
+    install_fake_plugin("aborting-plugin", "aborting_plugin", ABORTING_PLUGIN)
+    window = make_window(workspace=tmp_path / "workspace", registry_override=load_plugins())
+    window.show_page("Experiments")
+    view = window.experiments_view
+    file = tmp_path / "abort.toml"
+    file.write_text(GRID.replace('dataset = "digits"', 'dataset = "aborting"'), encoding="utf-8")
+    assert view.open_file(file)
+    qtbot.waitUntil(lambda: view.experiment is not None, timeout=30_000)
+    failures: list[tuple[str, str]] = []
+    assert view.run()
+    view.job.failed.connect(lambda message, details: failures.append((message, details)))
+    qtbot.waitUntil(lambda: view.job is None, timeout=120_000)
+    assert failures and "killed by SIGABRT" in failures[0][0]
+    assert "aborting_plugin.py" in failures[0][1]  # the log's last lines, as details
+    assert view.cell_text("train/linear") == "failed"
+    assert "SIGABRT" in view.status_label.text()
+    assert window.isVisible() and view.run_button.isEnabled()  # alive, and Run works again
