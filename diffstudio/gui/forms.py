@@ -269,7 +269,7 @@ class ParamForm(QWidget):
             editor = self._make_editor(param)
             editor.setToolTip(_tooltip(param))
             editor.setObjectName(f"param_{param.name}")
-            editor.setMinimumWidth(140)
+            editor.setMinimumWidth(120)  # 1024x700 windows: the form beside its page
             label = QLabel(label_for(param))
             label.setToolTip(_tooltip(param))
             self.editors[param.name] = editor

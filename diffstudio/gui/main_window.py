@@ -229,7 +229,7 @@ class MainWindow(QMainWindow):
         self.data_view.picker.changed.connect(self._on_dataset_changed)
         self._watched_network_forms: set[int] = set()
         self.model_view.network_picker.changed.connect(self._on_network_changed)
-        self.train_view.new_run_button.clicked.connect(self._on_network_changed)
+        self.train_view.fields_enabled.connect(self._on_network_changed)
         for picker in (self.data_view.picker, self.model_view.network_picker,
                        self.model_view.schedule_picker):
             picker.changed.connect(self._on_setup_changed)

@@ -2,9 +2,31 @@
 
 from __future__ import annotations
 
-from PySide6.QtWidgets import QLayout, QScrollArea, QVBoxLayout, QWidget
+from PySide6.QtCore import QSize, Qt
+from PySide6.QtWidgets import QLayout, QScrollArea, QStyle, QVBoxLayout, QWidget
 
-__all__ = ["form_column"]
+__all__ = ["FormScroll", "form_column"]
+
+
+class FormScroll(QScrollArea):
+    """A page's form that scrolls up and down only and is never narrower than its fields:
+    its minimum width is the form's own plus the vertical scroll bar (a plain scroll area
+    with the horizontal bar off cut the fields' right edges at 1024x700)."""
+
+    def __init__(self, widget: QWidget, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setWidget(widget)
+        self.setWidgetResizable(True)
+        self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+
+    def minimumSizeHint(self) -> QSize:
+        hint = super().minimumSizeHint()
+        widget = self.widget()
+        if widget is None:
+            return hint
+        bar = self.style().pixelMetric(QStyle.PixelMetric.PM_ScrollBarExtent)
+        width = widget.minimumSizeHint().width() + bar + 2 * self.frameWidth()
+        return QSize(max(hint.width(), width), hint.height())
 
 
 def form_column(scroll: QScrollArea, actions: QLayout) -> QWidget:

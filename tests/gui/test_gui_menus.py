@@ -104,3 +104,6 @@ def test_fields_that_do_not_apply_are_disabled_and_say_why(make_window):
     assert not dropout.isEnabled() and "class-conditional" in dropout.toolTip()
     picker.form().editors["class_conditional"].setChecked(True)
     assert dropout.isEnabled()
+    picker.form().editors["class_conditional"].setChecked(False)
+    window.train_view.new_run()  # enables the run's fields again, but not what cannot apply
+    assert not dropout.isEnabled()

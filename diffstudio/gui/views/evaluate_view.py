@@ -43,7 +43,7 @@ from diffstudio.engine.runs import Run
 from diffstudio.errors import ConfigError
 from diffstudio.gui.eval_jobs import EvalJob, EvalOutcome, EvalRequest
 from diffstudio.gui.forms import ContributionPicker, ParamForm, PathEdit
-from diffstudio.gui.panels import form_column
+from diffstudio.gui.panels import FormScroll, form_column
 from diffstudio.gui.retrieval_grid import RetrievalGrid
 from diffstudio.gui.run_chooser import RunChooser
 from diffstudio.gui.studio import Studio
@@ -102,7 +102,9 @@ class EvaluateView(QWidget):
         self.runs = RunChooser(lambda: studio.workspace, minimum_length=14,
                                object_name="evalRunCombo",
                                accepts=lambda run: run.can_sample and run.kind == "image")
-        self.ema_box = QCheckBox("Use the EMA weights (latest checkpoint)")
+        self.ema_box = QCheckBox("EMA weights (latest checkpoint)")
+        self.ema_box.setToolTip("Sample with the EMA copy of the weights of the run's latest "
+                                "checkpoint (unticked: the raw weights)")
         self.ema_box.setChecked(True)
         self.sampler_picker = ContributionPicker("sampler")
         run_page = QWidget()
@@ -154,9 +156,13 @@ class EvaluateView(QWidget):
 
         self.weights_edit = PathEdit(directory=False)
         self.weights_edit.line.setPlaceholderText("found automatically (see below)")
-        self.download_box = QCheckBox("Download them if missing (needs internet, 92 MB)")
+        self.download_box = QCheckBox("Download if missing (internet, 92 MB)")
+        self.download_box.setToolTip("Fetch pytorch-fid's Inception weights (92 MB) into the "
+                                     "cache when no file is found; needs internet")
         self.download_box.setChecked(True)
-        self.random_box = QCheckBox("Random Inception weights: checks the pipeline, not FID")
+        self.random_box = QCheckBox("Random Inception weights (no real FID)")
+        self.random_box.setToolTip("Seeded random weights: checks the pipeline end to end; the "
+                                   "numbers are not comparable with any published FID")
         self.weights_status = QLabel("")
         self.weights_status.setWordWrap(True)
         self.weights_status.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
@@ -178,11 +184,7 @@ class EvaluateView(QWidget):
         for box in (source_box, reference_box, metrics_box, weights_box):
             left_layout.addWidget(box)
         left_layout.addStretch(1)
-        scroll = QScrollArea()
-        scroll.setWidget(left)
-        scroll.setWidgetResizable(True)
-        scroll.setMinimumWidth(340)
-        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        scroll = FormScroll(left)  # never narrower than its fields
 
         # -- results ------------------------------------------------------------------------------
         self.stage_label = QLabel("Choose samples and press Evaluate.")
@@ -242,7 +244,7 @@ class EvaluateView(QWidget):
         for combo in (self.space_combo, self.show_combo, self.sort_combo):  # fit 1024 px
             combo.setSizeAdjustPolicy(
                 QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
-            combo.setMinimumContentsLength(10)
+            combo.setMinimumContentsLength(7)
         controls = QHBoxLayout()
         controls.addWidget(QLabel("Space"))
         controls.addWidget(self.space_combo)

@@ -86,6 +86,7 @@ class ModelView(QWidget):
         self.t_slider.setValue(250)
         self.t_label = QLabel("")
         self.t_label.setMinimumWidth(360)
+        self.t_label.setWordWrap(True)  # a narrow window: two lines, not a cut-off line
         self.xt_view = ImageView("x_t of the Data page's samples appears here once the data "
                                  "is loaded.")
         self.xt_points = ParticlePlot("x_t")

@@ -30,7 +30,6 @@ from PySide6.QtWidgets import (
     QLabel,
     QMenu,
     QPushButton,
-    QScrollArea,
     QSizePolicy,
     QSplitter,
     QStackedWidget,
@@ -50,7 +49,7 @@ from diffstudio.engine.runs import Run
 from diffstudio.errors import ConfigError
 from diffstudio.gui.forms import ContributionPicker, ParamForm, PathEdit
 from diffstudio.gui.images import ImageView, grid_rgb8
-from diffstudio.gui.panels import form_column
+from diffstudio.gui.panels import FormScroll, form_column
 from diffstudio.gui.plots import ParticlePlot
 from diffstudio.gui.run_chooser import RunChooser
 from diffstudio.gui.sample_grid import SampleGridView
@@ -218,11 +217,7 @@ class SampleView(QWidget):
         left_layout.addWidget(self.class_box)
         left_layout.addWidget(options_box)
         left_layout.addStretch(1)
-        scroll = QScrollArea()
-        scroll.setWidget(left)
-        scroll.setWidgetResizable(True)
-        scroll.setMinimumWidth(360)
-        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        scroll = FormScroll(left)  # never narrower than its fields
 
         # -- right: live view ---------------------------------------------------------------------
         self.status = QLabel("Choose a trained run and press Sample.")

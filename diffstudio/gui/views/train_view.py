@@ -15,14 +15,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PySide6.QtCore import Qt
+from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
     QGroupBox,
     QHBoxLayout,
     QLabel,
     QProgressBar,
     QPushButton,
-    QScrollArea,
     QSizePolicy,
     QSlider,
     QSplitter,
@@ -35,6 +34,7 @@ from diffstudio.engine.runs import Run
 from diffstudio.errors import ConfigError
 from diffstudio.gui.forms import ParamForm
 from diffstudio.gui.images import ImageView, grid_rgb8
+from diffstudio.gui.panels import FormScroll
 from diffstudio.gui.plots import LossPlot, ParticlePlot
 from diffstudio.gui.studio import Studio
 from diffstudio.gui.train_settings import RESUMABLE, TRAIN_PARAMS
@@ -57,7 +57,11 @@ def format_duration(seconds: float) -> str:
 
 class TrainView(QWidget):
     """See the module docstring. ``setup`` returns the dataset/network/schedule choices and
-    diffusion settings from the other pages (validated, or :class:`ConfigError`)."""
+    diffusion settings from the other pages (validated, or :class:`ConfigError`).
+    ``fields_enabled`` says :meth:`new_run` enabled every field again (the window then disables
+    what does not apply, e.g. label dropout for an unconditional network)."""
+
+    fields_enabled = Signal()
 
     def __init__(
         self, studio: Studio, setup: Callable[[], dict[str, Any]], parent: QWidget | None = None
@@ -97,11 +101,7 @@ class TrainView(QWidget):
         left_layout.addWidget(self.new_run_button)
         left_layout.addWidget(settings_box)
         left_layout.addStretch(1)
-        scroll = QScrollArea()
-        scroll.setWidget(left)
-        scroll.setWidgetResizable(True)
-        scroll.setMinimumWidth(280)
-        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)  # fields narrow
+        scroll = FormScroll(left)  # never narrower than its fields
 
         # -- right: controls, progress, curve, previews -------------------------------------------
         self.train_button = QPushButton("Train")
@@ -136,7 +136,7 @@ class TrainView(QWidget):
         self.preview_slider = QSlider(Qt.Orientation.Horizontal)
         self.preview_slider.setEnabled(False)
         self.preview_slider.setToolTip("Earlier previews of this run")
-        self.preview_stack.setMinimumWidth(140)  # the page fits a 1024-pixel-wide window
+        self.preview_stack.setMinimumWidth(120)  # the page fits a 1024-pixel-wide window
         preview_box = QGroupBox("Previews (EMA weights)")
         preview_layout = QVBoxLayout(preview_box)
         preview_layout.addWidget(self.preview_stack, 1)
@@ -296,6 +296,7 @@ class TrainView(QWidget):
         self.resume_dir = self.resume_config = None
         for name in self.form.editors:
             self.form.set_field_enabled(name, True)
+        self.fields_enabled.emit()
         self.new_run_button.setVisible(False)
         self._update_run_label()
         self._update_buttons()
