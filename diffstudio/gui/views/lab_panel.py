@@ -24,7 +24,7 @@ from diffstudio.gui.studio import Studio
 
 __all__ = ["LabPanel"]
 
-_TITLES = {"annealed-langevin": "Annealed Langevin (NCSN)", "langevin": "Plain Langevin"}
+_TITLES = {"annealed-langevin": "Annealed Langevin", "langevin": "Plain Langevin"}
 
 
 class LabPanel(QWidget):
