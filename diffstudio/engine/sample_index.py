@@ -47,6 +47,7 @@ __all__ = [
     "ScanReport",
     "iter_sample_pngs",
     "read_record",
+    "record_from_metadata",
     "sort_records",
 ]
 
@@ -148,6 +149,17 @@ def read_record(path: str | os.PathLike[str], stat: os.stat_result | None = None
         meta = parsed if isinstance(parsed, dict) else {}
     if str(meta.get("kind", "")) in _NOT_SAMPLES:
         return None
+    return record_from_metadata(location, meta, mtime_ns=stat.st_mtime_ns, size=stat.st_size,
+                                width=width, height=height)
+
+
+def record_from_metadata(path: str | os.PathLike[str], meta: dict[str, Any], *,
+                         mtime_ns: int = 0, size: int = 0, width: int = 0, height: int = 0,
+                         folder: str | None = None) -> SampleRecord:
+    """The record a PNG at ``path`` carrying ``meta`` (its ``diffstudio`` JSON) has, without
+    reading the file: what :func:`read_record` builds, also for samples not yet written (the
+    Sample page's result, planned for an export). ``folder`` defaults to the parent's name."""
+    location = Path(path)
     run_path = str(meta.get("run") or meta.get("pretrained") or "")
     params = meta.get("sampler_params")
     params = dict(params) if isinstance(params, dict) else {}
@@ -155,15 +167,16 @@ def read_record(path: str | os.PathLike[str], stat: os.stat_result | None = None
     if steps is None:
         steps = _int(params.get("steps"))
     return SampleRecord(
-        path=str(location), mtime_ns=stat.st_mtime_ns, size=stat.st_size,
-        folder=location.parent.name, run=Path(run_path).name if meta.get("run") else run_path,
+        path=str(location), mtime_ns=mtime_ns, size=size,
+        folder=location.parent.name if folder is None else folder,
+        run=Path(run_path).name if meta.get("run") else run_path,
         run_path=run_path, checkpoint=str(meta.get("checkpoint") or ""),
         network_sha256=str(meta.get("network_sha256") or ""),
         sampler=str(meta.get("sampler") or ""), params=params, steps=steps,
         network_evaluations=_int(meta.get("network_evaluations")), seed=_int(meta.get("seed")),
         class_label=_int(meta.get("class_label")), guidance=_float(meta.get("guidance")),
         backend=str(meta.get("backend") or ""), width=width, height=height,
-        has_metadata=bool(meta) and bool(meta.get("sampler")), meta=meta,
+        has_metadata=bool(meta) and bool(meta.get("sampler")), meta=dict(meta),
     )
 
 

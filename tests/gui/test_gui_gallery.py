@@ -139,3 +139,55 @@ def test_a_dropped_png_is_shown_and_recalled(qtbot, make_window, trained_run, re
     qtbot.waitUntil(lambda: window.current_page() == "Sample", timeout=30_000)
     assert window.sample_view.options.values()["seed"] == 3
     view.model.wait()
+
+
+def test_the_sample_page_exports_its_result_saved_or_not(qtbot, make_window, trained_run,
+                                                         tmp_path):
+    """The Sample page's Export… is the Gallery's export job: an unsaved result is written
+    (pixel for pixel as Save would) in the job, then exported; a saved one exports its PNGs."""
+    import zipfile
+
+    from diffstudio.engine.pngmeta import read_png_metadata
+
+    asked = []
+    window = make_window(ask=lambda title, text: asked.append(title) or False)
+    window.show_page("Sample")
+    view = window.sample_view
+    assert not view.exporter.export_button.isEnabled()  # nothing to export yet
+    view.select_run(str(trained_run))
+    view.sampler_picker.select("ddim", {"steps": 3})
+    view.options.set_values({"num_samples": 3, "seed": 21, "live_view": False})
+    assert view.start()
+    qtbot.waitUntil(lambda: view.job is None, timeout=120_000)
+    assert view.exporter.export_button.isEnabled() and view.outcome.paths == []
+
+    out = tmp_path / "out"
+    view.exporter.format_combo.setCurrentIndex(view.exporter.format_combo.findData("png"))
+    assert view.export_result(str(out))
+    assert not view.exporter.export_button.isEnabled()  # one export at a time
+    assert window.studio.jobs.get("export-sample") is view.exporter.job
+    qtbot.waitUntil(lambda: not view.exporter.is_running(), timeout=60_000)
+    files = sorted(out.glob("*.png"))
+    assert [f.name for f in files] == [f"{trained_run.name}__ddim-live__sample-{seed:06d}.png"
+                                       for seed in (21, 22, 23)]
+    meta = read_png_metadata(files[1])
+    assert (meta["seed"], meta["sampler"], meta["index"]) == (22, "ddim", 1)
+    assert "Exported 3 samples" in view.exporter.status.text()
+    # Exporting again into the same folder asks; refused, nothing starts.
+    assert not view.export_result(str(out)) and asked == ["Replace files?"]
+    assert view.exporter.job is None
+    # The exported PNG is the one Save writes: compare after saving.
+    view.save()
+    qtbot.waitUntil(lambda: len(view.outcome.paths) == 3 and "save" not in window.studio.jobs,
+                    timeout=60_000)
+    saved = view.outcome.paths[1]
+    assert files[1].read_bytes() == saved.read_bytes()
+
+    # A saved result exports its own files, named after their folder, here as a zip.
+    view.exporter.format_combo.setCurrentIndex(view.exporter.format_combo.findData("zip"))
+    assert view.export_result(str(out))
+    qtbot.waitUntil(lambda: not view.exporter.is_running(), timeout=60_000)
+    with zipfile.ZipFile(out / "gallery.zip") as archive:
+        names = archive.namelist()
+    assert f"png/{trained_run.name}__{saved.parent.name}__sample-000022.png" in names
+    assert {"contact-sheet.png", "gallery.html"} <= set(names)

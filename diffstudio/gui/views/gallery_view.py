@@ -83,6 +83,7 @@ from diffstudio.engine.sample_index import (
 )
 from diffstudio.engine.thumbnails import ThumbnailCache
 from diffstudio.errors import ConfigError, DiffstudioError
+from diffstudio.gui.export_controls import ExportControls
 from diffstudio.gui.studio import Studio
 from diffstudio.gui.workers import CallJob, JobWorker
 
@@ -311,7 +312,6 @@ class GalleryView(QWidget):
         self.scan_job: CallJob | None = None
         self._rescan = False
         self._shown_once = False
-        self.export_job: JobWorker | None = None
         self.index = SampleIndex(studio.workspace)
 
         self.summary = QLabel("")
@@ -410,18 +410,13 @@ class GalleryView(QWidget):
         self.copy_button = QPushButton("Copy parameters")
         self.folder_button = QPushButton("Open folder")
         self.delete_button = QPushButton("Delete to trash")
-        self.format_combo = QComboBox()
-        for label, fmt in (("PNG copies", "png"), ("Contact sheet", "sheet"),
-                           ("HTML gallery", "html"), ("Zip of all", "zip")):
-            self.format_combo.addItem(label, fmt)
-        self.captions_box = QCheckBox("Captions")
-        self.captions_box.setChecked(True)
-        self.export_button = QPushButton("Export…")
-        self.export_button.setToolTip("Export the selection, or everything shown when "
-                                      "nothing is selected")
-        self.export_status = QLabel("")
-        self.export_status.setWordWrap(True)
-        self.export_status.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        self.exporter = ExportControls(studio, "Gallery", lambda title, text: self.ask(title,
+                                                                                      text))
+        self.exporter.export_button.setToolTip("Export the selection, or everything shown "
+                                               "when nothing is selected")
+        self.format_combo = self.exporter.format_combo
+        self.captions_box = self.exporter.captions_box
+        self.export_button = self.exporter.export_button
         images = QHBoxLayout()
         images.addWidget(self.image_1x)
         images.addWidget(self.image_big, 1)
@@ -432,10 +427,6 @@ class GalleryView(QWidget):
         for button in (self.folder_button, self.delete_button):
             row2.addWidget(button)
         row2.addStretch(1)
-        row3 = QHBoxLayout()
-        row3.addWidget(self.format_combo)
-        row3.addWidget(self.captions_box)
-        row3.addWidget(self.export_button)
         detail = QWidget()
         detail_layout = QVBoxLayout(detail)
         detail_layout.setContentsMargins(6, 0, 0, 0)
@@ -444,8 +435,7 @@ class GalleryView(QWidget):
         detail_layout.addWidget(self.metadata, 1)
         detail_layout.addLayout(row1)
         detail_layout.addLayout(row2)
-        detail_layout.addLayout(row3)
-        detail_layout.addWidget(self.export_status)
+        detail_layout.addWidget(self.exporter)
         splitter = QSplitter(Qt.Orientation.Horizontal)
         splitter.addWidget(self.list)
         splitter.addWidget(detail)
@@ -477,6 +467,7 @@ class GalleryView(QWidget):
         self.folder_button.clicked.connect(self._open_folder)
         self.delete_button.clicked.connect(self.delete_selected)
         self.export_button.clicked.connect(lambda: self.export_selected())
+        self.exporter.finished.connect(self._on_selection)
         studio.workspace_changed.connect(lambda _: self._on_workspace())
         studio.jobs_changed.connect(self._rescan_after_saving)
         self._saving = False
@@ -616,7 +607,7 @@ class GalleryView(QWidget):
         for button in (self.recall_button, self.copy_button):
             button.setEnabled(record is not None and record.has_metadata)
         self.folder_button.setEnabled(record is not None)
-        self.export_button.setEnabled(bool(self.model.records) and self.export_job is None)
+        self.exporter.set_available(bool(self.model.records))
         self.star_button.setText("Unstar" if record is not None and record.starred else "Star")
         self.show_record(record)
 
@@ -737,63 +728,13 @@ class GalleryView(QWidget):
                 source="Gallery")
         return len(removed)
 
+    @property
+    def export_job(self) -> JobWorker | None:
+        return self.exporter.job
+
     def export_selected(self, folder: str | None = None) -> bool:
         """Export the selection (or every sample shown) in the chosen format as a job."""
-        from diffstudio.app.export import ExportRequest, export
-        from diffstudio.engine.export import planned_targets
-
-        records = self.selected() or list(self.model.records)
-        if not records or self.export_job is not None:
-            return False
-        if folder is None:
-            folder = QFileDialog.getExistingDirectory(self, "Export into folder",
-                                                      str(self.studio.workspace))
-            if not folder:
-                return False
-        fmt = self.format_combo.currentData()
-        try:
-            existing = [p for p in planned_targets(records, Path(folder), fmt) if p.exists()]
-        except ConfigError as exc:
-            self.studio.notifications.warning(f"Export not started: {exc}", source="Gallery")
-            return False
-        overwrite = bool(existing) and self.ask(
-            "Replace files?", f"{existing[0].name}" + (f" and {len(existing) - 1} more"
-                                                      if len(existing) > 1 else "")
-            + f" already exist in {folder}. Replace them?")
-        if existing and not overwrite:
-            return False
-        request = ExportRequest(sources=[r.path for r in records], out=folder, format=fmt,
-                                overwrite=overwrite, captions=self.captions_box.isChecked())
-        job = JobWorker("export", lambda stop: export(request, records=records,
-                                                      should_stop=stop))
-        job.progress_ready.connect(self._on_export_progress)
-        job.succeeded.connect(self._on_exported)
-        job.failed.connect(lambda message, details: self.studio.notifications.error(
-            f"Export failed: {message}", details, source="Gallery"))
-        job.finished.connect(self._on_export_finished)
-        job.cpu_threads = 0  # exporting needs no torch
-        self.export_job = job
-        self.export_status.setText(f"Exporting {len(records)} samples…")
-        self.studio.add_job("export", job)
-        job.start()
-        self._on_selection()
-        return True
-
-    def _on_export_progress(self) -> None:
-        if self.export_job is not None:
-            progress = self.export_job.take_progress()
-            if progress is not None:
-                self.export_status.setText(progress.describe())
-
-    def _on_exported(self, outcome: Any) -> None:
-        where = outcome.files[0] if len(outcome.files) == 1 else outcome.out
-        self.export_status.setText(f"Exported {outcome.count} samples to {where}")
-        self.studio.notifications.info(f"Exported {outcome.count} samples as {outcome.format} "
-                                       f"to {where}", source="Gallery")
-
-    def _on_export_finished(self) -> None:
-        self.export_job = None
-        self._on_selection()
+        return self.exporter.start(self.selected() or list(self.model.records), folder)
 
     # -- PNGs from outside ----------------------------------------------------------------------
     def show_file(self, path: str) -> SampleRecord | None:
