@@ -3,16 +3,25 @@ rescan and a move, filters and sorting, PNGs without metadata, thumbnails keyed 
 
 from __future__ import annotations
 
+import math
 import os
 import shutil
 import sqlite3
+import time
 
 import numpy as np
 import pytest
 from PIL import Image
 
 from diffstudio.engine.pngmeta import write_png
-from diffstudio.engine.sample_index import SampleFilter, SampleIndex, read_record, sort_records
+from diffstudio.engine.sample_index import (
+    SampleFilter,
+    SampleIndex,
+    group_records,
+    period_bounds,
+    read_record,
+    sort_records,
+)
 from diffstudio.engine.thumbnails import ThumbnailCache, fit_nearest
 from diffstudio.errors import ConfigError
 
@@ -127,6 +136,73 @@ def test_filters_and_sorting(workspace):
             SampleFilter.from_pairs(bad)
     with pytest.raises(ConfigError, match="cannot sort"):
         sort_records([], "colour")
+
+
+DAY = 86400.0
+
+
+def test_a_date_range_is_the_index_query_and_periods_count_back_from_now(workspace,
+                                                                         monkeypatch):
+    """The date bounds are in the SQL query (through the date index), not only a filter over
+    every row afterwards; today / 7d / 30d are periods ending now."""
+    now = 1_750_000_000.0
+    a = workspace / "run-a" / "samples" / "ddim-1"
+    b = workspace / "run-b" / "samples" / "ddpm-1"
+    ages = {a / "sample-000000.png": 0.1, a / "sample-000001.png": 3, a / "sample-000002.png": 10,
+            b / "sample-000010.png": 40, b / "sample-000011.png": 400}
+    for path, days in ages.items():
+        stamp = int((now - days * DAY) * 1e9)
+        os.utime(path, ns=(stamp, stamp))
+    index = SampleIndex(workspace)
+    index.scan()
+
+    def seeds(since, until=None):
+        return sorted(r.seed for r in index.records(SampleFilter(since=since, until=until)))
+
+    assert seeds(*period_bounds("7d", now)) == [0, 1]
+    assert seeds(*period_bounds("30d", now)) == [0, 1, 2]
+    assert seeds(*period_bounds("all", now)) == [0, 1, 2, 10, 11]
+    assert seeds(now - 50 * DAY, now - 5 * DAY) == [2, 10]  # a from-to range, until exclusive
+    since, until = period_bounds("today", now)
+    midnight = time.localtime(since)
+    assert until is None and (midnight.tm_hour, midnight.tm_min, midnight.tm_sec) == (0, 0, 0)
+    assert 0 <= now - since < DAY
+    assert SampleFilter.from_pairs(["date=7d"]).since == pytest.approx(time.time() - 7 * DAY,
+                                                                        abs=60)
+    with pytest.raises(ConfigError, match="date period"):
+        SampleFilter.from_pairs(["date=fortnight"])
+    # The rows outside the range are not read: the query itself is bounded, by the index.
+    statements = []
+    connect = sqlite3.connect
+
+    def traced(*args, **kwargs):
+        connection = connect(*args, **kwargs)
+        connection.set_trace_callback(statements.append)
+        return connection
+
+    monkeypatch.setattr("diffstudio.engine.sample_index.sqlite3.connect", traced)
+    assert seeds(now - 5 * DAY) == [0, 1]
+    query = next(sql for sql in statements if sql.startswith("SELECT") and "mtime_ns >= " in sql
+                 and "LIMIT" not in sql and "mtime_ns < " not in sql and "FROM samples" in sql
+                 and str(math.ceil((now - 5 * DAY) * 1e9)) in sql)
+    with connect(index.database) as connection:
+        plan = " ".join(str(row) for row in connection.execute(f"EXPLAIN QUERY PLAN {query}"))
+    assert "samples_date" in plan
+    assert index.count() == 5
+
+
+def test_groups_by_run_or_sampler_in_name_order_keeping_the_sort(workspace):
+    Image.new("RGB", (4, 4)).save(workspace / "photo.png")
+    index = SampleIndex(workspace)
+    index.scan()
+    records = index.records(sort="seed", descending=True)
+    groups = group_records(records, "sampler")
+    assert [(name, [r.seed for r in members]) for name, members in groups] == [
+        ("ddim", [2, 1, 0]), ("ddpm", [11, 10]), ("(unknown parameters)", [None])]
+    assert [name for name, _ in group_records(records, "run")] == ["run-a", "run-b",
+                                                                     "(no run)"]
+    with pytest.raises(ConfigError, match="cannot group"):
+        group_records(records, "colour")
 
 
 def test_forget_drops_rows_and_the_index_is_one_sqlite_file(workspace):

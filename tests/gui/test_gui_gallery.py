@@ -19,6 +19,7 @@ def _workspace(tmp_path, trained_run, registry):
     workspace = tmp_path / "ws"
     run = workspace / trained_run.name
     shutil.copytree(trained_run, run)
+    shutil.rmtree(run / "samples", ignore_errors=True)  # only this test's samples count
     out = run / "samples" / "ddpm-batch"
     run_job(sample(SampleRequest(ModelSource(run=str(run)), "ddpm", {"steps": 10},
                                  num_samples=4, seed=3, batch_size=2, device="cpu", save=True,
@@ -149,12 +150,14 @@ def test_the_sample_page_exports_its_result_saved_or_not(qtbot, make_window, tra
 
     from diffstudio.engine.pngmeta import read_png_metadata
 
+    run = tmp_path / "workspace" / trained_run.name  # saving must not change the fixture
+    shutil.copytree(trained_run, run)
     asked = []
     window = make_window(ask=lambda title, text: asked.append(title) or False)
     window.show_page("Sample")
     view = window.sample_view
     assert not view.exporter.export_button.isEnabled()  # nothing to export yet
-    view.select_run(str(trained_run))
+    view.select_run(str(run))
     view.sampler_picker.select("ddim", {"steps": 3})
     view.options.set_values({"num_samples": 3, "seed": 21, "live_view": False})
     assert view.start()
@@ -168,7 +171,7 @@ def test_the_sample_page_exports_its_result_saved_or_not(qtbot, make_window, tra
     assert window.studio.jobs.get("export-sample") is view.exporter.job
     qtbot.waitUntil(lambda: not view.exporter.is_running(), timeout=60_000)
     files = sorted(out.glob("*.png"))
-    assert [f.name for f in files] == [f"{trained_run.name}__ddim-live__sample-{seed:06d}.png"
+    assert [f.name for f in files] == [f"{run.name}__ddim-live__sample-{seed:06d}.png"
                                        for seed in (21, 22, 23)]
     meta = read_png_metadata(files[1])
     assert (meta["seed"], meta["sampler"], meta["index"]) == (22, "ddim", 1)
@@ -189,5 +192,68 @@ def test_the_sample_page_exports_its_result_saved_or_not(qtbot, make_window, tra
     qtbot.waitUntil(lambda: not view.exporter.is_running(), timeout=60_000)
     with zipfile.ZipFile(out / "gallery.zip") as archive:
         names = archive.namelist()
-    assert f"png/{trained_run.name}__{saved.parent.name}__sample-000022.png" in names
+    assert f"png/{run.name}__{saved.parent.name}__sample-000022.png" in names
     assert {"contact-sheet.png", "gallery.html"} <= set(names)
+
+
+def test_the_date_range_queries_the_index_and_groups_have_header_rows(
+        qtbot, make_window, trained_run, registry, tmp_path):
+    import os
+    import time
+
+    from diffstudio.gui.views.gallery_view import GroupHeader
+
+    workspace, run, out = _workspace(tmp_path, trained_run, registry)
+    ddim = run / "samples" / "ddim-batch"
+    run_job(sample(SampleRequest(ModelSource(run=str(run)), "ddim", {"steps": 3},
+                                 num_samples=2, seed=40, batch_size=2, device="cpu", save=True,
+                                 out=str(ddim)), registry=registry))
+    old = time.time() - 10 * 86400  # the ddpm samples were made ten days ago
+    for path in out.glob("sample-*.png"):
+        os.utime(path, (old, old))
+    window = make_window(workspace=workspace)
+    view = window.gallery_view
+    window.show_page("Gallery")
+    qtbot.waitUntil(lambda: len(view.all_records) == 7, timeout=60_000)
+
+    view.date_combo.setCurrentIndex(view.date_combo.findData("7d"))
+    qtbot.waitUntil(lambda: len(view.all_records) == 3, timeout=30_000)  # 2 ddim + the photo
+    assert {r.seed for r in view.all_records} == {40, 41, None}
+    assert "<b>3</b> of 7 samples (3 last 7 days)" in view.summary.text()
+    assert not view.from_edit.isEnabled()
+    view.date_combo.setCurrentIndex(view.date_combo.findData("range"))
+    assert view.from_edit.isEnabled() and view.to_edit.isEnabled()
+    ten_days_ago = view.to_edit.date().addDays(-10)
+    view.from_edit.setDate(ten_days_ago.addDays(-1))
+    view.to_edit.setDate(ten_days_ago.addDays(1))
+    qtbot.waitUntil(lambda: view.scan_job is None and len(view.all_records) == 4,
+                    timeout=30_000)
+    assert {r.sampler for r in view.all_records} == {"ddpm"}
+    view.date_combo.setCurrentIndex(view.date_combo.findData("all"))
+    qtbot.waitUntil(lambda: view.scan_job is None and len(view.all_records) == 7,
+                    timeout=30_000)
+
+    # Group by sampler: a header row per group, on a line of its own across the list.
+    view.group_combo.setCurrentIndex(view.group_combo.findData("sampler"))
+    entries = view.model.entries
+    headers = [(row, e) for row, e in enumerate(entries) if isinstance(e, GroupHeader)]
+    assert [(e.title, e.count) for _, e in headers] == [
+        ("ddim", 2), ("ddpm", 4), ("(unknown parameters)", 1)]
+    assert view.model.rowCount() == 10 and len(view.model.records) == 7
+    qtbot.waitUntil(lambda: view.list.visualRect(view.model.index(9)).height() > 0)
+    viewport = view.list.viewport().width()
+    for row, header in headers:
+        rect = view.list.visualRect(view.model.index(row))
+        first = view.list.visualRect(view.model.index(row + 1))
+        assert rect.width() > viewport - 2 * view.delegate.cell  # no cell fits beside it
+        assert rect.width() <= viewport and first.top() >= rect.bottom()  # samples below
+        assert view.model.index(row).data() == header.text()
+    # A header is no sample: not selectable, not exported, not dragged.
+    view.list.selectAll()
+    assert len(view.selected()) == 7
+    assert not any(view.list.selectionModel().isSelected(view.model.index(row))
+                   for row, _ in headers)
+    assert "<b>7</b> of 7" in view.summary.text()
+    view.group_combo.setCurrentIndex(view.group_combo.findData(None))
+    assert view.model.rowCount() == 7 and view.list.uniformItemSizes()
+    view.model.wait()

@@ -19,11 +19,14 @@ from __future__ import annotations
 import json
 from collections import OrderedDict
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import (
     QAbstractListModel,
+    QDate,
+    QDateTime,
     QMimeData,
     QModelIndex,
     QObject,
@@ -33,6 +36,7 @@ from PySide6.QtCore import (
     QSize,
     Qt,
     QThreadPool,
+    QTime,
     QTimer,
     QUrl,
     Signal,
@@ -53,6 +57,7 @@ from PySide6.QtWidgets import (
     QAbstractItemView,
     QCheckBox,
     QComboBox,
+    QDateEdit,
     QFileDialog,
     QHBoxLayout,
     QHeaderView,
@@ -78,6 +83,8 @@ from diffstudio.engine.sample_index import (
     SampleFilter,
     SampleIndex,
     SampleRecord,
+    group_records,
+    period_bounds,
     read_record,
     sort_records,
 )
@@ -87,17 +94,21 @@ from diffstudio.gui.export_controls import ExportControls
 from diffstudio.gui.studio import Studio
 from diffstudio.gui.workers import CallJob, JobWorker
 
-__all__ = ["GalleryModel", "GalleryView", "ThumbnailDelegate"]
+__all__ = ["GalleryModel", "GalleryView", "GroupHeader", "ThumbnailDelegate"]
 
 RECORD_ROLE = Qt.ItemDataRole.UserRole + 1
+HEADER_ROLE = Qt.ItemDataRole.UserRole + 2
 _PIXMAP_LIMIT = 3000  # pixmaps kept (128 px: about 200 MB at most); the rest are re-read
 _ALL = "All"
 
 
-def _scan(workspace: Path) -> tuple[Any, list[SampleRecord]]:
+def _load(workspace: Path, where: SampleFilter, scan: bool
+          ) -> tuple[Any, list[SampleRecord], int]:
+    """(the scan's report or None, the records of the date range, how many the index holds):
+    the index rescanned first when ``scan``; the date range is the index query's."""
     index = SampleIndex(workspace)
-    report = index.scan()
-    return report, index.records()
+    report = index.scan() if scan else None
+    return report, index.records(where), index.count()
 
 
 class _ThumbnailSignals(QObject):
@@ -127,12 +138,26 @@ class _ThumbnailTask(QRunnable):
             self.signals.failed.emit(record.path, record.mtime_ns, self.generation, str(exc))
 
 
+@dataclass(frozen=True)
+class GroupHeader:
+    """A row of the list that heads a group (a run or a sampler) and is no sample."""
+
+    title: str
+    count: int
+
+    def text(self) -> str:
+        return f"{self.title} · {self.count:,} sample{'s' if self.count != 1 else ''}"
+
+
 class GalleryModel(QAbstractListModel):
-    """The filtered, sorted records; thumbnails asked for when the view paints them."""
+    """The filtered, sorted records; thumbnails asked for when the view paints them. When
+    grouped, each group starts with a :class:`GroupHeader` row (``entries``), which is neither
+    selectable nor draggable; ``records`` are the samples alone, in the order shown."""
 
     def __init__(self, parent: QObject | None = None, threads: int = 2) -> None:
         super().__init__(parent)
         self.records: list[SampleRecord] = []
+        self.entries: list[SampleRecord | GroupHeader] = []
         self.cache: ThumbnailCache | None = None
         self.generation = 0
         self.pixmaps: OrderedDict[tuple[str, int], QPixmap] = OrderedDict()
@@ -154,20 +179,48 @@ class GalleryModel(QAbstractListModel):
         self.pending.clear()
         self.failed.clear()
 
-    def set_records(self, records: list[SampleRecord]) -> None:
+    def set_records(self, records: list[SampleRecord],
+                    groups: list[tuple[str, list[SampleRecord]]] | None = None) -> None:
+        """Show ``records``; or, with ``groups`` ((title, records) pairs), each group under a
+        header row."""
         self.beginResetModel()
-        self.records = records
-        self.rows = {record.path: row for row, record in enumerate(records)}
+        if groups is None:
+            self.entries = list(records)
+            self.records = list(records)
+        else:
+            self.entries, self.records = [], []
+            for title, members in groups:
+                self.entries.append(GroupHeader(title, len(members)))
+                self.entries.extend(members)
+                self.records.extend(members)
+        self.rows = {entry.path: row for row, entry in enumerate(self.entries)
+                     if isinstance(entry, SampleRecord)}
         self.endResetModel()
 
+    def is_grouped(self) -> bool:
+        return len(self.entries) != len(self.records)
+
+    def record_at(self, row: int) -> SampleRecord | None:
+        """The sample at ``row``; None for a group header (or no such row)."""
+        entry = self.entries[row] if 0 <= row < len(self.entries) else None
+        return entry if isinstance(entry, SampleRecord) else None
+
+    def row_of(self, record: SampleRecord) -> int | None:
+        return self.rows.get(record.path)
+
     def rowCount(self, parent: QModelIndex | QPersistentModelIndex = QModelIndex()) -> int:
-        return 0 if parent.isValid() else len(self.records)
+        return 0 if parent.isValid() else len(self.entries)
 
     def data(self, index: QModelIndex | QPersistentModelIndex,
              role: int = Qt.ItemDataRole.DisplayRole) -> Any:
-        if not index.isValid() or index.row() >= len(self.records):
+        if not index.isValid() or index.row() >= len(self.entries):
             return None
-        record = self.records[index.row()]
+        record = self.entries[index.row()]
+        if isinstance(record, GroupHeader):
+            if role == HEADER_ROLE:
+                return record
+            return record.text() if role in (Qt.ItemDataRole.DisplayRole,
+                                             Qt.ItemDataRole.AccessibleTextRole) else None
         if role == RECORD_ROLE:
             return record
         if role == Qt.ItemDataRole.DisplayRole:
@@ -219,15 +272,20 @@ class GalleryModel(QAbstractListModel):
     # -- dragging images out as files ---------------------------------------------------------
     def flags(self, index: QModelIndex | QPersistentModelIndex) -> Qt.ItemFlag:
         base = super().flags(index)
-        return base | Qt.ItemFlag.ItemIsDragEnabled if index.isValid() else base
+        if not index.isValid():
+            return base
+        if self.record_at(index.row()) is None:  # a group header
+            return Qt.ItemFlag.ItemIsEnabled
+        return base | Qt.ItemFlag.ItemIsDragEnabled
 
     def mimeTypes(self) -> list[str]:
         return ["text/uri-list"]
 
     def mimeData(self, indexes: Any) -> QMimeData:
         data = QMimeData()
-        data.setUrls([QUrl.fromLocalFile(self.records[i.row()].path) for i in indexes
-                      if i.isValid()])
+        chosen = [self.record_at(i.row()) for i in indexes if i.isValid()]
+        data.setUrls([QUrl.fromLocalFile(record.path) for record in chosen
+                      if record is not None])
         return data
 
     def supportedDragActions(self) -> Qt.DropAction:
@@ -245,13 +303,28 @@ class ThumbnailDelegate(QStyledItemDelegate):
     def __init__(self, cell: int = 128, parent: QObject | None = None) -> None:
         super().__init__(parent)
         self.cell = cell
+        self.view: QListView | None = None  # set by the page: a header spans its width
 
     def sizeHint(self, option: QStyleOptionViewItem,
                  index: QModelIndex | QPersistentModelIndex) -> QSize:
+        if index.data(HEADER_ROLE) is not None:
+            return self.header_size(option)
         return QSize(self.cell + 12, self.cell + 40)
+
+    def header_size(self, option: QStyleOptionViewItem) -> QSize:
+        """Nearly the list's width, so that the header has a line of its own: no cell fits
+        beside it (yet never wider than the viewport: no horizontal scroll bar)."""
+        width = self.cell + 12
+        if self.view is not None:
+            width = max(width, self.view.viewport().width() - 2 * self.view.spacing() - 4)
+        return QSize(width, option.fontMetrics.height() + 14)  # type: ignore[attr-defined]
 
     def paint(self, painter: QPainter, option: QStyleOptionViewItem,
               index: QModelIndex | QPersistentModelIndex) -> None:
+        header: GroupHeader | None = index.data(HEADER_ROLE)
+        if header is not None:
+            self.paint_header(painter, option, header)
+            return
         record: SampleRecord | None = index.data(RECORD_ROLE)
         if record is None:
             return
@@ -291,6 +364,25 @@ class ThumbnailDelegate(QStyledItemDelegate):
                              Qt.AlignmentFlag.AlignCenter, "★")
         painter.restore()
 
+    def paint_header(self, painter: QPainter, option: QStyleOptionViewItem,
+                     header: GroupHeader) -> None:
+        """A group's header: its name and count in bold over a rule."""
+        painter.save()
+        rect: QRect = option.rect  # type: ignore[attr-defined]
+        palette = option.palette  # type: ignore[attr-defined]
+        font = option.font  # type: ignore[attr-defined]
+        font.setBold(True)
+        painter.setFont(font)
+        painter.setPen(palette.text().color())
+        text_rect = rect.adjusted(6, 2, -6, -4)
+        painter.drawText(text_rect, Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter,
+                         painter.fontMetrics().elidedText(header.text(),
+                                                          Qt.TextElideMode.ElideMiddle,
+                                                          text_rect.width()))
+        painter.setPen(palette.mid().color())
+        painter.drawLine(rect.left() + 4, rect.bottom() - 1, rect.right() - 4, rect.bottom() - 1)
+        painter.restore()
+
 
 class GalleryView(QWidget):
     """See the module docstring. ``recall_requested(Recall)`` asks the window to load a sample
@@ -310,7 +402,9 @@ class GalleryView(QWidget):
         self.all_records: list[SampleRecord] = []
         self.loose: SampleRecord | None = None  # a PNG dropped or opened from outside
         self.scan_job: CallJob | None = None
-        self._rescan = False
+        self._pending: bool | None = None  # after this job: True rescan, False query again
+        self._query_where: SampleFilter | None = None
+        self.total = 0  # samples in the index, whatever the date
         self._shown_once = False
         self.index = SampleIndex(studio.workspace)
 
@@ -343,30 +437,62 @@ class GalleryView(QWidget):
             self.sort_combo.addItem(key.replace("_", " "), key)
         self.descending_box = QCheckBox("Descending")
         self.descending_box.setChecked(True)
+        self.group_combo = QComboBox()
+        self.group_combo.setObjectName("galleryGroup")
+        for label, key in (("None", None), ("Run", "run"), ("Sampler", "sampler")):
+            self.group_combo.addItem(label, key)
+        self.group_combo.setToolTip("A header row per run or per sampler, each group sorted "
+                                    "as chosen")
+        # The date range is the index's query (rows outside it are not even read).
+        self.date_combo = QComboBox()
+        self.date_combo.setObjectName("galleryDate")
+        for label, key in (("Any date", "all"), ("Today", "today"), ("Last 7 days", "7d"),
+                           ("Last 30 days", "30d"), ("From – to", "range")):
+            self.date_combo.addItem(label, key)
+        today = QDate.currentDate()
+        self.from_edit, self.to_edit = QDateEdit(today.addDays(-30)), QDateEdit(today)
+        for edit, name, tip in ((self.from_edit, "galleryFrom", "from this day"),
+                                (self.to_edit, "galleryTo", "to this day, included")):
+            edit.setObjectName(name)
+            edit.setCalendarPopup(True)
+            edit.setDisplayFormat("yyyy-MM-dd")
+            edit.setToolTip(f"With 'From – to': samples made {tip}")
+            edit.setEnabled(False)
+        self.to_edit.setMinimumDate(self.from_edit.date())
         # Two rows, and combos sized by a few characters rather than their longest entry (a
         # long run name): the page fits a 1024-pixel-wide window.
         for combo in (self.run_combo, self.sampler_combo, self.steps_combo, self.class_combo,
-                      self.guidance_combo, self.sort_combo):
+                      self.guidance_combo, self.sort_combo, self.group_combo, self.date_combo):
             combo.setSizeAdjustPolicy(
                 QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
             combo.setMinimumContentsLength(8)
-        first, second = QHBoxLayout(), QHBoxLayout()
+        for combo in (self.steps_combo, self.class_combo, self.guidance_combo):
+            combo.setMinimumContentsLength(5)
+        # Three rows: what (run ... guidance), which (seed, date, star), in what order.
+        first, second, third = QHBoxLayout(), QHBoxLayout(), QHBoxLayout()
         for row, pairs in ((first, (("Run", self.run_combo), ("Sampler", self.sampler_combo),
-                                    ("Steps", self.steps_combo))),
-                           (second, (("Class", self.class_combo),
-                                     ("Guidance", self.guidance_combo),
-                                     ("Seed", self.seed_edit)))):
+                                    ("Steps", self.steps_combo), ("Class", self.class_combo),
+                                    ("Guidance", self.guidance_combo))),
+                           (second, (("Seed", self.seed_edit), ("Date", self.date_combo))),
+                           (third, (("Sort by", self.sort_combo),))):
             for label, widget in pairs:
                 row.addWidget(QLabel(label))
                 row.addWidget(widget, 1)
+        second.addWidget(self.from_edit)
+        second.addWidget(QLabel("to"))
+        second.addWidget(self.to_edit)
+        second.addSpacing(12)
         second.addWidget(self.starred_box)
-        first.addSpacing(12)
-        first.addWidget(QLabel("Sort by"))
-        first.addWidget(self.sort_combo, 1)
-        first.addWidget(self.descending_box)
+        second.addStretch(1)
+        third.addWidget(self.descending_box)
+        third.addSpacing(12)
+        third.addWidget(QLabel("Group by"))
+        third.addWidget(self.group_combo, 1)
+        third.addStretch(2)
         filters = QVBoxLayout()
-        filters.addLayout(first)
-        filters.addLayout(second)
+        filters.setSpacing(2)
+        for row in (first, second, third):
+            filters.addLayout(row)
 
         self.model = GalleryModel(self)
         self.delegate = ThumbnailDelegate(128, self)
@@ -378,6 +504,7 @@ class GalleryView(QWidget):
         self.list.setResizeMode(QListView.ResizeMode.Adjust)
         self.list.setMovement(QListView.Movement.Static)
         self.list.setUniformItemSizes(True)  # layout in O(1) per item: 10,000 stay smooth
+        self.delegate.view = self.list  # (not while grouped: a header is a wide row)
         self.list.setLayoutMode(QListView.LayoutMode.Batched)
         self.list.setBatchSize(500)
         self.list.setSpacing(2)
@@ -457,6 +584,10 @@ class GalleryView(QWidget):
                       self.guidance_combo, self.sort_combo):
             combo.currentIndexChanged.connect(self.apply_filter)
         self.seed_edit.textChanged.connect(self.apply_filter)
+        self.group_combo.currentIndexChanged.connect(self.apply_filter)
+        self.date_combo.currentIndexChanged.connect(self._on_date_changed)
+        self.from_edit.dateChanged.connect(self._on_range_edited)
+        self.to_edit.dateChanged.connect(self._on_range_edited)
         self.starred_box.toggled.connect(self.apply_filter)
         self.descending_box.toggled.connect(self.apply_filter)
         self.list.selectionModel().selectionChanged.connect(self._on_selection)
@@ -480,6 +611,7 @@ class GalleryView(QWidget):
         self.index = SampleIndex(workspace)
         self.model.set_cache(ThumbnailCache(workspace / STATE_DIR / "thumbnails"))
         self.all_records = []
+        self.total = 0
         self.loose = None
         self.model.set_records([])
         self.summary.setText(f"Samples in <b>{workspace}</b>")
@@ -500,38 +632,70 @@ class GalleryView(QWidget):
             self._shown_once = True
             QTimer.singleShot(0, self.refresh)
 
-    def refresh(self) -> None:
-        """Rescan the workspace in the background (again, if a scan is under way)."""
+    def refresh(self, scan: bool = True) -> None:
+        """Rescan the workspace in the background (again, if a scan is under way) and read
+        the samples of the date range from the index; ``scan`` False only reads them."""
         if self.studio.closing:
             return
-        if self.scan_job is not None and self.scan_job.isRunning():
-            self._rescan = True
+        if self.scan_job is not None:  # running, or its end not handled yet
+            self._pending = scan or bool(self._pending)
             return
         workspace = self.studio.workspace
-        job = CallJob("scan-gallery", _scan, workspace)
-        job.succeeded.connect(lambda result, where=workspace: self._on_scanned(where, result))
+        where = self.date_filter()
+        self._query_where = where
+        job = CallJob("scan-gallery", _load, workspace, where, scan)
+        job.succeeded.connect(lambda result, folder=workspace, query=where:
+                              self._on_scanned(folder, query, result))
         job.failed.connect(lambda message, details: self.studio.notifications.error(
             f"Could not index the samples in {workspace}: {message}", details,
             source="Gallery"))
-        job.finished.connect(self._on_scan_finished)
+        job.finished.connect(lambda finished=job: self._on_scan_finished(finished))
         job.cpu_threads = 0  # no torch here: do not import it to set its threads
         self.scan_job = job
-        self.summary.setText(f"Indexing the samples in <b>{workspace}</b>…")
+        if scan:
+            self.summary.setText(f"Indexing the samples in <b>{workspace}</b>…")
         self.studio.add_job("gallery-scan", job)
         job.start()
 
-    def _on_scan_finished(self) -> None:
+    def _on_scan_finished(self, job: CallJob) -> None:
+        if job is not self.scan_job:
+            return
         self.scan_job = None
-        if self._rescan:
-            self._rescan = False
-            self.refresh()
+        if self._pending is not None:
+            scan, self._pending = self._pending, None
+            self.refresh(scan)
 
-    def _on_scanned(self, workspace: Path, result: tuple[Any, list[SampleRecord]]) -> None:
-        if workspace != self.studio.workspace:
-            return  # the workspace changed meanwhile: that scan is stale
-        report, records = result
+    def _on_scanned(self, workspace: Path, where: SampleFilter,
+                    result: tuple[Any, list[SampleRecord], int]) -> None:
+        if workspace != self.studio.workspace or where is not self._query_where:
+            return  # the workspace or the date range changed meanwhile: stale
+        report, records, self.total = result
         self.set_records(records)
-        self.scanned.emit(report)
+        if report is not None:
+            self.scanned.emit(report)
+
+    # -- the date range -------------------------------------------------------------------------
+    def date_filter(self) -> SampleFilter:
+        """The date range chosen, as the index query's filter (the other filters apply to
+        the records in memory)."""
+        period = self.date_combo.currentData() or "all"
+        if period != "range":
+            since, until = period_bounds(period)
+            return SampleFilter(since=since, until=until)
+        first, last = self.from_edit.date(), self.to_edit.date().addDays(1)  # last day included
+        return SampleFilter(since=float(QDateTime(first, QTime(0, 0)).toSecsSinceEpoch()),
+                            until=float(QDateTime(last, QTime(0, 0)).toSecsSinceEpoch()))
+
+    def _on_date_changed(self, *_: Any) -> None:
+        ranged = self.date_combo.currentData() == "range"
+        self.from_edit.setEnabled(ranged)
+        self.to_edit.setEnabled(ranged)
+        self.refresh(scan=False)
+
+    def _on_range_edited(self, *_: Any) -> None:
+        self.to_edit.setMinimumDate(self.from_edit.date())  # never an empty, inverted range
+        if self.date_combo.currentData() == "range":
+            self.refresh(scan=False)
 
     def set_records(self, records: list[SampleRecord]) -> None:
         self.all_records = records
@@ -575,23 +739,30 @@ class GalleryView(QWidget):
         shown = sort_records(shown, self.sort_combo.currentData() or "date",
                              descending=self.descending_box.isChecked())
         selected = {record.path for record in self.selected()}
-        self.model.set_records(shown)
-        for row, record in enumerate(shown):
+        by = self.group_combo.currentData()
+        # A header spans the list's width: item sizes differ while grouped (QListView then
+        # asks every item its size; without groups one size does for all, O(1) per item).
+        self.list.setUniformItemSizes(by is None)
+        self.model.set_records(shown, group_records(shown, by) if by else None)
+        for record in shown:
             if record.path in selected:
                 self.list.selectionModel().select(
-                    self.model.index(row), self.list.selectionModel().SelectionFlag.Select)
+                    self.model.index(self.model.rows[record.path]),
+                    self.list.selectionModel().SelectionFlag.Select)
         self._update_summary()
         self._on_selection()
 
     def _update_summary(self) -> None:
         stars = sum(1 for record in self.all_records if record.starred)
-        self.summary.setText(f"<b>{self.model.rowCount():,}</b> of {len(self.all_records):,} "
-                             f"samples in <b>{self.studio.workspace}</b> · {stars} starred")
+        dated = "" if self.date_combo.currentData() == "all" else \
+            f" ({len(self.all_records):,} {self.date_combo.currentText().lower()})"
+        self.summary.setText(f"<b>{len(self.model.records):,}</b> of {self.total:,} samples"
+                             f"{dated} in <b>{self.studio.workspace}</b> · {stars} starred")
 
     # -- selection and the detail pane --------------------------------------------------------
     def selected(self) -> list[SampleRecord]:
         rows = sorted(index.row() for index in self.list.selectionModel().selectedIndexes())
-        return [self.model.records[row] for row in rows if row < len(self.model.records)]
+        return [record for record in map(self.model.record_at, rows) if record is not None]
 
     def current(self) -> SampleRecord | None:
         chosen = self.selected()
@@ -718,6 +889,7 @@ class GalleryView(QWidget):
             except Exception as exc:  # send2trash raises OSError subclasses and its own
                 errors.append(f"{record.path}: {exc}")
         self.index.forget(removed)
+        self.total -= len(removed)
         gone = set(removed)
         self.all_records = [record for record in self.all_records if record.path not in gone]
         self.list.clearSelection()
