@@ -257,3 +257,49 @@ def test_the_date_range_queries_the_index_and_groups_have_header_rows(
     view.group_combo.setCurrentIndex(view.group_combo.findData(None))
     assert view.model.rowCount() == 7 and view.list.uniformItemSizes()
     view.model.wait()
+
+
+def test_the_detail_pane_shows_a_samples_nearest_training_images_when_evaluated(
+        qtbot, make_window, trained_run, registry, tmp_path):
+    """An evaluation of the sample's folder that retrieved its neighbours (written as the
+    Evaluate page writes it) shows them in the detail pane with the retrieval grid; a sample
+    no evaluation covers says how to compute them."""
+    import json
+
+    workspace, _, out = _workspace(tmp_path, trained_run, registry)
+    evaluation = {
+        "format": "diffstudio-evaluation/1", "n": 4,
+        "source": {"kind": "folder", "folder": str(out.resolve()), "read_from": "samples.npz",
+                   "seeds": [3, 6]},
+        "reference": {"dataset": "digits", "params": {}, "size": 1797, "used": 1797},
+        "retrieval": {"pixel": {"k": 5, "indices": [[10 + row, 20, 30, 40, 50]
+                                                    for row in range(4)],
+                                "distances": [[0.5, 1, 2, 3, 4]] * 4}},
+        "memorization": {"threshold": 1.0, "ratios": [2.0, 0.4, 2.0, 2.0], "flagged": [1]}}
+    (out / "evaluation-20260101-000000.json").write_text(json.dumps(evaluation))
+    window = make_window(workspace=workspace)
+    view = window.gallery_view
+    window.show_page("Gallery")
+    qtbot.waitUntil(lambda: len(view.all_records) == 5, timeout=60_000)
+    view.detail_tabs.setCurrentIndex(1)
+
+    view.seed_edit.setText("4")  # the second sample of the folder: row 1, flagged
+    view.list.setCurrentIndex(view.model.index(0))
+    qtbot.waitUntil(lambda: view.neighbours_grid.k == 5, timeout=30_000)
+    note = view.neighbours_note.text()
+    assert "5 nearest training images" in note and "evaluation-20260101-000000.json" in note
+    assert "Flagged by the memorisation check" in note
+    grid = view.neighbours_grid
+    assert grid.order() == [0] and grid.name(0) == "sample"
+    assert "training image #11" in grid.tooltip_for(0, 1) and "pixel" in grid.tooltip_for(0, 1)
+    assert "ratio 0.400" in grid.tooltip_for(0, 0)
+    assert grid.isVisible() and grid.width() <= view.neighbours_scroll.viewport().width()
+
+    # The photo: no evaluation holds it; the note says how to compute them.
+    view.seed_edit.setText("")
+    row = next(i for i, r in enumerate(view.model.records) if not r.has_metadata)
+    view.list.setCurrentIndex(view.model.index(row))
+    qtbot.waitUntil(lambda: "Evaluate page" in view.neighbours_note.text(), timeout=30_000)
+    assert grid.k == 0 and "Memorisation check" in view.neighbours_note.text()
+    qtbot.waitUntil(lambda: view.neighbours_job is None, timeout=30_000)
+    view.model.wait()

@@ -23,10 +23,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from PySide6.QtCore import (
     QAbstractListModel,
     QDate,
     QDateTime,
+    QEvent,
     QMimeData,
     QModelIndex,
     QObject,
@@ -66,6 +68,7 @@ from PySide6.QtWidgets import (
     QListView,
     QMessageBox,
     QPushButton,
+    QScrollArea,
     QSizePolicy,
     QSplitter,
     QStyle,
@@ -73,6 +76,7 @@ from PySide6.QtWidgets import (
     QStyleOptionViewItem,
     QTableWidget,
     QTableWidgetItem,
+    QTabWidget,
     QVBoxLayout,
     QWidget,
 )
@@ -91,6 +95,7 @@ from diffstudio.engine.sample_index import (
 from diffstudio.engine.thumbnails import ThumbnailCache
 from diffstudio.errors import ConfigError, DiffstudioError
 from diffstudio.gui.export_controls import ExportControls
+from diffstudio.gui.retrieval_grid import RetrievalGrid
 from diffstudio.gui.studio import Studio
 from diffstudio.gui.workers import CallJob, JobWorker
 
@@ -519,7 +524,12 @@ class GalleryView(QWidget):
         self.image_big = QLabel()
         self.image_big.setObjectName("galleryEnlarged")
         self.image_big.setAlignment(Qt.AlignmentFlag.AlignCenter)
-        self.image_big.setMinimumSize(256, 256)
+        # Sized by the pane, not by its pixmap (a large image must not widen or heighten the
+        # window); the pixmap is fitted to it on every resize.
+        self.image_big.setMinimumSize(128, 128)
+        self.image_big.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Ignored)
+        self.image_big.installEventFilter(self)
+        self._big_source: QPixmap | None = None
         self.detail_title = QLabel("Select a sample.")
         self.detail_title.setWordWrap(True)
         self.detail_title.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
@@ -530,6 +540,30 @@ class GalleryView(QWidget):
         self.metadata.verticalHeader().setVisible(False)
         self.metadata.horizontalHeader().setSectionResizeMode(1, QHeaderView.ResizeMode.Stretch)
         self.metadata.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        # The nearest training images, when an evaluation retrieved them for this sample.
+        self.neighbours_grid = RetrievalGrid(tile=48)
+        self.neighbours_grid.setObjectName("galleryNeighbours")
+        self.neighbours_note = QLabel("")
+        self.neighbours_note.setObjectName("galleryNeighboursNote")
+        self.neighbours_note.setWordWrap(True)
+        self.neighbours_note.setSizePolicy(QSizePolicy.Policy.Ignored,
+                                           QSizePolicy.Policy.Preferred)
+        self.neighbours_note.setTextFormat(Qt.TextFormat.PlainText)
+        neighbours_scroll = QScrollArea()
+        neighbours_scroll.setWidget(self.neighbours_grid)
+        neighbours_scroll.setAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignTop)
+        neighbours_scroll.setFrameShape(QScrollArea.Shape.NoFrame)
+        neighbours = QWidget()
+        neighbours_layout = QVBoxLayout(neighbours)
+        neighbours_layout.setContentsMargins(4, 4, 4, 4)
+        neighbours_layout.addWidget(self.neighbours_note)
+        neighbours_layout.addWidget(neighbours_scroll, 1)
+        self.neighbours_scroll = neighbours_scroll
+        self.detail_tabs = QTabWidget()
+        self.detail_tabs.addTab(self.metadata, "Metadata")
+        self.detail_tabs.addTab(neighbours, "Nearest training images")
+        self.neighbours_job: CallJob | None = None
+        self._neighbours_wanted: SampleRecord | None = None
         self.star_button = QPushButton("Star")
         self.recall_button = QPushButton("Recall in Sample")
         self.recall_button.setToolTip("Load its run, checkpoint, sampler, parameters, seed, "
@@ -557,9 +591,9 @@ class GalleryView(QWidget):
         detail = QWidget()
         detail_layout = QVBoxLayout(detail)
         detail_layout.setContentsMargins(6, 0, 0, 0)
-        detail_layout.addLayout(images)
+        detail_layout.addLayout(images, 2)
         detail_layout.addWidget(self.detail_title)
-        detail_layout.addWidget(self.metadata, 1)
+        detail_layout.addWidget(self.detail_tabs, 3)
         detail_layout.addLayout(row1)
         detail_layout.addLayout(row2)
         detail_layout.addWidget(self.exporter)
@@ -786,8 +820,10 @@ class GalleryView(QWidget):
         """The sample at 1x and enlarged (nearest), with every metadata field."""
         self.metadata.setRowCount(0)
         if record is None:
+            self.look_up_neighbours(None)
             self.image_1x.clear()
             self.image_big.clear()
+            self._big_source = None
             self.detail_title.setText("Select a sample." if self.all_records else
                                       "No samples yet: sample a run on the Sample page.")
             return
@@ -795,15 +831,16 @@ class GalleryView(QWidget):
         if image.isNull():
             self.image_1x.setText("unreadable")
             self.image_big.clear()
+            self._big_source = None
         else:
             pixmap = QPixmap.fromImage(image)
-            self.image_1x.setPixmap(pixmap)
-            box = max(64, min(self.image_big.width(), self.image_big.height(), 320))
-            factor = max(1, box // max(image.width(), image.height(), 1))
-            self.image_big.setPixmap(pixmap.scaled(
-                image.width() * factor, image.height() * factor,
-                Qt.AspectRatioMode.KeepAspectRatio, Qt.TransformationMode.FastTransformation))
+            self.image_1x.setPixmap(pixmap if max(image.width(), image.height()) <= 128 else
+                                    pixmap.scaled(128, 128, Qt.AspectRatioMode.KeepAspectRatio,
+                                                  Qt.TransformationMode.SmoothTransformation))
+            self._big_source = pixmap
+            self._fit_enlarged()
         self.detail_title.setText(f"{record.name}\n{record.caption()}")
+        self.look_up_neighbours(record)
         rows = [("path", record.path), ("size", f"{record.width} x {record.height}")]
         if not record.has_metadata:
             rows.append(("parameters", "unknown parameters"))
@@ -815,6 +852,106 @@ class GalleryView(QWidget):
             self.metadata.setItem(row, 0, QTableWidgetItem(key))
             self.metadata.setItem(row, 1, QTableWidgetItem(value))
         self.metadata.resizeColumnToContents(0)
+
+    def _fit_enlarged(self) -> None:
+        """The enlarged image fitted to its box: small images by the largest whole factor
+        with nearest-neighbour (sharp pixels), large ones reduced smoothly."""
+        source = self._big_source
+        if source is None or source.isNull():
+            return
+        box = max(64, min(self.image_big.width(), self.image_big.height()))
+        longest = max(source.width(), source.height(), 1)
+        if longest <= box:
+            factor = box // longest
+            fitted = source.scaled(source.width() * factor, source.height() * factor,
+                                   Qt.AspectRatioMode.KeepAspectRatio,
+                                   Qt.TransformationMode.FastTransformation)
+        else:
+            fitted = source.scaled(box, box, Qt.AspectRatioMode.KeepAspectRatio,
+                                   Qt.TransformationMode.SmoothTransformation)
+        self.image_big.setPixmap(fitted)
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:
+        if watched is self.image_big and event.type() == QEvent.Type.Resize:
+            self._fit_enlarged()
+        return super().eventFilter(watched, event)
+
+    # -- the nearest training images -------------------------------------------------------------
+    _NO_EVALUATION = ("No evaluation has retrieved this sample's nearest training images. To "
+                      "see them here, evaluate its samples folder on the Evaluate page with "
+                      "'Nearest training images' and the 'Memorisation check' ticked (or its "
+                      "run, with the same sampler, parameters and seeds).")
+
+    def look_up_neighbours(self, record: SampleRecord | None) -> None:
+        """Find, in a job, an evaluation that retrieved ``record``'s nearest training images
+        and show them (:mod:`diffstudio.engine.evaluation.sample_neighbours`); otherwise say
+        how to compute them. One lookup at a time: the newest selection is looked up next."""
+        self.neighbours_grid.clear()
+        if record is None:
+            self._neighbours_wanted = None
+            self.neighbours_note.setText("")
+            return
+        if not self.studio.ready or self.studio.registry is None:
+            self.neighbours_note.setText("The nearest training images are looked up once the "
+                                         "engine has loaded: select the sample again then.")
+            return
+        if self.neighbours_job is not None:
+            self._neighbours_wanted = record
+            self.neighbours_note.setText("Looking for an evaluation of this sample…")
+            return
+        from diffstudio.engine.evaluation.sample_neighbours import load_sample_neighbours
+
+        self._neighbours_wanted = None
+        job = CallJob("gallery-neighbours", load_sample_neighbours, record,
+                      self.studio.registry)
+        job.succeeded.connect(lambda found, asked=record: self._on_neighbours(asked, found))
+        job.failed.connect(lambda message, details, asked=record: self._on_neighbours(
+            asked, None, message))
+        job.finished.connect(self._on_neighbours_finished)
+        self.neighbours_job = job
+        self.neighbours_note.setText("Looking for an evaluation of this sample…")
+        self.studio.add_job("gallery-neighbours", job)
+        job.start()
+
+    def _is_shown(self, record: SampleRecord) -> bool:
+        current = self.current()
+        return current is not None and (current.path, current.mtime_ns) == (record.path,
+                                                                           record.mtime_ns)
+
+    def _on_neighbours(self, record: SampleRecord, found: Any, problem: str = "") -> None:
+        if self._neighbours_wanted is not None or not self._is_shown(record):
+            return  # another sample is selected now: its own lookup follows
+        if problem:
+            self.neighbours_note.setText(f"The nearest training images could not be shown: "
+                                         f"{problem}")
+            return
+        if found is None:
+            self.neighbours_note.setText(self._NO_EVALUATION)
+            return
+        k = len(found.indices)
+        flagged = [0] if found.flagged else []
+        ratios = None if found.ratio is None else np.asarray([found.ratio])
+        self.neighbours_grid.set_data(
+            found.sample[None], found.images, {int(i): row for row, i in
+                                               enumerate(found.indices)},
+            found.indices[None], found.distances[None], space=found.space, flagged=flagged,
+            ratios=ratios, names=["sample"])
+        space = {"inception": "Inception features", "pixel": "pixels"}.get(found.space,
+                                                                            found.space)
+        verdict = ""
+        if found.ratio is not None:
+            verdict = (" Flagged by the memorisation check: possibly a copy of a training "
+                       "image." if found.flagged else " Not flagged by the memorisation "
+                       "check.")
+        self.neighbours_note.setText(
+            f"Its {k} nearest training images by distance between {space}, from "
+            f"{found.evaluation.name} ({found.how}).{verdict}")
+
+    def _on_neighbours_finished(self) -> None:
+        self.neighbours_job = None
+        wanted, self._neighbours_wanted = self._neighbours_wanted, None
+        if wanted is not None and self._is_shown(wanted):
+            self.look_up_neighbours(wanted)
 
     # -- actions ------------------------------------------------------------------------------
     def toggle_star(self) -> None:
