@@ -394,6 +394,16 @@ class SampleIndex:
             records = [record for record in records if where.matches(record)]
         return sort_records(records, sort, descending=descending)
 
+    def file_states(self) -> list[tuple[str, int, int]]:
+        """(path, mtime_ns, size) of every indexed sample: what its thumbnail is keyed by."""
+        connection = self._connect()
+        try:
+            return [(str(path), int(mtime), int(size)) for path, mtime, size in
+                    connection.execute("SELECT path, mtime_ns, size FROM samples "
+                                       "WHERE mtime_ns >= 0")]
+        finally:
+            connection.close()
+
     def count(self) -> int:
         """How many samples the index holds."""
         connection = self._connect()

@@ -250,3 +250,51 @@ def test_a_damaged_index_is_set_aside_and_rebuilt(workspace):
     report = index.scan()
     assert report.added == 5 and len(index.records()) == 5
     assert list(index.database.parent.glob("gallery.sqlite.damaged-*"))
+
+
+def _cache_bytes(folder):
+    return sum(p.stat().st_size for p in folder.rglob("*.png"))
+
+
+def test_a_rescan_prunes_thumbnails_of_files_gone_or_changed(workspace, tmp_path):
+    index = SampleIndex(workspace)
+    index.scan()
+    cache = ThumbnailCache(tmp_path / "thumbs")
+    records = {r.seed: r for r in index.records()}
+    made = {seed: cache.thumbnail(r.path, r.mtime_ns, r.size) for seed, r in records.items()}
+    a = workspace / "run-a" / "samples" / "ddim-1"
+    (a / "sample-000000.png").unlink()                      # gone
+    make_sample(a / "sample-000001.png", seed=1, value=0.5)  # changed: a new key
+    os.utime(a / "sample-000001.png", ns=(7, 7))
+    stale = made[2].parent / ".x.png.abc.tmp"               # a killed writer's temporary file
+    stale.write_bytes(b"partial")
+    os.utime(stale, (1, 1))
+    index.scan()
+    report = cache.prune(index.file_states())
+    assert report.orphans == 3 and report.kept == 3 and report.evicted == 0
+    assert not made[0].exists() and not made[1].exists() and not stale.exists()
+    assert all(made[seed].is_file() for seed in (2, 10, 11))
+    assert report.bytes == _cache_bytes(tmp_path / "thumbs")
+
+
+def test_the_thumbnail_cache_is_capped_least_recently_used_first(tmp_path):
+    sources = [make_sample(tmp_path / f"s{i}.png", seed=i) for i in range(6)]
+    probe = ThumbnailCache(tmp_path / "probe")
+    one = max(probe.thumbnail(source).stat().st_size for source in sources)
+    cache = ThumbnailCache(tmp_path / "thumbs")
+    made = [cache.thumbnail(source) for source in sources[:4]]
+    cache.max_bytes = _cache_bytes(tmp_path / "thumbs") - 1  # one too many now
+    for age, path in enumerate(made):  # made[0] the oldest use, made[3] the newest
+        os.utime(path, (1000 + age, 1000 + age))
+    assert cache.thumbnail(sources[0]) == made[0]  # served again: now the most recent
+    report = cache.trim()
+    assert report.evicted == 1 and not made[1].exists()  # the least recently used went
+    assert made[0].is_file() and made[2].is_file() and made[3].is_file()
+    assert _cache_bytes(tmp_path / "thumbs") <= cache.max_bytes
+    # Writing more trims by itself: the cache stays within its cap (plus the eighth written
+    # between two trims).
+    small = ThumbnailCache(tmp_path / "small", max_bytes=one * 2)
+    for source in sources:
+        small.thumbnail(source)
+    assert _cache_bytes(tmp_path / "small") <= small.max_bytes * 9 // 8 + one
+    assert len(list((tmp_path / "small").rglob("*.png"))) < len(sources)

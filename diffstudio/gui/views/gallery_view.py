@@ -107,12 +107,21 @@ _PIXMAP_LIMIT = 3000  # pixmaps kept (128 px: about 200 MB at most); the rest ar
 _ALL = "All"
 
 
+def thumbnail_folder(workspace: Path) -> Path:
+    """Where the workspace's thumbnails are cached."""
+    return workspace / STATE_DIR / "thumbnails"
+
+
 def _load(workspace: Path, where: SampleFilter, scan: bool
           ) -> tuple[Any, list[SampleRecord], int]:
     """(the scan's report or None, the records of the date range, how many the index holds):
-    the index rescanned first when ``scan``; the date range is the index query's."""
+    the index rescanned first when ``scan`` (and the thumbnail cache pruned to what it holds,
+    within its size cap); the date range is the index query's."""
     index = SampleIndex(workspace)
-    report = index.scan() if scan else None
+    report = None
+    if scan:
+        report = index.scan()
+        ThumbnailCache(thumbnail_folder(workspace)).prune(index.file_states())
     return report, index.records(where), index.count()
 
 
@@ -643,7 +652,7 @@ class GalleryView(QWidget):
     def _on_workspace(self, scan: bool = True) -> None:
         workspace = self.studio.workspace
         self.index = SampleIndex(workspace)
-        self.model.set_cache(ThumbnailCache(workspace / STATE_DIR / "thumbnails"))
+        self.model.set_cache(ThumbnailCache(thumbnail_folder(workspace)))
         self.all_records = []
         self.total = 0
         self.loose = None
