@@ -219,7 +219,7 @@ def test_the_date_range_queries_the_index_and_groups_have_header_rows(
     view.date_combo.setCurrentIndex(view.date_combo.findData("7d"))
     qtbot.waitUntil(lambda: len(view.all_records) == 3, timeout=30_000)  # 2 ddim + the photo
     assert {r.seed for r in view.all_records} == {40, 41, None}
-    assert "<b>3</b> of 7 samples (3 last 7 days)" in view.summary.text()
+    assert "<b>3</b> of 7 samples (3 in the last 7 days)" in view.summary.text()
     assert not view.from_edit.isEnabled()
     view.date_combo.setCurrentIndex(view.date_combo.findData("range"))
     assert view.from_edit.isEnabled() and view.to_edit.isEnabled()

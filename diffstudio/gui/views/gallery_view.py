@@ -797,8 +797,11 @@ class GalleryView(QWidget):
 
     def _update_summary(self) -> None:
         stars = sum(1 for record in self.all_records if record.starred)
-        dated = "" if self.date_combo.currentData() == "all" else \
-            f" ({len(self.all_records):,} {self.date_combo.currentText().lower()})"
+        period = self.date_combo.currentData()
+        when = {"today": "made today", "7d": "in the last 7 days", "30d": "in the last 30 days",
+                "range": f"from {self.from_edit.date().toString('yyyy-MM-dd')} to "
+                         f"{self.to_edit.date().toString('yyyy-MM-dd')}"}.get(period, "")
+        dated = f" ({len(self.all_records):,} {when})" if when else ""
         self.summary.setText(f"<b>{len(self.model.records):,}</b> of {self.total:,} samples"
                              f"{dated} in <b>{self.studio.workspace}</b> · {stars} starred")
 
