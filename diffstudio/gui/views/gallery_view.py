@@ -1,13 +1,17 @@
 """The Gallery page: every sample PNG of the workspace, as a virtualised grid of thumbnails.
 
 The index (:class:`diffstudio.engine.sample_index.SampleIndex`) is rescanned in a job when the
-page is first shown, on Rescan and when the workspace changes; filtering and sorting then work
-on the records in memory. Only the thumbnails the view paints are asked for, made (or read
+page is first shown, on Rescan and when the workspace changes (the thumbnail cache pruned with
+it); the date range is the index's query (read again in a job when it changes); the other
+filters, sorting and grouping (a header row per run or sampler) then work on the records in
+memory. Only the thumbnails the view paints are asked for, made (or read
 from the on-disk cache) in a thread pool and turned into pixmaps on the window's thread; small
 images are enlarged with nearest-neighbour, never smoothed. A result that belongs to an earlier
 workspace (its generation number) is dropped, so nothing stale is shown.
 
-The detail pane shows the selected sample at 1x and enlarged with every metadata field; it
+The detail pane shows the selected sample at 1x and enlarged with every metadata field and,
+when an evaluation retrieved them, its nearest training images (the Evaluate page's retrieval
+grid; :mod:`diffstudio.engine.evaluation.sample_neighbours` finds the evaluation); it
 stars, deletes to the system trash (the index follows), opens the folder, copies the
 parameters, exports the selection (the application layer's export job) and recalls the sample
 into the Sample page (:func:`diffstudio.app.recall.recall_request`). A PNG dropped onto the page

@@ -1,6 +1,7 @@
 """The Sample page: choose a run, a sampler and its parameters, the number of samples and the
 seed; watch x_t and the predicted x_0 as the sampler steps (particles for 2-D data), with a
-trajectory strip of the first sample; cancel; save. Further tabs compare samplers on identical
+trajectory strip of the first sample; cancel; save; export the result (saved or not) with the
+Gallery's export controls and job. Further tabs compare samplers on identical
 initial noise and decode a DDIM interpolation between two seeds.
 
 Live frames are throttled by time in the worker (at most "Live fps" a second, 10 by default)
