@@ -907,6 +907,8 @@ class GalleryView(QWidget):
             self._neighbours_wanted = None
             self.neighbours_note.setText("")
             return
+        if self.studio.closing:
+            return  # no new job while the window closes
         if not self.studio.ready or self.studio.registry is None:
             self.neighbours_note.setText("The nearest training images are looked up once the "
                                          "engine has loaded: select the sample again then.")
