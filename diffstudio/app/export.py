@@ -2,14 +2,17 @@
 as PNG copies, a contact sheet, a self-contained HTML gallery or a zip of all three.
 
 ``diffstudio export SOURCE... --format html --out DIR`` drives :func:`export` with a progress
-bar, the Gallery page with its worker; both refuse to replace a file unless ``overwrite``
-(the CLI's ``--overwrite``, the window's question), before anything is written. What the
-files hold and how they are kept safe is :mod:`diffstudio.engine.export`'s.
+bar, the Gallery page with its worker, the Sample page its last result with
+:func:`export_outcome` (written first when it was not saved); all refuse to replace a file
+unless ``overwrite`` (the CLI's ``--overwrite``, the window's question), before anything is
+written. What the files hold and how they are kept safe is :mod:`diffstudio.engine.export`'s.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
+import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -20,7 +23,8 @@ from diffstudio.app.events import Note, Progress
 from diffstudio.app.threaded import Emit, StopCheck, events_of
 from diffstudio.errors import Cancelled, ConfigError
 
-__all__ = ["ExportOutcome", "ExportRequest", "collect_samples", "export"]
+__all__ = ["ExportOutcome", "ExportRequest", "collect_samples", "export", "export_outcome",
+           "outcome_records"]
 
 
 @dataclass
@@ -168,3 +172,60 @@ def export(request: ExportRequest, *, records: Sequence[Any] | None = None,
                              seconds=time.perf_counter() - started)
 
     yield from events_of(work, should_stop=should_stop, name="diffstudio-export")
+
+
+def outcome_records(outcome: Any) -> list[Any]:
+    """The sample records of a Sample-page result (``diffstudio.app.sample.SampleOutcome``),
+    read from nothing but its metadata, so the window can plan an export's file names: a
+    saved result's PNGs where they are; an unsaved one's as ``<sampler>-live/sample-N.png``,
+    a relative placeholder that :func:`export_outcome` writes before exporting."""
+    from diffstudio.app.sample import outcome_sample_metadata
+    from diffstudio.engine.sample_index import record_from_metadata
+    from diffstudio.engine.sampling import sample_file_names
+
+    if outcome.samples.ndim != 4:
+        raise ConfigError("2-D points have no images to export; Save writes them to "
+                          "samples.npz")
+    _, _, height, width = outcome.samples.shape
+    saved = list(outcome.paths)  # read once: a Save job may fill it meanwhile
+    if len(saved) == len(outcome.samples):
+        paths = [Path(path) for path in saved]
+    else:
+        folder = Path(f"{outcome.result.sampler}-live")
+        paths = [folder / name for name in sample_file_names(outcome.result)]
+    return [record_from_metadata(path, outcome_sample_metadata(outcome, index), width=width,
+                                 height=height) for index, path in enumerate(paths)]
+
+
+def export_outcome(request: ExportRequest, outcome: Any, *, records: Sequence[Any] | None = None,
+                   should_stop: StopCheck | None = None) -> Iterator[Any]:
+    """Export a Sample-page result like :func:`export` (the same events and files).
+
+    ``records`` (default :func:`outcome_records`) are the samples planned; those whose PNG
+    is not on disk (an unsaved result, or saved files since moved) are first written, pixel
+    for pixel and with the metadata Save writes, into a temporary folder removed afterwards."""
+    from diffstudio.app.sample import save_outcome_sample
+
+    planned = list(outcome_records(outcome) if records is None else records)
+    missing = [index for index, record in enumerate(planned)
+               if not (Path(record.path).is_absolute() and Path(record.path).is_file())]
+    if not missing:
+        yield from export(request, records=planned, should_stop=should_stop)
+        return
+    with tempfile.TemporaryDirectory(prefix="diffstudio-export-") as temp:
+        started = time.perf_counter()
+        chosen = list(planned)
+        for done, index in enumerate(missing, 1):
+            if should_stop is not None and should_stop():
+                raise Cancelled(f"export stopped after writing {done - 1} of {len(missing)} "
+                                "samples")
+            record = planned[index]
+            folder = Path(temp) / record.folder
+            folder.mkdir(exist_ok=True)
+            target = save_outcome_sample(outcome, index, folder / Path(record.path).name)
+            stat = target.stat()
+            chosen[index] = dataclasses.replace(record, path=str(target),
+                                                mtime_ns=stat.st_mtime_ns, size=stat.st_size)
+            yield Progress("write PNGs", done, len(missing), time.perf_counter() - started,
+                           unit="image")
+        yield from export(request, records=chosen, should_stop=should_stop)

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import sqlite3
 import time
@@ -38,6 +39,8 @@ from diffstudio.engine.pngmeta import METADATA_KEY
 from diffstudio.errors import ConfigError
 
 __all__ = [
+    "DATE_PERIODS",
+    "GROUP_KEYS",
     "INDEX_NAME",
     "SORT_KEYS",
     "STATE_DIR",
@@ -45,8 +48,11 @@ __all__ = [
     "SampleIndex",
     "SampleRecord",
     "ScanReport",
+    "group_records",
     "iter_sample_pngs",
+    "period_bounds",
     "read_record",
+    "record_from_metadata",
     "sort_records",
 ]
 
@@ -148,6 +154,17 @@ def read_record(path: str | os.PathLike[str], stat: os.stat_result | None = None
         meta = parsed if isinstance(parsed, dict) else {}
     if str(meta.get("kind", "")) in _NOT_SAMPLES:
         return None
+    return record_from_metadata(location, meta, mtime_ns=stat.st_mtime_ns, size=stat.st_size,
+                                width=width, height=height)
+
+
+def record_from_metadata(path: str | os.PathLike[str], meta: dict[str, Any], *,
+                         mtime_ns: int = 0, size: int = 0, width: int = 0, height: int = 0,
+                         folder: str | None = None) -> SampleRecord:
+    """The record a PNG at ``path`` carrying ``meta`` (its ``diffstudio`` JSON) has, without
+    reading the file: what :func:`read_record` builds, also for samples not yet written (the
+    Sample page's result, planned for an export). ``folder`` defaults to the parent's name."""
+    location = Path(path)
     run_path = str(meta.get("run") or meta.get("pretrained") or "")
     params = meta.get("sampler_params")
     params = dict(params) if isinstance(params, dict) else {}
@@ -155,15 +172,16 @@ def read_record(path: str | os.PathLike[str], stat: os.stat_result | None = None
     if steps is None:
         steps = _int(params.get("steps"))
     return SampleRecord(
-        path=str(location), mtime_ns=stat.st_mtime_ns, size=stat.st_size,
-        folder=location.parent.name, run=Path(run_path).name if meta.get("run") else run_path,
+        path=str(location), mtime_ns=mtime_ns, size=size,
+        folder=location.parent.name if folder is None else folder,
+        run=Path(run_path).name if meta.get("run") else run_path,
         run_path=run_path, checkpoint=str(meta.get("checkpoint") or ""),
         network_sha256=str(meta.get("network_sha256") or ""),
         sampler=str(meta.get("sampler") or ""), params=params, steps=steps,
         network_evaluations=_int(meta.get("network_evaluations")), seed=_int(meta.get("seed")),
         class_label=_int(meta.get("class_label")), guidance=_float(meta.get("guidance")),
         backend=str(meta.get("backend") or ""), width=width, height=height,
-        has_metadata=bool(meta) and bool(meta.get("sampler")), meta=meta,
+        has_metadata=bool(meta) and bool(meta.get("sampler")), meta=dict(meta),
     )
 
 
@@ -287,6 +305,7 @@ class SampleIndex:
             connection.execute("INSERT OR REPLACE INTO info VALUES ('schema', ?)",
                                (_SCHEMA_VERSION,))
             connection.commit()
+        connection.execute("CREATE INDEX IF NOT EXISTS samples_date ON samples (mtime_ns)")
         return connection
 
     def scan(self, roots: Iterable[str | os.PathLike[str]] | None = None, *,
@@ -359,17 +378,40 @@ class SampleIndex:
 
     def records(self, where: SampleFilter | None = None, *, sort: str = "date",
                 descending: bool = True) -> list[SampleRecord]:
-        """Every indexed sample that ``where`` keeps, sorted by ``sort`` (see SORT_KEYS)."""
+        """Every indexed sample that ``where`` keeps, sorted by ``sort`` (see SORT_KEYS).
+
+        The date bounds and the exact fields of ``where`` are the query's WHERE clause (the
+        date through an index on it), so a date range reads only its own rows."""
+        clause, values = _sql_where(where)
         connection = self._connect()
         try:
             rows = connection.execute(
-                f"SELECT {', '.join(_COLUMNS)} FROM samples WHERE mtime_ns >= 0").fetchall()
+                f"SELECT {', '.join(_COLUMNS)} FROM samples WHERE {clause}", values).fetchall()
         finally:
             connection.close()
         records = [_record(row) for row in rows]
         if where is not None:
             records = [record for record in records if where.matches(record)]
         return sort_records(records, sort, descending=descending)
+
+    def file_states(self) -> list[tuple[str, int, int]]:
+        """(path, mtime_ns, size) of every indexed sample: what its thumbnail is keyed by."""
+        connection = self._connect()
+        try:
+            return [(str(path), int(mtime), int(size)) for path, mtime, size in
+                    connection.execute("SELECT path, mtime_ns, size FROM samples "
+                                       "WHERE mtime_ns >= 0")]
+        finally:
+            connection.close()
+
+    def count(self) -> int:
+        """How many samples the index holds."""
+        connection = self._connect()
+        try:
+            return int(connection.execute(
+                "SELECT COUNT(*) FROM samples WHERE mtime_ns >= 0").fetchone()[0])
+        finally:
+            connection.close()
 
     def get(self, path: str | os.PathLike[str]) -> SampleRecord | None:
         connection = self._connect()
@@ -427,6 +469,34 @@ class SampleIndex:
         return sorted(values, key=lambda v: (isinstance(v, str), v))
 
 
+def _sql_where(where: SampleFilter | None) -> tuple[str, list[Any]]:
+    """The SQL condition (and its values) for the parts of ``where`` SQLite can decide:
+    the date bounds, the exact fields and the star; the text stays with
+    :meth:`SampleFilter.matches`, which is applied after the query too."""
+    terms, values = ["mtime_ns >= 0"], []  # -1: a star kept for a file not rescanned yet
+    if where is None:
+        return terms[0], values
+    if where.since is not None:
+        terms.append("mtime_ns >= ?")
+        values.append(math.ceil(where.since * 1e9))
+    if where.until is not None:
+        terms.append("mtime_ns < ?")
+        values.append(math.ceil(where.until * 1e9))
+    if where.run is not None:
+        terms.append("(run = ? OR run_path = ?)")
+        values += [where.run, where.run]
+    for name in ("sampler", "folder", "checkpoint", "backend", "steps", "seed", "class_label",
+                 "guidance"):
+        wanted = getattr(where, name)
+        if wanted is not None:
+            terms.append(f"{name} = ?")
+            values.append(wanted)
+    if where.starred is not None:
+        terms.append("starred = ?")
+        values.append(int(where.starred))
+    return " AND ".join(terms), values
+
+
 def _under(path: str, root: Path) -> bool:
     return path == str(root) or path.startswith(str(root) + os.sep)
 
@@ -445,6 +515,42 @@ def sort_records(records: list[SampleRecord], key: str = "date", *,
     present.sort(key=lambda r: (getattr(r, attribute), r.path), reverse=descending)
     missing.sort(key=lambda r: r.path)
     return present + missing
+
+
+# -- dates and groups ----------------------------------------------------------------------------
+DATE_PERIODS = ("all", "today", "7d", "30d")  # any date, since midnight, the last 7 / 30 days
+
+
+def period_bounds(period: str, now: float | None = None) -> tuple[float | None, float | None]:
+    """(since, until) in seconds since the epoch for a period of DATE_PERIODS: "today" from
+    local midnight, "7d" and "30d" the last 7 or 30 days up to now, "all" unbounded."""
+    now = time.time() if now is None else now
+    if period == "all":
+        return None, None
+    if period == "today":
+        midnight = time.localtime(now)
+        return time.mktime((midnight.tm_year, midnight.tm_mon, midnight.tm_mday, 0, 0, 0, 0, 0,
+                            -1)), None
+    if period in ("7d", "30d"):
+        return now - int(period[:-1]) * 86400.0, None
+    raise ConfigError(f"unknown date period {period!r}; choose one of {', '.join(DATE_PERIODS)}")
+
+
+GROUP_KEYS = ("run", "sampler")
+_GROUP_MISSING = {"run": "(no run)", "sampler": "(unknown parameters)"}
+
+
+def group_records(records: Sequence[SampleRecord], by: str
+                  ) -> list[tuple[str, list[SampleRecord]]]:
+    """``records`` in groups by run or by sampler (GROUP_KEYS), groups in name order (the one
+    without a value last), each keeping the records' order."""
+    if by not in GROUP_KEYS:
+        raise ConfigError(f"cannot group by {by!r}; choose one of {', '.join(GROUP_KEYS)}")
+    groups: dict[str, list[SampleRecord]] = {}
+    for record in records:
+        groups.setdefault(getattr(record, by) or "", []).append(record)
+    order = sorted(groups, key=lambda name: (name == "", name.lower(), name))
+    return [(name or _GROUP_MISSING[by], groups[name]) for name in order]
 
 
 # -- filtering -----------------------------------------------------------------------------------
@@ -475,8 +581,9 @@ def _parse_date(text: str) -> float:
 class SampleFilter:
     """Which samples to keep: each given field must match exactly (``run`` matches the run's
     name or its path); ``since``/``until`` bound the date (seconds since the epoch, ``until``
-    exclusive); ``starred`` True keeps starred ones only; ``text`` a substring of the path or
-    the caption. Empty: keep everything."""
+    exclusive; ``date=today|7d|30d`` in :meth:`from_pairs` sets them); ``starred`` True keeps
+    starred ones only; ``text`` a substring of the path or the caption. Empty: keep
+    everything."""
 
     run: str | None = None
     sampler: str | None = None
@@ -494,7 +601,7 @@ class SampleFilter:
 
     @classmethod
     def keys(cls) -> list[str]:
-        return [*_FILTER_TYPES, "class", "starred", "since", "until", "text"]
+        return [*_FILTER_TYPES, "class", "starred", "since", "until", "date", "text"]
 
     @classmethod
     def from_pairs(cls, pairs: Iterable[str]) -> SampleFilter:
@@ -515,6 +622,8 @@ class SampleFilter:
                     where.starred = _parse_bool(value)
                 elif key in ("since", "until"):
                     setattr(where, key, _parse_date(value))
+                elif key == "date":  # a period: today, 7d, 30d, all
+                    where.since, where.until = period_bounds(value.strip().lower())
                 elif key == "text":
                     where.text = value
                 else:

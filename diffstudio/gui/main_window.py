@@ -76,7 +76,8 @@ _USER_JOBS = ("train", "sample", "compare", "evaluate", "experiment")
 # Jobs the status bar follows, with the words it says for them.
 _JOB_LABELS = {"train": "Training", "sample": "Sampling", "compare": "Comparing samplers",
                "evaluate": "Evaluating", "interpolate": "Interpolating", "lab": "2-D lab",
-               "export": "Exporting", "experiment": "Experiment",
+               "export": "Exporting", "export-sample": "Exporting samples",
+               "experiment": "Experiment",
                "onnx-export": "Exporting to ONNX"}
 
 
@@ -137,6 +138,7 @@ class MainWindow(QMainWindow):
         self.experiments_view = ExperimentsView(self.studio)
         self.runs_view = RunsView(self.studio)
         self.runs_view.ask = self._ask
+        self.sample_view.ask = self._ask
         self.plugins_view = PluginsView(self.studio)
         self.pages = (self.data_view, self.model_view, self.train_view, self.sample_view,
                       self.gallery_view, self.evaluate_view, self.experiments_view,

@@ -37,6 +37,7 @@ class RetrievalGrid(QWidget):
         self._flagged: set[int] = set()
         self._ratios: np.ndarray | None = None
         self._order: list[int] = []
+        self._names: list[str] | None = None
         self._cache: dict[tuple[str, int], QImage] = {}
         self.space = ""
         self.setMouseTracking(False)
@@ -53,10 +54,11 @@ class RetrievalGrid(QWidget):
         space: str,
         flagged: Sequence[int] = (),
         ratios: np.ndarray | None = None,
+        names: Sequence[str] | None = None,
     ) -> None:
         """samples (N, C, H, W) and reference images (U, C, H, W) in [-1, 1];
         ``reference_rows`` maps a dataset index to its row of ``reference_images``; indices and
-        distances (N, k), nearest first."""
+        distances (N, k), nearest first; ``names`` label the samples (default "sample i")."""
         self._samples = to_rgb8(samples) if len(samples) else self._samples[:0]
         self._reference = to_rgb8(reference_images) if len(reference_images) else \
             self._reference[:0]
@@ -66,6 +68,7 @@ class RetrievalGrid(QWidget):
         self._flagged = {int(i) for i in flagged}
         self._ratios = None if ratios is None else np.asarray(ratios)
         self.space = space
+        self._names = None if names is None else [str(name) for name in names]
         self._cache.clear()
         self.set_order(list(range(len(self._samples))))
 
@@ -162,7 +165,7 @@ class RetrievalGrid(QWidget):
                 rect = QRect(self._column_x(column), tile_top, self.tile, self.tile)
                 if column == 0:
                     self._draw_tile(painter, self._image("sample", sample), rect)
-                    label = f"sample {sample}"
+                    label = self.name(sample)
                     caption = self._ratio_text(sample)
                 else:
                     index = int(self._indices[sample, column - 1])
@@ -181,6 +184,11 @@ class RetrievalGrid(QWidget):
                 sample_rect = QRect(self._column_x(0), tile_top, self.tile, self.tile)
                 painter.drawRect(sample_rect.adjusted(-2, -2, 2, 2))
         painter.end()
+
+    def name(self, sample: int) -> str:
+        if self._names is not None and sample < len(self._names):
+            return self._names[sample]
+        return f"sample {sample}"
 
     def _ratio_text(self, sample: int) -> str:
         if self._ratios is None or sample >= len(self._ratios):
@@ -201,7 +209,7 @@ class RetrievalGrid(QWidget):
     def tooltip_for(self, sample: int, column: int) -> str:
         """What the tile at (sample, column) is, in words."""
         if column == 0:
-            text = f"generated sample {sample}"
+            text = f"generated {self.name(sample)}"
             if self._ratios is not None and sample < len(self._ratios):
                 verdict = ("flagged: its nearest training image is much closer than its typical "
                            "neighbours (possible copy)") if sample in self._flagged else \
@@ -211,5 +219,5 @@ class RetrievalGrid(QWidget):
             return text
         index = int(self._indices[sample, column - 1])
         distance = float(self._distances[sample, column - 1])
-        return (f"training image #{index}: neighbour {column} of sample {sample}, "
+        return (f"training image #{index}: neighbour {column} of {self.name(sample)}, "
                 f"{self.space} distance {distance:.4g}")

@@ -3,16 +3,25 @@ rescan and a move, filters and sorting, PNGs without metadata, thumbnails keyed 
 
 from __future__ import annotations
 
+import math
 import os
 import shutil
 import sqlite3
+import time
 
 import numpy as np
 import pytest
 from PIL import Image
 
 from diffstudio.engine.pngmeta import write_png
-from diffstudio.engine.sample_index import SampleFilter, SampleIndex, read_record, sort_records
+from diffstudio.engine.sample_index import (
+    SampleFilter,
+    SampleIndex,
+    group_records,
+    period_bounds,
+    read_record,
+    sort_records,
+)
 from diffstudio.engine.thumbnails import ThumbnailCache, fit_nearest
 from diffstudio.errors import ConfigError
 
@@ -129,6 +138,73 @@ def test_filters_and_sorting(workspace):
         sort_records([], "colour")
 
 
+DAY = 86400.0
+
+
+def test_a_date_range_is_the_index_query_and_periods_count_back_from_now(workspace,
+                                                                         monkeypatch):
+    """The date bounds are in the SQL query (through the date index), not only a filter over
+    every row afterwards; today / 7d / 30d are periods ending now."""
+    now = 1_750_000_000.0
+    a = workspace / "run-a" / "samples" / "ddim-1"
+    b = workspace / "run-b" / "samples" / "ddpm-1"
+    ages = {a / "sample-000000.png": 0.1, a / "sample-000001.png": 3, a / "sample-000002.png": 10,
+            b / "sample-000010.png": 40, b / "sample-000011.png": 400}
+    for path, days in ages.items():
+        stamp = int((now - days * DAY) * 1e9)
+        os.utime(path, ns=(stamp, stamp))
+    index = SampleIndex(workspace)
+    index.scan()
+
+    def seeds(since, until=None):
+        return sorted(r.seed for r in index.records(SampleFilter(since=since, until=until)))
+
+    assert seeds(*period_bounds("7d", now)) == [0, 1]
+    assert seeds(*period_bounds("30d", now)) == [0, 1, 2]
+    assert seeds(*period_bounds("all", now)) == [0, 1, 2, 10, 11]
+    assert seeds(now - 50 * DAY, now - 5 * DAY) == [2, 10]  # a from-to range, until exclusive
+    since, until = period_bounds("today", now)
+    midnight = time.localtime(since)
+    assert until is None and (midnight.tm_hour, midnight.tm_min, midnight.tm_sec) == (0, 0, 0)
+    assert 0 <= now - since < DAY
+    assert SampleFilter.from_pairs(["date=7d"]).since == pytest.approx(time.time() - 7 * DAY,
+                                                                        abs=60)
+    with pytest.raises(ConfigError, match="date period"):
+        SampleFilter.from_pairs(["date=fortnight"])
+    # The rows outside the range are not read: the query itself is bounded, by the index.
+    statements = []
+    connect = sqlite3.connect
+
+    def traced(*args, **kwargs):
+        connection = connect(*args, **kwargs)
+        connection.set_trace_callback(statements.append)
+        return connection
+
+    monkeypatch.setattr("diffstudio.engine.sample_index.sqlite3.connect", traced)
+    assert seeds(now - 5 * DAY) == [0, 1]
+    query = next(sql for sql in statements if sql.startswith("SELECT") and "mtime_ns >= " in sql
+                 and "LIMIT" not in sql and "mtime_ns < " not in sql and "FROM samples" in sql
+                 and str(math.ceil((now - 5 * DAY) * 1e9)) in sql)
+    with connect(index.database) as connection:
+        plan = " ".join(str(row) for row in connection.execute(f"EXPLAIN QUERY PLAN {query}"))
+    assert "samples_date" in plan
+    assert index.count() == 5
+
+
+def test_groups_by_run_or_sampler_in_name_order_keeping_the_sort(workspace):
+    Image.new("RGB", (4, 4)).save(workspace / "photo.png")
+    index = SampleIndex(workspace)
+    index.scan()
+    records = index.records(sort="seed", descending=True)
+    groups = group_records(records, "sampler")
+    assert [(name, [r.seed for r in members]) for name, members in groups] == [
+        ("ddim", [2, 1, 0]), ("ddpm", [11, 10]), ("(unknown parameters)", [None])]
+    assert [name for name, _ in group_records(records, "run")] == ["run-a", "run-b",
+                                                                     "(no run)"]
+    with pytest.raises(ConfigError, match="cannot group"):
+        group_records(records, "colour")
+
+
 def test_forget_drops_rows_and_the_index_is_one_sqlite_file(workspace):
     index = SampleIndex(workspace)
     index.scan()
@@ -174,3 +250,51 @@ def test_a_damaged_index_is_set_aside_and_rebuilt(workspace):
     report = index.scan()
     assert report.added == 5 and len(index.records()) == 5
     assert list(index.database.parent.glob("gallery.sqlite.damaged-*"))
+
+
+def _cache_bytes(folder):
+    return sum(p.stat().st_size for p in folder.rglob("*.png"))
+
+
+def test_a_rescan_prunes_thumbnails_of_files_gone_or_changed(workspace, tmp_path):
+    index = SampleIndex(workspace)
+    index.scan()
+    cache = ThumbnailCache(tmp_path / "thumbs")
+    records = {r.seed: r for r in index.records()}
+    made = {seed: cache.thumbnail(r.path, r.mtime_ns, r.size) for seed, r in records.items()}
+    a = workspace / "run-a" / "samples" / "ddim-1"
+    (a / "sample-000000.png").unlink()                      # gone
+    make_sample(a / "sample-000001.png", seed=1, value=0.5)  # changed: a new key
+    os.utime(a / "sample-000001.png", ns=(7, 7))
+    stale = made[2].parent / ".x.png.abc.tmp"               # a killed writer's temporary file
+    stale.write_bytes(b"partial")
+    os.utime(stale, (1, 1))
+    index.scan()
+    report = cache.prune(index.file_states())
+    assert report.orphans == 3 and report.kept == 3 and report.evicted == 0
+    assert not made[0].exists() and not made[1].exists() and not stale.exists()
+    assert all(made[seed].is_file() for seed in (2, 10, 11))
+    assert report.bytes == _cache_bytes(tmp_path / "thumbs")
+
+
+def test_the_thumbnail_cache_is_capped_least_recently_used_first(tmp_path):
+    sources = [make_sample(tmp_path / f"s{i}.png", seed=i) for i in range(6)]
+    probe = ThumbnailCache(tmp_path / "probe")
+    one = max(probe.thumbnail(source).stat().st_size for source in sources)
+    cache = ThumbnailCache(tmp_path / "thumbs")
+    made = [cache.thumbnail(source) for source in sources[:4]]
+    cache.max_bytes = _cache_bytes(tmp_path / "thumbs") - 1  # one too many now
+    for age, path in enumerate(made):  # made[0] the oldest use, made[3] the newest
+        os.utime(path, (1000 + age, 1000 + age))
+    assert cache.thumbnail(sources[0]) == made[0]  # served again: now the most recent
+    report = cache.trim()
+    assert report.evicted == 1 and not made[1].exists()  # the least recently used went
+    assert made[0].is_file() and made[2].is_file() and made[3].is_file()
+    assert _cache_bytes(tmp_path / "thumbs") <= cache.max_bytes
+    # Writing more trims by itself: the cache stays within its cap (plus the eighth written
+    # between two trims).
+    small = ThumbnailCache(tmp_path / "small", max_bytes=one * 2)
+    for source in sources:
+        small.thumbnail(source)
+    assert _cache_bytes(tmp_path / "small") <= small.max_bytes * 9 // 8 + one
+    assert len(list((tmp_path / "small").rglob("*.png"))) < len(sources)

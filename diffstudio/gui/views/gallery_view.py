@@ -1,13 +1,17 @@
 """The Gallery page: every sample PNG of the workspace, as a virtualised grid of thumbnails.
 
 The index (:class:`diffstudio.engine.sample_index.SampleIndex`) is rescanned in a job when the
-page is first shown, on Rescan and when the workspace changes; filtering and sorting then work
-on the records in memory. Only the thumbnails the view paints are asked for, made (or read
+page is first shown, on Rescan and when the workspace changes (the thumbnail cache pruned with
+it); the date range is the index's query (read again in a job when it changes); the other
+filters, sorting and grouping (a header row per run or sampler) then work on the records in
+memory. Only the thumbnails the view paints are asked for, made (or read
 from the on-disk cache) in a thread pool and turned into pixmaps on the window's thread; small
 images are enlarged with nearest-neighbour, never smoothed. A result that belongs to an earlier
 workspace (its generation number) is dropped, so nothing stale is shown.
 
-The detail pane shows the selected sample at 1x and enlarged with every metadata field; it
+The detail pane shows the selected sample at 1x and enlarged with every metadata field and,
+when an evaluation retrieved them, its nearest training images (the Evaluate page's retrieval
+grid; :mod:`diffstudio.engine.evaluation.sample_neighbours` finds the evaluation); it
 stars, deletes to the system trash (the index follows), opens the folder, copies the
 parameters, exports the selection (the application layer's export job) and recalls the sample
 into the Sample page (:func:`diffstudio.app.recall.recall_request`). A PNG dropped onto the page
@@ -19,11 +23,16 @@ from __future__ import annotations
 import json
 from collections import OrderedDict
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from PySide6.QtCore import (
     QAbstractListModel,
+    QDate,
+    QDateTime,
+    QEvent,
     QMimeData,
     QModelIndex,
     QObject,
@@ -33,6 +42,7 @@ from PySide6.QtCore import (
     QSize,
     Qt,
     QThreadPool,
+    QTime,
     QTimer,
     QUrl,
     Signal,
@@ -53,6 +63,7 @@ from PySide6.QtWidgets import (
     QAbstractItemView,
     QCheckBox,
     QComboBox,
+    QDateEdit,
     QFileDialog,
     QHBoxLayout,
     QHeaderView,
@@ -61,6 +72,7 @@ from PySide6.QtWidgets import (
     QListView,
     QMessageBox,
     QPushButton,
+    QScrollArea,
     QSizePolicy,
     QSplitter,
     QStyle,
@@ -68,6 +80,7 @@ from PySide6.QtWidgets import (
     QStyleOptionViewItem,
     QTableWidget,
     QTableWidgetItem,
+    QTabWidget,
     QVBoxLayout,
     QWidget,
 )
@@ -78,25 +91,42 @@ from diffstudio.engine.sample_index import (
     SampleFilter,
     SampleIndex,
     SampleRecord,
+    group_records,
+    period_bounds,
     read_record,
     sort_records,
 )
 from diffstudio.engine.thumbnails import ThumbnailCache
 from diffstudio.errors import ConfigError, DiffstudioError
+from diffstudio.gui.export_controls import ExportControls
+from diffstudio.gui.retrieval_grid import RetrievalGrid
 from diffstudio.gui.studio import Studio
 from diffstudio.gui.workers import CallJob, JobWorker
 
-__all__ = ["GalleryModel", "GalleryView", "ThumbnailDelegate"]
+__all__ = ["GalleryModel", "GalleryView", "GroupHeader", "ThumbnailDelegate"]
 
 RECORD_ROLE = Qt.ItemDataRole.UserRole + 1
+HEADER_ROLE = Qt.ItemDataRole.UserRole + 2
 _PIXMAP_LIMIT = 3000  # pixmaps kept (128 px: about 200 MB at most); the rest are re-read
 _ALL = "All"
 
 
-def _scan(workspace: Path) -> tuple[Any, list[SampleRecord]]:
+def thumbnail_folder(workspace: Path) -> Path:
+    """Where the workspace's thumbnails are cached."""
+    return workspace / STATE_DIR / "thumbnails"
+
+
+def _load(workspace: Path, where: SampleFilter, scan: bool
+          ) -> tuple[Any, list[SampleRecord], int]:
+    """(the scan's report or None, the records of the date range, how many the index holds):
+    the index rescanned first when ``scan`` (and the thumbnail cache pruned to what it holds,
+    within its size cap); the date range is the index query's."""
     index = SampleIndex(workspace)
-    report = index.scan()
-    return report, index.records()
+    report = None
+    if scan:
+        report = index.scan()
+        ThumbnailCache(thumbnail_folder(workspace)).prune(index.file_states())
+    return report, index.records(where), index.count()
 
 
 class _ThumbnailSignals(QObject):
@@ -126,12 +156,26 @@ class _ThumbnailTask(QRunnable):
             self.signals.failed.emit(record.path, record.mtime_ns, self.generation, str(exc))
 
 
+@dataclass(frozen=True)
+class GroupHeader:
+    """A row of the list that heads a group (a run or a sampler) and is no sample."""
+
+    title: str
+    count: int
+
+    def text(self) -> str:
+        return f"{self.title} · {self.count:,} sample{'s' if self.count != 1 else ''}"
+
+
 class GalleryModel(QAbstractListModel):
-    """The filtered, sorted records; thumbnails asked for when the view paints them."""
+    """The filtered, sorted records; thumbnails asked for when the view paints them. When
+    grouped, each group starts with a :class:`GroupHeader` row (``entries``), which is neither
+    selectable nor draggable; ``records`` are the samples alone, in the order shown."""
 
     def __init__(self, parent: QObject | None = None, threads: int = 2) -> None:
         super().__init__(parent)
         self.records: list[SampleRecord] = []
+        self.entries: list[SampleRecord | GroupHeader] = []
         self.cache: ThumbnailCache | None = None
         self.generation = 0
         self.pixmaps: OrderedDict[tuple[str, int], QPixmap] = OrderedDict()
@@ -153,20 +197,48 @@ class GalleryModel(QAbstractListModel):
         self.pending.clear()
         self.failed.clear()
 
-    def set_records(self, records: list[SampleRecord]) -> None:
+    def set_records(self, records: list[SampleRecord],
+                    groups: list[tuple[str, list[SampleRecord]]] | None = None) -> None:
+        """Show ``records``; or, with ``groups`` ((title, records) pairs), each group under a
+        header row."""
         self.beginResetModel()
-        self.records = records
-        self.rows = {record.path: row for row, record in enumerate(records)}
+        if groups is None:
+            self.entries = list(records)
+            self.records = list(records)
+        else:
+            self.entries, self.records = [], []
+            for title, members in groups:
+                self.entries.append(GroupHeader(title, len(members)))
+                self.entries.extend(members)
+                self.records.extend(members)
+        self.rows = {entry.path: row for row, entry in enumerate(self.entries)
+                     if isinstance(entry, SampleRecord)}
         self.endResetModel()
 
+    def is_grouped(self) -> bool:
+        return len(self.entries) != len(self.records)
+
+    def record_at(self, row: int) -> SampleRecord | None:
+        """The sample at ``row``; None for a group header (or no such row)."""
+        entry = self.entries[row] if 0 <= row < len(self.entries) else None
+        return entry if isinstance(entry, SampleRecord) else None
+
+    def row_of(self, record: SampleRecord) -> int | None:
+        return self.rows.get(record.path)
+
     def rowCount(self, parent: QModelIndex | QPersistentModelIndex = QModelIndex()) -> int:
-        return 0 if parent.isValid() else len(self.records)
+        return 0 if parent.isValid() else len(self.entries)
 
     def data(self, index: QModelIndex | QPersistentModelIndex,
              role: int = Qt.ItemDataRole.DisplayRole) -> Any:
-        if not index.isValid() or index.row() >= len(self.records):
+        if not index.isValid() or index.row() >= len(self.entries):
             return None
-        record = self.records[index.row()]
+        record = self.entries[index.row()]
+        if isinstance(record, GroupHeader):
+            if role == HEADER_ROLE:
+                return record
+            return record.text() if role in (Qt.ItemDataRole.DisplayRole,
+                                             Qt.ItemDataRole.AccessibleTextRole) else None
         if role == RECORD_ROLE:
             return record
         if role == Qt.ItemDataRole.DisplayRole:
@@ -218,15 +290,20 @@ class GalleryModel(QAbstractListModel):
     # -- dragging images out as files ---------------------------------------------------------
     def flags(self, index: QModelIndex | QPersistentModelIndex) -> Qt.ItemFlag:
         base = super().flags(index)
-        return base | Qt.ItemFlag.ItemIsDragEnabled if index.isValid() else base
+        if not index.isValid():
+            return base
+        if self.record_at(index.row()) is None:  # a group header
+            return Qt.ItemFlag.ItemIsEnabled
+        return base | Qt.ItemFlag.ItemIsDragEnabled
 
     def mimeTypes(self) -> list[str]:
         return ["text/uri-list"]
 
     def mimeData(self, indexes: Any) -> QMimeData:
         data = QMimeData()
-        data.setUrls([QUrl.fromLocalFile(self.records[i.row()].path) for i in indexes
-                      if i.isValid()])
+        chosen = [self.record_at(i.row()) for i in indexes if i.isValid()]
+        data.setUrls([QUrl.fromLocalFile(record.path) for record in chosen
+                      if record is not None])
         return data
 
     def supportedDragActions(self) -> Qt.DropAction:
@@ -244,13 +321,28 @@ class ThumbnailDelegate(QStyledItemDelegate):
     def __init__(self, cell: int = 128, parent: QObject | None = None) -> None:
         super().__init__(parent)
         self.cell = cell
+        self.view: QListView | None = None  # set by the page: a header spans its width
 
     def sizeHint(self, option: QStyleOptionViewItem,
                  index: QModelIndex | QPersistentModelIndex) -> QSize:
+        if index.data(HEADER_ROLE) is not None:
+            return self.header_size(option)
         return QSize(self.cell + 12, self.cell + 40)
+
+    def header_size(self, option: QStyleOptionViewItem) -> QSize:
+        """Nearly the list's width, so that the header has a line of its own: no cell fits
+        beside it (yet never wider than the viewport: no horizontal scroll bar)."""
+        width = self.cell + 12
+        if self.view is not None:
+            width = max(width, self.view.viewport().width() - 2 * self.view.spacing() - 4)
+        return QSize(width, option.fontMetrics.height() + 14)  # type: ignore[attr-defined]
 
     def paint(self, painter: QPainter, option: QStyleOptionViewItem,
               index: QModelIndex | QPersistentModelIndex) -> None:
+        header: GroupHeader | None = index.data(HEADER_ROLE)
+        if header is not None:
+            self.paint_header(painter, option, header)
+            return
         record: SampleRecord | None = index.data(RECORD_ROLE)
         if record is None:
             return
@@ -290,6 +382,25 @@ class ThumbnailDelegate(QStyledItemDelegate):
                              Qt.AlignmentFlag.AlignCenter, "★")
         painter.restore()
 
+    def paint_header(self, painter: QPainter, option: QStyleOptionViewItem,
+                     header: GroupHeader) -> None:
+        """A group's header: its name and count in bold over a rule."""
+        painter.save()
+        rect: QRect = option.rect  # type: ignore[attr-defined]
+        palette = option.palette  # type: ignore[attr-defined]
+        font = option.font  # type: ignore[attr-defined]
+        font.setBold(True)
+        painter.setFont(font)
+        painter.setPen(palette.text().color())
+        text_rect = rect.adjusted(6, 2, -6, -4)
+        painter.drawText(text_rect, Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter,
+                         painter.fontMetrics().elidedText(header.text(),
+                                                          Qt.TextElideMode.ElideMiddle,
+                                                          text_rect.width()))
+        painter.setPen(palette.mid().color())
+        painter.drawLine(rect.left() + 4, rect.bottom() - 1, rect.right() - 4, rect.bottom() - 1)
+        painter.restore()
+
 
 class GalleryView(QWidget):
     """See the module docstring. ``recall_requested(Recall)`` asks the window to load a sample
@@ -309,9 +420,10 @@ class GalleryView(QWidget):
         self.all_records: list[SampleRecord] = []
         self.loose: SampleRecord | None = None  # a PNG dropped or opened from outside
         self.scan_job: CallJob | None = None
-        self._rescan = False
+        self._pending: bool | None = None  # after this job: True rescan, False query again
+        self._query_where: SampleFilter | None = None
+        self.total = 0  # samples in the index, whatever the date
         self._shown_once = False
-        self.export_job: JobWorker | None = None
         self.index = SampleIndex(studio.workspace)
 
         self.summary = QLabel("")
@@ -343,30 +455,62 @@ class GalleryView(QWidget):
             self.sort_combo.addItem(key.replace("_", " "), key)
         self.descending_box = QCheckBox("Descending")
         self.descending_box.setChecked(True)
+        self.group_combo = QComboBox()
+        self.group_combo.setObjectName("galleryGroup")
+        for label, key in (("None", None), ("Run", "run"), ("Sampler", "sampler")):
+            self.group_combo.addItem(label, key)
+        self.group_combo.setToolTip("A header row per run or per sampler, each group sorted "
+                                    "as chosen")
+        # The date range is the index's query (rows outside it are not even read).
+        self.date_combo = QComboBox()
+        self.date_combo.setObjectName("galleryDate")
+        for label, key in (("Any date", "all"), ("Today", "today"), ("Last 7 days", "7d"),
+                           ("Last 30 days", "30d"), ("From – to", "range")):
+            self.date_combo.addItem(label, key)
+        today = QDate.currentDate()
+        self.from_edit, self.to_edit = QDateEdit(today.addDays(-30)), QDateEdit(today)
+        for edit, name, tip in ((self.from_edit, "galleryFrom", "from this day"),
+                                (self.to_edit, "galleryTo", "to this day, included")):
+            edit.setObjectName(name)
+            edit.setCalendarPopup(True)
+            edit.setDisplayFormat("yyyy-MM-dd")
+            edit.setToolTip(f"With 'From – to': samples made {tip}")
+            edit.setEnabled(False)
+        self.to_edit.setMinimumDate(self.from_edit.date())
         # Two rows, and combos sized by a few characters rather than their longest entry (a
         # long run name): the page fits a 1024-pixel-wide window.
         for combo in (self.run_combo, self.sampler_combo, self.steps_combo, self.class_combo,
-                      self.guidance_combo, self.sort_combo):
+                      self.guidance_combo, self.sort_combo, self.group_combo, self.date_combo):
             combo.setSizeAdjustPolicy(
                 QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
             combo.setMinimumContentsLength(8)
-        first, second = QHBoxLayout(), QHBoxLayout()
+        for combo in (self.steps_combo, self.class_combo, self.guidance_combo):
+            combo.setMinimumContentsLength(5)
+        # Three rows: what (run ... guidance), which (seed, date, star), in what order.
+        first, second, third = QHBoxLayout(), QHBoxLayout(), QHBoxLayout()
         for row, pairs in ((first, (("Run", self.run_combo), ("Sampler", self.sampler_combo),
-                                    ("Steps", self.steps_combo))),
-                           (second, (("Class", self.class_combo),
-                                     ("Guidance", self.guidance_combo),
-                                     ("Seed", self.seed_edit)))):
+                                    ("Steps", self.steps_combo), ("Class", self.class_combo),
+                                    ("Guidance", self.guidance_combo))),
+                           (second, (("Seed", self.seed_edit), ("Date", self.date_combo))),
+                           (third, (("Sort by", self.sort_combo),))):
             for label, widget in pairs:
                 row.addWidget(QLabel(label))
                 row.addWidget(widget, 1)
+        second.addWidget(self.from_edit)
+        second.addWidget(QLabel("to"))
+        second.addWidget(self.to_edit)
+        second.addSpacing(12)
         second.addWidget(self.starred_box)
-        first.addSpacing(12)
-        first.addWidget(QLabel("Sort by"))
-        first.addWidget(self.sort_combo, 1)
-        first.addWidget(self.descending_box)
+        second.addStretch(1)
+        third.addWidget(self.descending_box)
+        third.addSpacing(12)
+        third.addWidget(QLabel("Group by"))
+        third.addWidget(self.group_combo, 1)
+        third.addStretch(2)
         filters = QVBoxLayout()
-        filters.addLayout(first)
-        filters.addLayout(second)
+        filters.setSpacing(2)
+        for row in (first, second, third):
+            filters.addLayout(row)
 
         self.model = GalleryModel(self)
         self.delegate = ThumbnailDelegate(128, self)
@@ -378,6 +522,7 @@ class GalleryView(QWidget):
         self.list.setResizeMode(QListView.ResizeMode.Adjust)
         self.list.setMovement(QListView.Movement.Static)
         self.list.setUniformItemSizes(True)  # layout in O(1) per item: 10,000 stay smooth
+        self.delegate.view = self.list  # (not while grouped: a header is a wide row)
         self.list.setLayoutMode(QListView.LayoutMode.Batched)
         self.list.setBatchSize(500)
         self.list.setSpacing(2)
@@ -392,7 +537,12 @@ class GalleryView(QWidget):
         self.image_big = QLabel()
         self.image_big.setObjectName("galleryEnlarged")
         self.image_big.setAlignment(Qt.AlignmentFlag.AlignCenter)
-        self.image_big.setMinimumSize(256, 256)
+        # Sized by the pane, not by its pixmap (a large image must not widen or heighten the
+        # window); the pixmap is fitted to it on every resize.
+        self.image_big.setMinimumSize(128, 128)
+        self.image_big.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Ignored)
+        self.image_big.installEventFilter(self)
+        self._big_source: QPixmap | None = None
         self.detail_title = QLabel("Select a sample.")
         self.detail_title.setWordWrap(True)
         self.detail_title.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
@@ -403,6 +553,30 @@ class GalleryView(QWidget):
         self.metadata.verticalHeader().setVisible(False)
         self.metadata.horizontalHeader().setSectionResizeMode(1, QHeaderView.ResizeMode.Stretch)
         self.metadata.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        # The nearest training images, when an evaluation retrieved them for this sample.
+        self.neighbours_grid = RetrievalGrid(tile=48)
+        self.neighbours_grid.setObjectName("galleryNeighbours")
+        self.neighbours_note = QLabel("")
+        self.neighbours_note.setObjectName("galleryNeighboursNote")
+        self.neighbours_note.setWordWrap(True)
+        self.neighbours_note.setSizePolicy(QSizePolicy.Policy.Ignored,
+                                           QSizePolicy.Policy.Preferred)
+        self.neighbours_note.setTextFormat(Qt.TextFormat.PlainText)
+        neighbours_scroll = QScrollArea()
+        neighbours_scroll.setWidget(self.neighbours_grid)
+        neighbours_scroll.setAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignTop)
+        neighbours_scroll.setFrameShape(QScrollArea.Shape.NoFrame)
+        neighbours = QWidget()
+        neighbours_layout = QVBoxLayout(neighbours)
+        neighbours_layout.setContentsMargins(4, 4, 4, 4)
+        neighbours_layout.addWidget(self.neighbours_note)
+        neighbours_layout.addWidget(neighbours_scroll, 1)
+        self.neighbours_scroll = neighbours_scroll
+        self.detail_tabs = QTabWidget()
+        self.detail_tabs.addTab(self.metadata, "Metadata")
+        self.detail_tabs.addTab(neighbours, "Nearest training images")
+        self.neighbours_job: CallJob | None = None
+        self._neighbours_wanted: SampleRecord | None = None
         self.star_button = QPushButton("Star")
         self.recall_button = QPushButton("Recall in Sample")
         self.recall_button.setToolTip("Load its run, checkpoint, sampler, parameters, seed, "
@@ -410,18 +584,13 @@ class GalleryView(QWidget):
         self.copy_button = QPushButton("Copy parameters")
         self.folder_button = QPushButton("Open folder")
         self.delete_button = QPushButton("Delete to trash")
-        self.format_combo = QComboBox()
-        for label, fmt in (("PNG copies", "png"), ("Contact sheet", "sheet"),
-                           ("HTML gallery", "html"), ("Zip of all", "zip")):
-            self.format_combo.addItem(label, fmt)
-        self.captions_box = QCheckBox("Captions")
-        self.captions_box.setChecked(True)
-        self.export_button = QPushButton("Export…")
-        self.export_button.setToolTip("Export the selection, or everything shown when "
-                                      "nothing is selected")
-        self.export_status = QLabel("")
-        self.export_status.setWordWrap(True)
-        self.export_status.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        self.exporter = ExportControls(studio, "Gallery", lambda title, text: self.ask(title,
+                                                                                      text))
+        self.exporter.export_button.setToolTip("Export the selection, or everything shown "
+                                               "when nothing is selected")
+        self.format_combo = self.exporter.format_combo
+        self.captions_box = self.exporter.captions_box
+        self.export_button = self.exporter.export_button
         images = QHBoxLayout()
         images.addWidget(self.image_1x)
         images.addWidget(self.image_big, 1)
@@ -432,20 +601,15 @@ class GalleryView(QWidget):
         for button in (self.folder_button, self.delete_button):
             row2.addWidget(button)
         row2.addStretch(1)
-        row3 = QHBoxLayout()
-        row3.addWidget(self.format_combo)
-        row3.addWidget(self.captions_box)
-        row3.addWidget(self.export_button)
         detail = QWidget()
         detail_layout = QVBoxLayout(detail)
         detail_layout.setContentsMargins(6, 0, 0, 0)
-        detail_layout.addLayout(images)
+        detail_layout.addLayout(images, 2)
         detail_layout.addWidget(self.detail_title)
-        detail_layout.addWidget(self.metadata, 1)
+        detail_layout.addWidget(self.detail_tabs, 3)
         detail_layout.addLayout(row1)
         detail_layout.addLayout(row2)
-        detail_layout.addLayout(row3)
-        detail_layout.addWidget(self.export_status)
+        detail_layout.addWidget(self.exporter)
         splitter = QSplitter(Qt.Orientation.Horizontal)
         splitter.addWidget(self.list)
         splitter.addWidget(detail)
@@ -467,6 +631,10 @@ class GalleryView(QWidget):
                       self.guidance_combo, self.sort_combo):
             combo.currentIndexChanged.connect(self.apply_filter)
         self.seed_edit.textChanged.connect(self.apply_filter)
+        self.group_combo.currentIndexChanged.connect(self.apply_filter)
+        self.date_combo.currentIndexChanged.connect(self._on_date_changed)
+        self.from_edit.dateChanged.connect(self._on_range_edited)
+        self.to_edit.dateChanged.connect(self._on_range_edited)
         self.starred_box.toggled.connect(self.apply_filter)
         self.descending_box.toggled.connect(self.apply_filter)
         self.list.selectionModel().selectionChanged.connect(self._on_selection)
@@ -477,6 +645,7 @@ class GalleryView(QWidget):
         self.folder_button.clicked.connect(self._open_folder)
         self.delete_button.clicked.connect(self.delete_selected)
         self.export_button.clicked.connect(lambda: self.export_selected())
+        self.exporter.finished.connect(self._on_selection)
         studio.workspace_changed.connect(lambda _: self._on_workspace())
         studio.jobs_changed.connect(self._rescan_after_saving)
         self._saving = False
@@ -487,8 +656,9 @@ class GalleryView(QWidget):
     def _on_workspace(self, scan: bool = True) -> None:
         workspace = self.studio.workspace
         self.index = SampleIndex(workspace)
-        self.model.set_cache(ThumbnailCache(workspace / STATE_DIR / "thumbnails"))
+        self.model.set_cache(ThumbnailCache(thumbnail_folder(workspace)))
         self.all_records = []
+        self.total = 0
         self.loose = None
         self.model.set_records([])
         self.summary.setText(f"Samples in <b>{workspace}</b>")
@@ -509,38 +679,70 @@ class GalleryView(QWidget):
             self._shown_once = True
             QTimer.singleShot(0, self.refresh)
 
-    def refresh(self) -> None:
-        """Rescan the workspace in the background (again, if a scan is under way)."""
+    def refresh(self, scan: bool = True) -> None:
+        """Rescan the workspace in the background (again, if a scan is under way) and read
+        the samples of the date range from the index; ``scan`` False only reads them."""
         if self.studio.closing:
             return
-        if self.scan_job is not None and self.scan_job.isRunning():
-            self._rescan = True
+        if self.scan_job is not None:  # running, or its end not handled yet
+            self._pending = scan or bool(self._pending)
             return
         workspace = self.studio.workspace
-        job = CallJob("scan-gallery", _scan, workspace)
-        job.succeeded.connect(lambda result, where=workspace: self._on_scanned(where, result))
+        where = self.date_filter()
+        self._query_where = where
+        job = CallJob("scan-gallery", _load, workspace, where, scan)
+        job.succeeded.connect(lambda result, folder=workspace, query=where:
+                              self._on_scanned(folder, query, result))
         job.failed.connect(lambda message, details: self.studio.notifications.error(
             f"Could not index the samples in {workspace}: {message}", details,
             source="Gallery"))
-        job.finished.connect(self._on_scan_finished)
+        job.finished.connect(lambda finished=job: self._on_scan_finished(finished))
         job.cpu_threads = 0  # no torch here: do not import it to set its threads
         self.scan_job = job
-        self.summary.setText(f"Indexing the samples in <b>{workspace}</b>…")
+        if scan:
+            self.summary.setText(f"Indexing the samples in <b>{workspace}</b>…")
         self.studio.add_job("gallery-scan", job)
         job.start()
 
-    def _on_scan_finished(self) -> None:
+    def _on_scan_finished(self, job: CallJob) -> None:
+        if job is not self.scan_job:
+            return
         self.scan_job = None
-        if self._rescan:
-            self._rescan = False
-            self.refresh()
+        if self._pending is not None:
+            scan, self._pending = self._pending, None
+            self.refresh(scan)
 
-    def _on_scanned(self, workspace: Path, result: tuple[Any, list[SampleRecord]]) -> None:
-        if workspace != self.studio.workspace:
-            return  # the workspace changed meanwhile: that scan is stale
-        report, records = result
+    def _on_scanned(self, workspace: Path, where: SampleFilter,
+                    result: tuple[Any, list[SampleRecord], int]) -> None:
+        if workspace != self.studio.workspace or where is not self._query_where:
+            return  # the workspace or the date range changed meanwhile: stale
+        report, records, self.total = result
         self.set_records(records)
-        self.scanned.emit(report)
+        if report is not None:
+            self.scanned.emit(report)
+
+    # -- the date range -------------------------------------------------------------------------
+    def date_filter(self) -> SampleFilter:
+        """The date range chosen, as the index query's filter (the other filters apply to
+        the records in memory)."""
+        period = self.date_combo.currentData() or "all"
+        if period != "range":
+            since, until = period_bounds(period)
+            return SampleFilter(since=since, until=until)
+        first, last = self.from_edit.date(), self.to_edit.date().addDays(1)  # last day included
+        return SampleFilter(since=float(QDateTime(first, QTime(0, 0)).toSecsSinceEpoch()),
+                            until=float(QDateTime(last, QTime(0, 0)).toSecsSinceEpoch()))
+
+    def _on_date_changed(self, *_: Any) -> None:
+        ranged = self.date_combo.currentData() == "range"
+        self.from_edit.setEnabled(ranged)
+        self.to_edit.setEnabled(ranged)
+        self.refresh(scan=False)
+
+    def _on_range_edited(self, *_: Any) -> None:
+        self.to_edit.setMinimumDate(self.from_edit.date())  # never an empty, inverted range
+        if self.date_combo.currentData() == "range":
+            self.refresh(scan=False)
 
     def set_records(self, records: list[SampleRecord]) -> None:
         self.all_records = records
@@ -584,23 +786,33 @@ class GalleryView(QWidget):
         shown = sort_records(shown, self.sort_combo.currentData() or "date",
                              descending=self.descending_box.isChecked())
         selected = {record.path for record in self.selected()}
-        self.model.set_records(shown)
-        for row, record in enumerate(shown):
+        by = self.group_combo.currentData()
+        # A header spans the list's width: item sizes differ while grouped (QListView then
+        # asks every item its size; without groups one size does for all, O(1) per item).
+        self.list.setUniformItemSizes(by is None)
+        self.model.set_records(shown, group_records(shown, by) if by else None)
+        for record in shown:
             if record.path in selected:
                 self.list.selectionModel().select(
-                    self.model.index(row), self.list.selectionModel().SelectionFlag.Select)
+                    self.model.index(self.model.rows[record.path]),
+                    self.list.selectionModel().SelectionFlag.Select)
         self._update_summary()
         self._on_selection()
 
     def _update_summary(self) -> None:
         stars = sum(1 for record in self.all_records if record.starred)
-        self.summary.setText(f"<b>{self.model.rowCount():,}</b> of {len(self.all_records):,} "
-                             f"samples in <b>{self.studio.workspace}</b> · {stars} starred")
+        period = self.date_combo.currentData()
+        when = {"today": "made today", "7d": "in the last 7 days", "30d": "in the last 30 days",
+                "range": f"from {self.from_edit.date().toString('yyyy-MM-dd')} to "
+                         f"{self.to_edit.date().toString('yyyy-MM-dd')}"}.get(period, "")
+        dated = f" ({len(self.all_records):,} {when})" if when else ""
+        self.summary.setText(f"<b>{len(self.model.records):,}</b> of {self.total:,} samples"
+                             f"{dated} in <b>{self.studio.workspace}</b> · {stars} starred")
 
     # -- selection and the detail pane --------------------------------------------------------
     def selected(self) -> list[SampleRecord]:
         rows = sorted(index.row() for index in self.list.selectionModel().selectedIndexes())
-        return [self.model.records[row] for row in rows if row < len(self.model.records)]
+        return [record for record in map(self.model.record_at, rows) if record is not None]
 
     def current(self) -> SampleRecord | None:
         chosen = self.selected()
@@ -616,7 +828,7 @@ class GalleryView(QWidget):
         for button in (self.recall_button, self.copy_button):
             button.setEnabled(record is not None and record.has_metadata)
         self.folder_button.setEnabled(record is not None)
-        self.export_button.setEnabled(bool(self.model.records) and self.export_job is None)
+        self.exporter.set_available(bool(self.model.records))
         self.star_button.setText("Unstar" if record is not None and record.starred else "Star")
         self.show_record(record)
 
@@ -624,8 +836,10 @@ class GalleryView(QWidget):
         """The sample at 1x and enlarged (nearest), with every metadata field."""
         self.metadata.setRowCount(0)
         if record is None:
+            self.look_up_neighbours(None)
             self.image_1x.clear()
             self.image_big.clear()
+            self._big_source = None
             self.detail_title.setText("Select a sample." if self.all_records else
                                       "No samples yet: sample a run on the Sample page.")
             return
@@ -633,15 +847,16 @@ class GalleryView(QWidget):
         if image.isNull():
             self.image_1x.setText("unreadable")
             self.image_big.clear()
+            self._big_source = None
         else:
             pixmap = QPixmap.fromImage(image)
-            self.image_1x.setPixmap(pixmap)
-            box = max(64, min(self.image_big.width(), self.image_big.height(), 320))
-            factor = max(1, box // max(image.width(), image.height(), 1))
-            self.image_big.setPixmap(pixmap.scaled(
-                image.width() * factor, image.height() * factor,
-                Qt.AspectRatioMode.KeepAspectRatio, Qt.TransformationMode.FastTransformation))
+            self.image_1x.setPixmap(pixmap if max(image.width(), image.height()) <= 128 else
+                                    pixmap.scaled(128, 128, Qt.AspectRatioMode.KeepAspectRatio,
+                                                  Qt.TransformationMode.SmoothTransformation))
+            self._big_source = pixmap
+            self._fit_enlarged()
         self.detail_title.setText(f"{record.name}\n{record.caption()}")
+        self.look_up_neighbours(record)
         rows = [("path", record.path), ("size", f"{record.width} x {record.height}")]
         if not record.has_metadata:
             rows.append(("parameters", "unknown parameters"))
@@ -653,6 +868,108 @@ class GalleryView(QWidget):
             self.metadata.setItem(row, 0, QTableWidgetItem(key))
             self.metadata.setItem(row, 1, QTableWidgetItem(value))
         self.metadata.resizeColumnToContents(0)
+
+    def _fit_enlarged(self) -> None:
+        """The enlarged image fitted to its box: small images by the largest whole factor
+        with nearest-neighbour (sharp pixels), large ones reduced smoothly."""
+        source = self._big_source
+        if source is None or source.isNull():
+            return
+        box = max(64, min(self.image_big.width(), self.image_big.height()))
+        longest = max(source.width(), source.height(), 1)
+        if longest <= box:
+            factor = box // longest
+            fitted = source.scaled(source.width() * factor, source.height() * factor,
+                                   Qt.AspectRatioMode.KeepAspectRatio,
+                                   Qt.TransformationMode.FastTransformation)
+        else:
+            fitted = source.scaled(box, box, Qt.AspectRatioMode.KeepAspectRatio,
+                                   Qt.TransformationMode.SmoothTransformation)
+        self.image_big.setPixmap(fitted)
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:
+        if watched is self.image_big and event.type() == QEvent.Type.Resize:
+            self._fit_enlarged()
+        return super().eventFilter(watched, event)
+
+    # -- the nearest training images -------------------------------------------------------------
+    _NO_EVALUATION = ("No evaluation has retrieved this sample's nearest training images. To "
+                      "see them here, evaluate its samples folder on the Evaluate page with "
+                      "'Nearest training images' and the 'Memorisation check' ticked (or its "
+                      "run, with the same sampler, parameters and seeds).")
+
+    def look_up_neighbours(self, record: SampleRecord | None) -> None:
+        """Find, in a job, an evaluation that retrieved ``record``'s nearest training images
+        and show them (:mod:`diffstudio.engine.evaluation.sample_neighbours`); otherwise say
+        how to compute them. One lookup at a time: the newest selection is looked up next."""
+        self.neighbours_grid.clear()
+        if record is None:
+            self._neighbours_wanted = None
+            self.neighbours_note.setText("")
+            return
+        if self.studio.closing:
+            return  # no new job while the window closes
+        if not self.studio.ready or self.studio.registry is None:
+            self.neighbours_note.setText("The nearest training images are looked up once the "
+                                         "engine has loaded: select the sample again then.")
+            return
+        if self.neighbours_job is not None:
+            self._neighbours_wanted = record
+            self.neighbours_note.setText("Looking for an evaluation of this sample…")
+            return
+        from diffstudio.engine.evaluation.sample_neighbours import load_sample_neighbours
+
+        self._neighbours_wanted = None
+        job = CallJob("gallery-neighbours", load_sample_neighbours, record,
+                      self.studio.registry)
+        job.succeeded.connect(lambda found, asked=record: self._on_neighbours(asked, found))
+        job.failed.connect(lambda message, details, asked=record: self._on_neighbours(
+            asked, None, message))
+        job.finished.connect(self._on_neighbours_finished)
+        self.neighbours_job = job
+        self.neighbours_note.setText("Looking for an evaluation of this sample…")
+        self.studio.add_job("gallery-neighbours", job)
+        job.start()
+
+    def _is_shown(self, record: SampleRecord) -> bool:
+        current = self.current()
+        return current is not None and (current.path, current.mtime_ns) == (record.path,
+                                                                           record.mtime_ns)
+
+    def _on_neighbours(self, record: SampleRecord, found: Any, problem: str = "") -> None:
+        if self._neighbours_wanted is not None or not self._is_shown(record):
+            return  # another sample is selected now: its own lookup follows
+        if problem:
+            self.neighbours_note.setText(f"The nearest training images could not be shown: "
+                                         f"{problem}")
+            return
+        if found is None:
+            self.neighbours_note.setText(self._NO_EVALUATION)
+            return
+        k = len(found.indices)
+        flagged = [0] if found.flagged else []
+        ratios = None if found.ratio is None else np.asarray([found.ratio])
+        self.neighbours_grid.set_data(
+            found.sample[None], found.images, {int(i): row for row, i in
+                                               enumerate(found.indices)},
+            found.indices[None], found.distances[None], space=found.space, flagged=flagged,
+            ratios=ratios, names=["sample"])
+        space = {"inception": "Inception features", "pixel": "pixels"}.get(found.space,
+                                                                            found.space)
+        verdict = ""
+        if found.ratio is not None:
+            verdict = (" Flagged by the memorisation check: possibly a copy of a training "
+                       "image." if found.flagged else " Not flagged by the memorisation "
+                       "check.")
+        self.neighbours_note.setText(
+            f"Its {k} nearest training images by distance between {space}, from "
+            f"{found.evaluation.name} ({found.how}).{verdict}")
+
+    def _on_neighbours_finished(self) -> None:
+        self.neighbours_job = None
+        wanted, self._neighbours_wanted = self._neighbours_wanted, None
+        if wanted is not None and self._is_shown(wanted):
+            self.look_up_neighbours(wanted)
 
     # -- actions ------------------------------------------------------------------------------
     def toggle_star(self) -> None:
@@ -727,6 +1044,7 @@ class GalleryView(QWidget):
             except Exception as exc:  # send2trash raises OSError subclasses and its own
                 errors.append(f"{record.path}: {exc}")
         self.index.forget(removed)
+        self.total -= len(removed)
         gone = set(removed)
         self.all_records = [record for record in self.all_records if record.path not in gone]
         self.list.clearSelection()
@@ -737,63 +1055,13 @@ class GalleryView(QWidget):
                 source="Gallery")
         return len(removed)
 
+    @property
+    def export_job(self) -> JobWorker | None:
+        return self.exporter.job
+
     def export_selected(self, folder: str | None = None) -> bool:
         """Export the selection (or every sample shown) in the chosen format as a job."""
-        from diffstudio.app.export import ExportRequest, export
-        from diffstudio.engine.export import planned_targets
-
-        records = self.selected() or list(self.model.records)
-        if not records or self.export_job is not None:
-            return False
-        if folder is None:
-            folder = QFileDialog.getExistingDirectory(self, "Export into folder",
-                                                      str(self.studio.workspace))
-            if not folder:
-                return False
-        fmt = self.format_combo.currentData()
-        try:
-            existing = [p for p in planned_targets(records, Path(folder), fmt) if p.exists()]
-        except ConfigError as exc:
-            self.studio.notifications.warning(f"Export not started: {exc}", source="Gallery")
-            return False
-        overwrite = bool(existing) and self.ask(
-            "Replace files?", f"{existing[0].name}" + (f" and {len(existing) - 1} more"
-                                                      if len(existing) > 1 else "")
-            + f" already exist in {folder}. Replace them?")
-        if existing and not overwrite:
-            return False
-        request = ExportRequest(sources=[r.path for r in records], out=folder, format=fmt,
-                                overwrite=overwrite, captions=self.captions_box.isChecked())
-        job = JobWorker("export", lambda stop: export(request, records=records,
-                                                      should_stop=stop))
-        job.progress_ready.connect(self._on_export_progress)
-        job.succeeded.connect(self._on_exported)
-        job.failed.connect(lambda message, details: self.studio.notifications.error(
-            f"Export failed: {message}", details, source="Gallery"))
-        job.finished.connect(self._on_export_finished)
-        job.cpu_threads = 0  # exporting needs no torch
-        self.export_job = job
-        self.export_status.setText(f"Exporting {len(records)} samples…")
-        self.studio.add_job("export", job)
-        job.start()
-        self._on_selection()
-        return True
-
-    def _on_export_progress(self) -> None:
-        if self.export_job is not None:
-            progress = self.export_job.take_progress()
-            if progress is not None:
-                self.export_status.setText(progress.describe())
-
-    def _on_exported(self, outcome: Any) -> None:
-        where = outcome.files[0] if len(outcome.files) == 1 else outcome.out
-        self.export_status.setText(f"Exported {outcome.count} samples to {where}")
-        self.studio.notifications.info(f"Exported {outcome.count} samples as {outcome.format} "
-                                       f"to {where}", source="Gallery")
-
-    def _on_export_finished(self) -> None:
-        self.export_job = None
-        self._on_selection()
+        return self.exporter.start(self.selected() or list(self.model.records), folder)
 
     # -- PNGs from outside ----------------------------------------------------------------------
     def show_file(self, path: str) -> SampleRecord | None:

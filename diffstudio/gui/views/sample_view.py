@@ -1,6 +1,7 @@
 """The Sample page: choose a run, a sampler and its parameters, the number of samples and the
 seed; watch x_t and the predicted x_0 as the sampler steps (particles for 2-D data), with a
-trajectory strip of the first sample; cancel; save. Further tabs compare samplers on identical
+trajectory strip of the first sample; cancel; save; export the result (saved or not) with the
+Gallery's export controls and job. Further tabs compare samplers on identical
 initial noise and decode a DDIM interpolation between two seeds.
 
 Live frames are throttled by time in the worker (at most "Live fps" a second, 10 by default)
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +31,7 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QMenu,
+    QMessageBox,
     QPushButton,
     QSizePolicy,
     QSplitter,
@@ -47,6 +50,7 @@ from diffstudio.app.sample import (
 from diffstudio.app.sources import ModelSource
 from diffstudio.engine.runs import Run
 from diffstudio.errors import ConfigError
+from diffstudio.gui.export_controls import ExportControls
 from diffstudio.gui.forms import ContributionPicker, ParamForm, PathEdit
 from diffstudio.gui.images import ImageView, grid_rgb8
 from diffstudio.gui.panels import FormScroll, form_column
@@ -203,11 +207,24 @@ class SampleView(QWidget):
         # "Save" under the Compare tab must not save the Live result).
         self.live_buttons = QWidget()
         self.live_buttons.setObjectName("liveButtons")
-        live_row = QHBoxLayout(self.live_buttons)
-        live_row.setContentsMargins(0, 0, 0, 0)
+        live_column = QVBoxLayout(self.live_buttons)
+        live_column.setContentsMargins(0, 0, 0, 0)
+        live_row = QHBoxLayout()
         live_row.addWidget(self.sample_button)
         live_row.addWidget(self.cancel_button)
         live_row.addWidget(self.save_button)
+        live_column.addLayout(live_row)
+        # The Gallery's export (format, captions, Export…, progress) for the result shown:
+        # its saved PNGs, or, not saved yet, the PNGs Save would write.
+        self.ask: Callable[[str, str], bool] = self._ask
+        self.exporter = ExportControls(studio, "Sample", lambda title, text: self.ask(title,
+                                                                                     text),
+                                       role="export-sample")
+        self.exporter.export_button.setToolTip(
+            "Export the samples shown (saved or not) as PNG copies with their metadata, a "
+            "contact sheet, an HTML gallery or a zip of all three")
+        self.exporter.finished.connect(self.update_buttons)
+        live_column.addWidget(self.exporter)
         buttons = QHBoxLayout()
         buttons.addWidget(self.live_buttons)
         left = QWidget()
@@ -293,6 +310,7 @@ class SampleView(QWidget):
         self.sample_button.clicked.connect(self.start)
         self.cancel_button.clicked.connect(self.cancel)
         self.save_button.clicked.connect(self.save)
+        self.exporter.export_button.clicked.connect(lambda: self.export_result())
         self.runs.changed.connect(self._on_run_changed)
         # What an unset field will be given (the run's data suggests it), below each field.
         self._hints: dict[tuple[str, str], dict[str, str]] = {}  # (run, sampler) -> hints
@@ -548,6 +566,8 @@ class SampleView(QWidget):
         self.sample_button.setText("Sample" if self.studio.ready else "Sample (loading engine…)")
         self.cancel_button.setEnabled(running)
         self.save_button.setEnabled(self.outcome is not None and not running)
+        self.exporter.set_available(self.outcome is not None and self.outcome.samples.ndim == 4
+                                    and not running)
         self._show_live_buttons()
         self.compare.update_buttons(run_ready)
         self.interpolation.update_buttons(run_ready)
@@ -814,6 +834,35 @@ class SampleView(QWidget):
             f"Saving failed: {message}", details, source="Sample"))
         self.studio.add_job("save", job)
         job.start()
+
+    def export_result(self, folder: str | None = None) -> bool:
+        """Export the samples shown (the last result) with the Gallery's export job: its saved
+        PNGs, or, when it was not saved, the PNGs Save would write (made in the job). False
+        when nothing started."""
+        from diffstudio.app.export import export_outcome, outcome_records
+
+        if self.outcome is None or self.is_running():
+            return False
+        outcome = self.outcome
+        try:
+            records = outcome_records(outcome)
+        except ConfigError as exc:
+            self.studio.notifications.warning(f"Export not started: {exc}", source="Sample")
+            return False
+        name = Path(str(outcome.metadata.get("run") or outcome.metadata.get("pretrained")
+                        or "samples")).name
+        return self.exporter.start(
+            records, folder, title=f"{name} · {outcome.result.sampler}",
+            make_events=lambda request, stop: export_outcome(request, outcome, records=records,
+                                                             should_stop=stop))
+
+    @staticmethod
+    def _ask(title: str, text: str) -> bool:
+        answer = QMessageBox.question(None, title, text,
+                                      QMessageBox.StandardButton.Yes
+                                      | QMessageBox.StandardButton.No,
+                                      QMessageBox.StandardButton.No)
+        return answer == QMessageBox.StandardButton.Yes
 
     # -- recall (from the Gallery) ------------------------------------------------------------
     def apply_recall(self, recall: Any) -> None:
