@@ -317,6 +317,7 @@ class SampleIndex:
         roots are removed. ``progress(files_seen)`` is called every 200 files.
         """
         started = time.perf_counter()
+        whole = not roots  # the workspace: what is not under it is another copy's row
         roots = [Path(r).expanduser().resolve() for r in (roots or [self.workspace])]
         report = ScanReport()
         connection = self._connect()
@@ -349,8 +350,11 @@ class SampleIndex:
                     report.added += 1
                 fresh.append(record)
             else:
+                # A workspace copied or moved with its index keeps the old place's rows: a
+                # whole scan drops them (the Gallery showed every sample twice).
                 gone = [path for path in known
-                        if path not in seen and any(_under(path, root) for root in roots)]
+                        if path not in seen and (whole or any(_under(path, root)
+                                                              for root in roots))]
                 # A moved file: same size, mtime and metadata as one that vanished.
                 vanished = {(known[p][0], known[p][1], known[p][3]): p for p in gone
                             if known[p][2]}

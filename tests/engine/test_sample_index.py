@@ -8,6 +8,7 @@ import os
 import shutil
 import sqlite3
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -96,6 +97,19 @@ def test_rescan_reads_only_what_changed_and_follows_adds_deletes_and_moves(works
     assert by_path[str(moved)].starred and by_path[str(moved)].seed == 1
     assert by_path[str(changed)].steps == 99
     assert len(by_path) == 5
+
+
+def test_a_copied_workspace_lists_its_own_samples_only(workspace, tmp_path):
+    """The index travels with the workspace (.diffstudio/): a copy's first scan must not keep
+    the original's rows beside its own."""
+    SampleIndex(workspace).scan()
+    copy = tmp_path / "copy"
+    shutil.copytree(workspace, copy)
+    index = SampleIndex(copy)
+    report = index.scan()
+    paths = [Path(r.path) for r in index.records()]
+    assert len(paths) == 5 and all(p.is_relative_to(copy.resolve()) for p in paths)
+    assert report.removed == 5  # the original's rows
 
 
 def test_a_png_without_metadata_is_listed_with_unknown_parameters(workspace):
