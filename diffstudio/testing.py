@@ -72,8 +72,12 @@ Class attributes to set: ``sampler`` (wrap plain functions in ``staticmethod``) 
 
 The module imports torch and diffstudio's engine but neither pytest nor diffusers at import
 time: the test parametrisation goes through the class's ``pytest_generate_tests`` hook, and
-the U-Net is built only when the ``"image"`` case runs. :class:`GaussianEpsNetwork` is also
-useful on its own, as a network with a known exact answer.
+the U-Net is built only when the ``"image"`` case runs. Loaded as a pytest plugin
+(``pytest -p diffstudio.testing``) it also brings fixtures (:mod:`diffstudio.pytest_plugin`):
+``diffstudio_gaussian_model``, ``diffstudio_seeds``, ``diffstudio_generators`` (the
+per-sample generators as the app passes them), ``diffstudio_callback`` and
+``diffstudio_sample`` (one batch sampled exactly as the app samples it).
+:class:`GaussianEpsNetwork` is also useful on its own, as a network with a known exact answer.
 """
 
 from __future__ import annotations
@@ -102,9 +106,22 @@ __all__ = [
     "NetworkConformance",
     "SamplerConformance",
     "ScheduleConformance",
+    "StepRecorder",
     "gaussian_model",
     "signature_schema_mismatches",
 ]
+
+#: Loaded as a pytest plugin (``pytest -p diffstudio.testing``), this module brings the kit's
+#: fixtures from :mod:`diffstudio.pytest_plugin`; imported as a library it imports no pytest.
+pytest_plugins = ["diffstudio.pytest_plugin"]
+
+
+class StepRecorder(list[SamplerStep]):
+    """A sampler callback that keeps the :class:`~diffstudio.engine.samplers.SamplerStep` of
+    every call, in order: ``steps = StepRecorder(); sampler(..., callback=steps)``."""
+
+    def __call__(self, step: SamplerStep) -> None:
+        self.append(step)
 
 
 class GaussianEpsNetwork(nn.Module):

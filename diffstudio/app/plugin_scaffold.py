@@ -56,6 +56,8 @@ where = ["src"]
 
 [tool.pytest.ini_options]
 testpaths = ["tests"]
+# The conformance kit's fixtures (diffstudio_sample, diffstudio_generators, ...).
+addopts = ["-p", "diffstudio.testing"]
 '''
 
 _SAMPLER_PLUGIN = '''\
@@ -143,13 +145,17 @@ def sample(
 
 _SAMPLER_TEST = '''\
 """The conformance kit diffstudio's own samplers pass: shapes, dtypes, per-sample generators,
-determinism, one callback per step, cancellation, finite output, the schema."""
+determinism, one callback per step, cancellation, finite output, the schema; and the kit's
+fixtures (loaded by ``-p diffstudio.testing`` in pyproject.toml) on the exact Gaussian model."""
 
 from __future__ import annotations
+
+import pytest
 
 from diffstudio.testing import SamplerConformance
 
 from {module}.plugin import diffstudio_samplers
+from {module}.sampler import sample
 
 
 class Test{klass}(SamplerConformance):
@@ -162,6 +168,15 @@ class Test{klass}Stochastic(SamplerConformance):
     contribution = diffstudio_samplers()[0]
     params = {{"steps": 5, "eta": 1.0}}
     deterministic = False
+
+
+@pytest.mark.parametrize("eta", [0.0, 1.0])
+def test_the_exact_gaussian_comes_back(diffstudio_sample, eta):
+    """On the kit's exact model of N(0, 0.5^2 I) data (the diffstudio_gaussian_model fixture),
+    400 samples drawn as the app draws them have the data's standard deviation."""
+    x0 = diffstudio_sample(sample, seeds=range(400), steps=100, eta=eta)
+    assert x0.shape == (400, 2)
+    assert 0.44 < float(x0.std()) < 0.56  # DDIM-100: 0.48
 '''
 
 _SCHEDULE_PLUGIN = '''\
