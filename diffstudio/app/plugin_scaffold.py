@@ -493,10 +493,12 @@ _README = '''\
 A diffstudio {kind} plugin, `{name}`, written by `diffstudio plugins new`.
 
 ```
-diffstudio plugins install --editable .   # or: pip install -e .
-pytest                                    # the conformance kit
-diffstudio plugins                        # lists {name}
+diffstudio plugins install --editable ".[test]"   # pip install -e, with pytest; torch pinned
+python -m pytest                                  # the conformance kit (the same Python)
+diffstudio plugins                                # lists {name}
 ```
+
+Without a network add `--no-index --no-build-isolation` to the install.
 
 In the window it is "{title}" on the {page} page, with a form built from its parameters;
 on the command line: `{usage}`.

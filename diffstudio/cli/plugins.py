@@ -191,7 +191,7 @@ def _new(argv: list[str], registry: PluginRegistry) -> int:
     folder = scaffold_plugin(args.name, kind=args.kind, out=args.out)
     print(f"wrote {folder}")
     print("next:\n"
-          f"  {sys.executable} -m diffstudio plugins install --editable {folder}\n"
+          f"  {sys.executable} -m diffstudio plugins install --editable \"{folder}[test]\"\n"
           f"  cd {folder} && {sys.executable} -m pytest\n"
           f"  diffstudio   (the {args.kind} appears on the {KIND_PAGES[args.kind]} page)")
     return 0

@@ -28,8 +28,8 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, dic
         folder = root / f"my-{kind}"
         assert main(["plugins", "new", f"my-{kind}", "--kind", kind, "--out", str(folder)]) == 0
         assert (folder / "pyproject.toml").is_file() and (folder / "README.md").is_file()
-        done = run_in(venv, "plugins", "install", "--editable", str(folder), "--no-index",
-                      "--no-build-isolation", settings=settings)
+        done = run_in(venv, "plugins", "install", "--editable", f"{folder}[test]", "--no-index",
+                      "--no-build-isolation", settings=settings)  # as its README says
         assert done.returncode == 0, done.stderr
         folders[kind] = folder
     return venv, settings, folders
