@@ -1,8 +1,8 @@
 """A conformance kit for samplers, for the built-in ones and for third-party plugins alike.
 
-(Schedules and networks have theirs too: :class:`ScheduleConformance` and
-:class:`NetworkConformance`, subclassed the same way with ``contribution`` set; see their
-docstrings and docs/plugins.md.)
+(Schedules, networks and datasets have theirs too: :class:`ScheduleConformance`,
+:class:`NetworkConformance` and :class:`DatasetConformance`, subclassed the same way with
+``contribution`` set; see their docstrings and docs/plugins.md.)
 
 Modelled on diffusers' ``tests/schedulers/test_schedulers.py``: subclass
 :class:`SamplerConformance` in a test module, name the subclass ``Test...`` so pytest collects
@@ -72,8 +72,12 @@ Class attributes to set: ``sampler`` (wrap plain functions in ``staticmethod``) 
 
 The module imports torch and diffstudio's engine but neither pytest nor diffusers at import
 time: the test parametrisation goes through the class's ``pytest_generate_tests`` hook, and
-the U-Net is built only when the ``"image"`` case runs. :class:`GaussianEpsNetwork` is also
-useful on its own, as a network with a known exact answer.
+the U-Net is built only when the ``"image"`` case runs. Loaded as a pytest plugin
+(``pytest -p diffstudio.testing``) it also brings fixtures (:mod:`diffstudio.pytest_plugin`):
+``diffstudio_gaussian_model``, ``diffstudio_seeds``, ``diffstudio_generators`` (the
+per-sample generators as the app passes them), ``diffstudio_callback`` and
+``diffstudio_sample`` (one batch sampled exactly as the app samples it).
+:class:`GaussianEpsNetwork` is also useful on its own, as a network with a known exact answer.
 """
 
 from __future__ import annotations
@@ -97,13 +101,27 @@ from diffstudio.errors import Cancelled
 from diffstudio.specs import Contribution, Param
 
 __all__ = [
+    "DatasetConformance",
     "GaussianEpsNetwork",
     "NetworkConformance",
     "SamplerConformance",
     "ScheduleConformance",
+    "StepRecorder",
     "gaussian_model",
     "signature_schema_mismatches",
 ]
+
+#: Loaded as a pytest plugin (``pytest -p diffstudio.testing``), this module brings the kit's
+#: fixtures from :mod:`diffstudio.pytest_plugin`; imported as a library it imports no pytest.
+pytest_plugins = ["diffstudio.pytest_plugin"]
+
+
+class StepRecorder(list[SamplerStep]):
+    """A sampler callback that keeps the :class:`~diffstudio.engine.samplers.SamplerStep` of
+    every call, in order: ``steps = StepRecorder(); sampler(..., callback=steps)``."""
+
+    def __call__(self, step: SamplerStep) -> None:
+        self.append(step)
 
 
 class GaussianEpsNetwork(nn.Module):
@@ -686,6 +704,21 @@ class NetworkConformance:
         assert torch.equal(self._output(network, x, t, labels),
                            self._output(network, x, t, labels))
 
+    def test_class_labels_change_the_output(self) -> None:
+        if not self.num_classes:
+            import pytest
+
+            pytest.skip("set `num_classes` (and the params that make it class-conditional)")
+        network = self.build_network()
+        x, labels = self._inputs()
+        assert labels is not None
+        t = torch.full((self.batch_size,), 10)
+        other = (labels + 1) % self.num_classes
+        assert not torch.allclose(self._output(network, x, t, labels),
+                                  self._output(network, x, t, other)), (
+            f"with num_classes={self.num_classes} the network's output does not depend on "
+            "class_labels: embed them (or leave num_classes None)")
+
     def test_save_pretrained_round_trip(self, tmp_path: Any) -> None:
         network = self.build_network()
         if not hasattr(network, "save_pretrained"):
@@ -696,3 +729,126 @@ class NetworkConformance:
         loaded = type(network).from_pretrained(tmp_path / "network").eval()
         assert torch.allclose(self._output(network, x, t, labels),
                               self._output(loaded, x, t, labels), atol=1e-6)
+
+
+class DatasetConformance:
+    """Conformance tests for a dataset contribution: subclass as ``Test<Something>`` and set
+    :attr:`contribution` (what the plugin's ``diffstudio_datasets`` returns)::
+
+        class TestMyData(DatasetConformance):
+            contribution = diffstudio_datasets()[0]
+            params = {"num_points": 500}   # keep the test fast
+            expected_len = 500
+
+    The factory is called as the app calls it, ``factory(**validated params)``
+    (:func:`diffstudio.engine.components.dataset_from`), and the
+    :class:`~diffstudio.engine.datasets.Dataset` it returns is checked: ``kind`` ``"image"``
+    with data (N, C, H, W) in [-1, 1] or ``"points"`` with data (N, D), agreeing with the
+    contribution's ``"image"``/``"points"`` tag; float32, finite, not constant; N > 0 (and
+    :attr:`expected_len` when set); labels None or (N,) int64 in [0, num_classes) with
+    ``num_classes`` set exactly when there are labels and ``class_names`` (if any) one per
+    class; ``log_density`` (if any) finite of shape (N,) on the data; ``noise_scale`` (if any)
+    a :class:`~diffstudio.engine.suggestions.NoiseScale` with 0 < sigma_min < sigma_max; and
+    determinism: a second call gives identical data and labels (runs resume on it and FID
+    caches its statistics by its content).
+    """
+
+    contribution: ClassVar[Contribution | None] = None
+    #: Overrides of the declared defaults (a small dataset keeps the test fast).
+    params: ClassVar[dict[str, Any]] = {}
+    #: The number of items the factory must return with :attr:`params`; None: any N > 0.
+    expected_len: ClassVar[int | None] = None
+
+    def build_dataset(self) -> Dataset:
+        from diffstudio.engine.components import dataset_from
+
+        if self.contribution is None:
+            raise TypeError(f"{type(self).__name__} must set `contribution`")
+        return dataset_from(self.contribution, self.params)
+
+    def test_declaration(self) -> None:
+        contribution = self.contribution
+        assert contribution is not None, f"{type(self).__name__} must set `contribution`"
+        assert contribution.kind == "dataset", f"kind {contribution.kind!r}, expected 'dataset'"
+        contribution.check_spec()
+
+    def test_kind_and_shapes(self) -> None:
+        dataset = self.build_dataset()
+        data = dataset.data
+        assert isinstance(data, torch.Tensor), f"data is {type(data).__name__}, not a Tensor"
+        if dataset.kind == "image":
+            assert data.dim() == 4, f"image data must be (N, C, H, W), got {tuple(data.shape)}"
+        else:
+            assert dataset.kind == "points", (
+                f"kind {dataset.kind!r}; expected 'image' or 'points'")
+            assert data.dim() == 2, f"points must be (N, D), got {tuple(data.shape)}"
+        assert dataset.sample_shape == tuple(data.shape[1:])
+        assert self.contribution is not None
+        tags = self.contribution.tags
+        for tag in ("image", "points"):
+            if tag in tags:
+                assert dataset.kind == tag, (
+                    f"the contribution is tagged {tag!r} but the dataset's kind is "
+                    f"{dataset.kind!r}; the window picks networks by this tag")
+
+    def test_dtype_and_value_range(self) -> None:
+        dataset = self.build_dataset()
+        data = dataset.data
+        assert data.dtype == torch.float32, f"data must be float32, got {data.dtype}"
+        assert bool(torch.isfinite(data).all()), "data has NaN or infinite values"
+        assert float(data.max()) > float(data.min()), "every value is the same"
+        if dataset.kind == "image":
+            low, high = float(data.min()), float(data.max())
+            assert low >= -1.0 and high <= 1.0, (
+                f"images must be in [-1, 1] (x / 127.5 - 1 for 8-bit pixels), got "
+                f"[{low:.3g}, {high:.3g}]")
+
+    def test_length_and_labels(self) -> None:
+        dataset = self.build_dataset()
+        count = dataset.data.shape[0]
+        assert count > 0 and len(dataset) == count, "the dataset is empty"
+        if self.expected_len is not None:
+            assert count == self.expected_len, (
+                f"{count} items with params {self.params}, expected {self.expected_len}")
+        labels = dataset.labels
+        if labels is None:
+            assert dataset.num_classes is None, "num_classes is set but there are no labels"
+            return
+        assert labels.shape == (count,), f"labels {tuple(labels.shape)} for {count} items"
+        assert labels.dtype == torch.int64, f"labels must be int64, got {labels.dtype}"
+        assert dataset.num_classes is not None and dataset.num_classes > 0, (
+            "labels need num_classes (class-conditional networks embed that many classes)")
+        assert int(labels.min()) >= 0 and int(labels.max()) < dataset.num_classes, (
+            f"labels must be in [0, {dataset.num_classes})")
+        if dataset.class_names is not None:
+            assert len(dataset.class_names) == dataset.num_classes, "one class name per class"
+
+    def test_density_and_noise_scale(self) -> None:
+        from diffstudio.engine.suggestions import NoiseScale
+
+        dataset = self.build_dataset()
+        if dataset.log_density is not None:
+            points = dataset.data[:256].double()
+            values = dataset.log_density(points)
+            assert values.shape == points.shape[:1], (
+                f"log_density of (N, D) points must be (N,), got {tuple(values.shape)}")
+            assert bool(torch.isfinite(values).all()), "log_density is not finite on the data"
+        if dataset.noise_scale is not None:
+            scale = dataset.noise_scale
+            assert isinstance(scale, NoiseScale), (
+                f"noise_scale is {type(scale).__name__}; use "
+                "diffstudio.engine.suggestions.NoiseScale")
+            assert 0 < scale.sigma_min < scale.sigma_max, "need 0 < sigma_min < sigma_max"
+
+    def test_deterministic(self) -> None:
+        first, second = self.build_dataset(), self.build_dataset()
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(12345)  # the global RNG must not matter: seed your own generator
+            third = self.build_dataset()
+        for other in (second, third):
+            assert torch.equal(first.data, other.data), (
+                "two calls with the same params gave different data: draw with a seeded "
+                "torch.Generator (resumed runs and cached FID statistics rely on it)")
+            assert (first.labels is None) == (other.labels is None)
+            if first.labels is not None:
+                assert torch.equal(first.labels, other.labels), "labels differ between calls"

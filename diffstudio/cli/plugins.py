@@ -26,8 +26,8 @@ from diffstudio.app.plugin_install import (
     install,
     uninstall,
 )
+from diffstudio.app.plugin_scaffold import KIND_PAGES, scaffold_plugin
 from diffstudio.app.plugin_scaffold import KINDS as SCAFFOLD_KINDS
-from diffstudio.app.plugin_scaffold import scaffold_plugin
 from diffstudio.cli.options import ArgumentParser, drive
 from diffstudio.errors import ConfigError
 from diffstudio.plugin_manager import PluginRegistry
@@ -191,7 +191,7 @@ def _new(argv: list[str], registry: PluginRegistry) -> int:
     folder = scaffold_plugin(args.name, kind=args.kind, out=args.out)
     print(f"wrote {folder}")
     print("next:\n"
-          f"  {sys.executable} -m diffstudio plugins install --editable {folder}\n"
+          f"  {sys.executable} -m diffstudio plugins install --editable \"{folder}[test]\"\n"
           f"  cd {folder} && {sys.executable} -m pytest\n"
-          "  diffstudio   (the sampler appears on the Sample page)")
+          f"  diffstudio   (the {args.kind} appears on the {KIND_PAGES[args.kind]} page)")
     return 0

@@ -20,7 +20,14 @@ from diffstudio.errors import DiffstudioError, PluginError
 from diffstudio.plugin_manager import PluginRegistry
 from diffstudio.specs import Contribution
 
-__all__ = ["build_dataset", "build_network", "build_schedule", "call_factory", "get_sampler"]
+__all__ = [
+    "build_dataset",
+    "build_network",
+    "build_schedule",
+    "call_factory",
+    "dataset_from",
+    "get_sampler",
+]
 
 
 def call_factory(contribution: Contribution, *args: Any, **kwargs: Any) -> Any:
@@ -40,11 +47,16 @@ def call_factory(contribution: Contribution, *args: Any, **kwargs: Any) -> Any:
 def build_dataset(
     registry: PluginRegistry, dataset_id: str, params: Mapping[str, Any] | None = None
 ) -> Dataset:
-    contribution = registry.get("dataset", dataset_id)
+    return dataset_from(registry.get("dataset", dataset_id), params)
+
+
+def dataset_from(contribution: Contribution, params: Mapping[str, Any] | None = None) -> Dataset:
+    """Call a dataset contribution's factory as the app does (``factory(**validated params)``)
+    and check that it returned a :class:`Dataset` (the conformance kit uses it too)."""
     dataset = call_factory(contribution, **contribution.validate(params))
     if not isinstance(dataset, Dataset):
         raise PluginError(
-            f"dataset {dataset_id!r} (plugin {contribution.plugin}) returned "
+            f"dataset {contribution.id!r} (plugin {contribution.plugin or '?'}) returned "
             f"{type(dataset).__name__}; expected diffstudio.engine.datasets.Dataset"
         )
     return dataset

@@ -1,15 +1,17 @@
-"""The schedule and network conformance kits: every built-in passes, and a schedule with a
-wrong derivative or a network with a wrong output shape fails with the reason."""
+"""The schedule, network and dataset conformance kits: every built-in passes, and a schedule
+with a wrong derivative, a network with a wrong output shape or one that ignores its class
+labels, and a dataset out of range or drawn anew at each call fail with the reason."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
+from diffstudio.engine.datasets import Dataset
 from diffstudio.engine.schedules import NoiseSchedule, ScheduleProcess
 from diffstudio.plugin_manager import load_plugins
 from diffstudio.specs import Contribution
-from diffstudio.testing import NetworkConformance, ScheduleConformance
+from diffstudio.testing import DatasetConformance, NetworkConformance, ScheduleConformance
 
 REGISTRY = load_plugins(safe_mode=True)
 
@@ -28,6 +30,23 @@ class TestBuiltinConditionalUNet(NetworkConformance):
     contribution = REGISTRY.get("network", "unet")
     params = {"preset": "digits-8", "class_conditional": True}
     num_classes = 10
+
+
+class TestBuiltinDigits(DatasetConformance):
+    contribution = REGISTRY.get("dataset", "digits")
+    expected_len = 1797
+
+
+class TestBuiltinToyMixture(DatasetConformance):
+    contribution = REGISTRY.get("dataset", "toy2d")
+    params = {"num_points": 500}
+    expected_len = 500
+
+
+class TestBuiltinToyRings(DatasetConformance):
+    contribution = REGISTRY.get("dataset", "toy2d")
+    params = {"name": "rings", "num_points": 300, "seed": 3}
+    expected_len = 300
 
 
 class _WrongDrift(ScheduleProcess):
@@ -70,3 +89,74 @@ def test_a_network_with_the_wrong_output_shape_fails():
 
     with pytest.raises(AssertionError, match=r"output \(3, 1\) for x \(3, 2\)"):
         Check().test_output_shape_dtype_and_finite()
+
+
+class _Unconditional(torch.nn.Module):
+    def forward(self, x, timesteps, class_labels=None):
+        return x * 0.5
+
+
+def unconditional(sample_shape, num_classes=None):
+    return _Unconditional()
+
+
+def test_a_network_that_ignores_its_class_labels_fails():
+    class Check(NetworkConformance):
+        contribution = _spec("network", f"{__name__}:unconditional")
+        sample_shape = (2,)
+        num_classes = 4
+
+    Check().test_output_shape_dtype_and_finite()
+    with pytest.raises(AssertionError, match="does not depend on class_labels"):
+        Check().test_class_labels_change_the_output()
+
+
+def bright_images():
+    data = torch.linspace(0, 255, 2 * 64).reshape(2, 1, 8, 8)  # 8-bit pixels, not [-1, 1]
+    return Dataset(name="bright", data=data, kind="image")
+
+
+def fresh_points(num_points=50):
+    return Dataset(name="fresh", data=torch.randn(num_points, 2), kind="points")
+
+
+def labelled_points():
+    return Dataset(name="labelled", data=torch.randn(4, 2, generator=torch.Generator()),
+                   kind="points", labels=torch.tensor([0, 1, 2, 3]), num_classes=3)
+
+
+def test_a_dataset_out_of_range_fails():
+    class Check(DatasetConformance):
+        contribution = _spec("dataset", f"{__name__}:bright_images")
+
+    Check().test_kind_and_shapes()
+    with pytest.raises(AssertionError, match=r"images must be in \[-1, 1\]"):
+        Check().test_dtype_and_value_range()
+
+
+def test_a_dataset_drawn_anew_at_each_call_fails():
+    class Check(DatasetConformance):
+        contribution = _spec("dataset", f"{__name__}:fresh_points")
+        expected_len = 50
+
+    Check().test_length_and_labels()
+    with pytest.raises(AssertionError, match=r"seeded torch\.Generator"):
+        Check().test_deterministic()
+
+
+def test_labels_beyond_num_classes_fail():
+    class Check(DatasetConformance):
+        contribution = _spec("dataset", f"{__name__}:labelled_points")
+
+    with pytest.raises(AssertionError, match=r"labels must be in \[0, 3\)"):
+        Check().test_length_and_labels()
+
+
+def test_a_tag_that_contradicts_the_kind_fails():
+    class Check(DatasetConformance):
+        contribution = Contribution(kind="dataset", id="broken", display_name="Broken",
+                                    description="broken", factory=f"{__name__}:fresh_points",
+                                    tags=("image",))
+
+    with pytest.raises(AssertionError, match="tagged 'image'"):
+        Check().test_kind_and_shapes()

@@ -1,7 +1,9 @@
 """docs/plugins.md, the author's guide, stays complete and true (after datasette's test_docs):
-every hook, every Param type and every public name of diffstudio.testing is documented, every
-``plugins`` action is shown, and the guide's Python blocks run (its ``# my_package/...`` blocks
-are written out as a package and imported, then every other block runs in order)."""
+every hook, every Param type, every public name of diffstudio.testing and every fixture of its
+pytest plugin is documented, every ``plugins`` action is shown, every ``--kind`` of ``plugins
+new`` is listed, and the guide's Python blocks run (its ``# my_package/...`` blocks are written
+out as a package and imported, its ``# tests/...`` blocks run with ``pytest -p
+diffstudio.testing``, then every other block runs in order)."""
 
 from __future__ import annotations
 
@@ -13,8 +15,10 @@ from pathlib import Path
 
 import pytest
 
+import diffstudio.pytest_plugin
 import diffstudio.testing
 from diffstudio import hookspecs
+from diffstudio.app.plugin_scaffold import KINDS as SCAFFOLD_KINDS
 from diffstudio.cli.plugins import ACTIONS
 from diffstudio.specs import ParamType
 
@@ -22,6 +26,9 @@ GUIDE = Path(__file__).resolve().parents[2] / "docs" / "plugins.md"
 TEXT = GUIDE.read_text(encoding="utf-8")
 BLOCK = re.compile(r"^```python\n(.*?)^```", re.S | re.M)
 FILE_LINE = re.compile(r"^# (my_package/[\w/]+\.py)\n")
+TEST_LINE = re.compile(r"^# tests/(test_\w+)\.py\n")
+
+pytest_plugins = ["pytester"]
 
 
 @pytest.mark.parametrize("hook", sorted(hookspecs.HOOK_KINDS))
@@ -42,13 +49,23 @@ def test_every_public_name_of_the_kit_is_documented(name):
     assert f"`{name}" in TEXT
 
 
+@pytest.mark.parametrize("name", diffstudio.pytest_plugin.__all__)
+def test_every_fixture_of_the_kit_is_documented(name):
+    assert f"| `{name}` |" in TEXT
+
+
+@pytest.mark.parametrize("kind", SCAFFOLD_KINDS)
+def test_every_kind_of_plugins_new_is_listed(kind):
+    assert f"| `{kind}`" in TEXT and "--kind sampler|schedule|network|dataset" in TEXT
+
+
 @pytest.mark.parametrize("action", ACTIONS)
 def test_every_plugins_action_is_shown(action):
     assert re.search(rf"diffstudio plugins( {action}|\s*#)" if action == "list"
                      else rf"diffstudio plugins {action}\b", TEXT), action
 
 
-def test_the_guides_code_runs(tmp_path, monkeypatch):
+def test_the_guides_code_runs(tmp_path, monkeypatch, pytester):
     blocks = BLOCK.findall(TEXT)
     assert len(blocks) >= 8
     files: dict[str, str] = {}
@@ -66,8 +83,17 @@ def test_the_guides_code_runs(tmp_path, monkeypatch):
     try:
         for relative in files:  # each file imports on its own
             importlib.import_module(relative[:-3].replace("/", "."))
+        tests = {m.group(1): block for block in blocks if (m := TEST_LINE.match(block))}
+        assert tests, "the guide shows no test file using the kit's fixtures"
+        pytester.makepyfile(**tests)
+        result = pytester.runpytest("-p", "diffstudio.testing", "-q", "-p", "no:cacheprovider")
+        assert result.ret == 0, result.stdout.str()
+        outcomes = result.parseoutcomes()
+        written = sum(block.count("\ndef test_") for block in tests.values())
+        assert outcomes.get("passed") == written and not {"failed", "errors"} & set(outcomes), (
+            outcomes)
         for index, block in enumerate(blocks):
-            if FILE_LINE.match(block):
+            if FILE_LINE.match(block) or TEST_LINE.match(block):
                 continue
             namespace: dict[str, object] = {"__name__": f"guide_block_{index}"}
             try:

@@ -1,41 +1,66 @@
-"""``diffstudio plugins new``: the package it writes installs (editable) and passes its own
-tests as written, and shows up in ``diffstudio plugins``."""
+"""``diffstudio plugins new``: the package it writes, for every kind, installs (editable) and
+passes its own tests as written, and shows up in ``diffstudio plugins``.
+
+One virtual environment holds the four packages (creating one and installing into it is what
+takes time); each kind's package is then listed and tested on its own, as its author would."""
 
 from __future__ import annotations
 
 import json
 import subprocess
+from pathlib import Path
 
 import pytest
-from plugin_venv import run_in, venv_python
+from plugin_venv import make_venv, run_in, venv_python
 
+from diffstudio.app.plugin_scaffold import KIND_PAGES, KINDS
 from diffstudio.cli import main
 
 
-@pytest.mark.parametrize(("kind", "contributes"), [("sampler", "sampler"),
-                                                  ("schedule", "schedule")])
-def test_a_new_plugin_installs_and_passes_its_own_tests(
-    venv, settings, tmp_path, capsys, kind, contributes
-):
-    folder = tmp_path / f"my-{kind}"
-    assert main(["plugins", "new", f"my-{kind}", "--kind", kind, "--out", str(folder)]) == 0
-    assert f"wrote {folder}" in capsys.readouterr().out
-    assert (folder / "pyproject.toml").is_file() and (folder / "README.md").is_file()
+@pytest.fixture(scope="module")
+def installed(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, dict[str, Path]]:
+    """(the venv, its settings file, {kind: the package folder}): every kind scaffolded by
+    the CLI and installed with ``diffstudio plugins install --editable``."""
+    root = tmp_path_factory.mktemp("plugins-new")
+    venv, settings = make_venv(root / "venv"), root / "settings" / "diffstudio.ini"
+    folders = {}
+    for kind in KINDS:
+        folder = root / f"my-{kind}"
+        assert main(["plugins", "new", f"my-{kind}", "--kind", kind, "--out", str(folder)]) == 0
+        assert (folder / "pyproject.toml").is_file() and (folder / "README.md").is_file()
+        done = run_in(venv, "plugins", "install", "--editable", f"{folder}[test]", "--no-index",
+                      "--no-build-isolation", settings=settings)  # as its README says
+        assert done.returncode == 0, done.stderr
+        folders[kind] = folder
+    return venv, settings, folders
 
-    installed = run_in(venv, "plugins", "install", "--editable", str(folder), "--no-index",
-                       "--no-build-isolation", settings=settings)
-    assert installed.returncode == 0, installed.stderr
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_new_plugin_installs_and_passes_its_own_tests(installed, kind):
+    venv, settings, folders = installed
     listed = json.loads(run_in(venv, "plugins", "--json", settings=settings).stdout)
     mine = next(p for p in listed["plugins"] if p["name"] == f"my-{kind}")
     assert mine["status"] == "ok", mine
     assert mine["contributions"] == [
-        {"kind": contributes, "id": f"my-{kind}", "display_name": f"My {kind}"}]
+        {"kind": kind, "id": f"my-{kind}", "display_name": f"My {kind}"}]
 
     tests = subprocess.run([str(venv_python(venv)), "-m", "pytest", "-q", "-p", "no:cacheprovider",
                             "-W", "ignore::DeprecationWarning"],
-                           cwd=folder, capture_output=True, text=True, timeout=300)
+                           cwd=folders[kind], capture_output=True, text=True, timeout=300)
     assert tests.returncode == 0, tests.stdout + tests.stderr
     assert " passed" in tests.stdout and "failed" not in tests.stdout
+    assert f"src/my_{kind}/{kind}.py" in (folders[kind] / "README.md").read_text()
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_new_says_where_the_plugin_will_show(tmp_path, capsys, kind):
+    folder = tmp_path / "p"
+    assert main(["plugins", "new", "p", "--kind", kind, "--out", str(folder)]) == 0
+    out = capsys.readouterr().out
+    assert f"wrote {folder}" in out
+    assert f"the {kind} appears on the {KIND_PAGES[kind]} page" in out
+    readme = (folder / "README.md").read_text()
+    assert f"on the {KIND_PAGES[kind]} page" in readme
 
 
 def test_new_refuses_an_existing_folder_and_a_bad_name(tmp_path, capsys):
@@ -45,3 +70,6 @@ def test_new_refuses_an_existing_folder_and_a_bad_name(tmp_path, capsys):
     assert main(["plugins", "new", "9 lives", "--out", str(tmp_path / "x")]) == 2
     assert "not a usable distribution name" in capsys.readouterr().err
     assert not (tmp_path / "x").exists()
+    assert main(["plugins", "new", "fine", "--kind", "sampler-ish",
+                 "--out", str(tmp_path / "y")]) == 2
+    assert not (tmp_path / "y").exists()
