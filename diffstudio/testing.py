@@ -647,7 +647,8 @@ class NetworkConformance:
     **validated params)``; the network must be a ``torch.nn.Module`` whose
     ``network(x_t, t, class_labels=None)`` returns a finite float32 prediction shaped like x_t
     (a tensor or an object with ``.sample``), the same for a scalar t and one t per sample,
-    deterministic in eval mode, class-conditional when :attr:`num_classes` is set, and (a
+    also for float t, deterministic in eval mode; when :attr:`num_classes` is set, changed by
+    the labels and working with the "no label" class ``num_classes``; and (a
     diffusers ``ModelMixin``) giving the same output after ``save_pretrained`` /
     ``from_pretrained``.
     """
@@ -697,6 +698,15 @@ class NetworkConformance:
         per_sample = self._output(network, x, torch.full((self.batch_size,), 10), labels)
         assert torch.allclose(scalar, per_sample, atol=1e-5)
 
+    def test_float_timesteps(self) -> None:
+        """Continuous processes condition on 999 t, a float (DDPM schedules on int64 steps)."""
+        network = self.build_network()
+        x, labels = self._inputs()
+        t = torch.linspace(0.5, 998.5, self.batch_size)
+        output = self._output(network, x, t, labels)
+        assert output.shape == x.shape and torch.isfinite(output).all(), (
+            "the network must take float timesteps (999 t of a continuous process)")
+
     def test_deterministic_in_eval_mode(self) -> None:
         network = self.build_network()
         x, labels = self._inputs()
@@ -718,6 +728,15 @@ class NetworkConformance:
                                   self._output(network, x, t, other)), (
             f"with num_classes={self.num_classes} the network's output does not depend on "
             "class_labels: embed them (or leave num_classes None)")
+        null = torch.full_like(labels, self.num_classes)
+        try:
+            unlabelled = self._output(network, x, t, null)
+        except Exception as exc:
+            raise AssertionError(
+                f"class_labels = num_classes ({self.num_classes}) must work: it is the 'no "
+                "label' class of label dropout and classifier-free guidance (embed "
+                f"num_classes + 1 classes): {type(exc).__name__}: {exc}") from exc
+        assert unlabelled.shape == x.shape and torch.isfinite(unlabelled).all()
 
     def test_save_pretrained_round_trip(self, tmp_path: Any) -> None:
         network = self.build_network()

@@ -289,8 +289,10 @@ The factory is called as ``build(sample_shape, num_classes, **params)``: ``sampl
 (D,) for points or (C, H, W) for images, ``num_classes`` the dataset's number of classes
 (None without labels). The network is called as ``network(x_t, t, class_labels=None)`` with
 x_t (B, *sample_shape) and t one timestep for the batch (a 0-d tensor) or one per sample (B,),
-and returns the prediction shaped like x_t. As a diffusers ``ModelMixin`` + ``ConfigMixin``
-it is saved by runs with ``save_pretrained``.
+int64 steps or floats (999 t of a continuous process), and returns the prediction shaped like
+x_t. ``class_labels`` (B,) int64 come only when the run's ``class_conditional`` is true, in
+[0, num_classes]: num_classes itself means "no label". As a diffusers ``ModelMixin`` +
+``ConfigMixin`` it is saved by runs with ``save_pretrained`` (config.json and weights).
 """
 
 from __future__ import annotations
@@ -314,7 +316,9 @@ class {klass}Network(ModelMixin, ConfigMixin):
         self.input = nn.Linear(size, hidden)
         self.time = nn.Sequential(nn.Linear(time_dim, hidden), nn.SiLU(),
                                   nn.Linear(hidden, hidden))
-        self.classes = nn.Embedding(num_classes, hidden) if num_classes else None
+        # One embedding per class and one more, index num_classes: "no label" (label dropout
+        # in training, the unconditional half of classifier-free guidance).
+        self.classes = nn.Embedding(num_classes + 1, hidden) if num_classes else None
         self.blocks = nn.ModuleList(nn.Sequential(nn.SiLU(), nn.Linear(hidden, hidden))
                                     for _ in range(depth))
         self.output = nn.Sequential(nn.SiLU(), nn.Linear(hidden, size))

@@ -160,3 +160,26 @@ def test_a_tag_that_contradicts_the_kind_fails():
 
     with pytest.raises(AssertionError, match="tagged 'image'"):
         Check().test_kind_and_shapes()
+
+
+class _NoNullClass(torch.nn.Module):
+    def __init__(self, num_classes):
+        super().__init__()
+        self.classes = torch.nn.Embedding(num_classes, 2)  # no "no label" class
+
+    def forward(self, x, timesteps, class_labels=None):
+        return x + (self.classes(class_labels) if class_labels is not None else 0)
+
+
+def no_null_class(sample_shape, num_classes=None):
+    return _NoNullClass(num_classes)
+
+
+def test_a_network_without_the_no_label_class_fails():
+    class Check(NetworkConformance):
+        contribution = _spec("network", f"{__name__}:no_null_class")
+        sample_shape = (2,)
+        num_classes = 4
+
+    with pytest.raises(AssertionError, match="'no label' class"):
+        Check().test_class_labels_change_the_output()

@@ -52,6 +52,30 @@ def test_a_new_plugin_installs_and_passes_its_own_tests(installed, kind):
     assert f"src/my_{kind}/{kind}.py" in (folders[kind] / "README.md").read_text()
 
 
+def test_the_four_new_plugins_train_and_sample_together(installed, tmp_path):
+    """The skeletons run for real, in the studio: my-dataset's labelled points, my-network
+    class-conditional (the "no label" class of label dropout included), my-schedule, then
+    my-sampler with classifier-free guidance, all from the command line."""
+    venv, settings, _ = installed
+    run = tmp_path / "run"
+    trained = run_in(venv, "train", "--dataset", "my-dataset", "--dataset.num-points", "256",
+                     "--network", "my-network", "--network.class-conditional", "true",
+                     "--network.hidden", "32", "--schedule", "my-schedule",
+                     "--num-timesteps", "100", "--steps", "8", "--batch-size", "32",
+                     "--warmup-steps", "1", "--checkpoint-every", "8", "--preview-every", "0",
+                     "--device", "cpu", "--out", str(run), "--quiet", settings=settings)
+    assert trained.returncode == 0, trained.stderr
+    config = json.loads((run / "config.json").read_text())
+    assert (config["train"]["dataset"], config["train"]["network"],
+            config["train"]["schedule"]) == ("my-dataset", "my-network", "my-schedule")
+    sampled = run_in(venv, "sample", str(run), "--sampler", "my-sampler", "--steps", "5",
+                     "--num", "6", "--class-label", "2", "--guidance", "2",
+                     "--out", str(tmp_path / "samples"), "--device", "cpu", "--quiet",
+                     settings=settings)
+    assert sampled.returncode == 0, sampled.stderr
+    assert (tmp_path / "samples" / "samples.npz").is_file()
+
+
 @pytest.mark.parametrize("kind", KINDS)
 def test_new_says_where_the_plugin_will_show(tmp_path, capsys, kind):
     folder = tmp_path / "p"
