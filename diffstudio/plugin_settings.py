@@ -33,6 +33,7 @@ __all__ = [
     "load_only_env",
     "set_plugin_disabled",
     "settings_path",
+    "workspace_setting",
 ]
 
 SETTINGS_FILE_VARIABLE = "DIFFSTUDIO_SETTINGS_FILE"
@@ -67,18 +68,20 @@ def _read_lines(path: Path) -> list[str]:
         return []
 
 
-def _find_key(lines: list[str]) -> tuple[int | None, int | None]:
-    """(index of the [plugins] header, index of its ``disabled=`` line), None when absent."""
+def _find_key(lines: list[str], wanted_section: str = SECTION,
+              wanted_key: str = KEY) -> tuple[int | None, int | None]:
+    """(index of the section's header, index of its ``key=`` line), None when absent."""
     header = key = None
     section = None
     for index, line in enumerate(lines):
         match = _SECTION_LINE.match(line)
         if match:
             section = match.group("name").strip()
-            if section == SECTION and header is None:
+            if section == wanted_section and header is None:
                 header = index
             continue
-        if section == SECTION and line.split("=", 1)[0].strip() == KEY and "=" in line:
+        if section == wanted_section and line.split("=", 1)[0].strip() == wanted_key \
+                and "=" in line:
             key = index
     return header, key
 
@@ -124,6 +127,20 @@ def set_plugin_disabled(
         lines += [f"[{SECTION}]", line]
     atomic_write_text(target, "\n".join(lines) + "\n")
     return names
+
+
+def workspace_setting(path: str | os.PathLike[str] | None = None) -> Path:
+    """The workspace the window uses (its ``workspace`` setting, QSettings' ``[General]``
+    section), else ``~/diffstudio-runs``: the headless commands find the same queue."""
+    lines = _read_lines(Path(path) if path else settings_path())
+    _, key = _find_key(lines, "General", "workspace")
+    if key is not None:
+        value = lines[key].split("=", 1)[1].strip()
+        if len(value) >= 2 and value[0] == value[-1] == '"':
+            value = value[1:-1].replace('\\\\', '\\')
+        if value:
+            return Path(value).expanduser()
+    return Path.home() / "diffstudio-runs"
 
 
 def load_only_env() -> list[str] | None:

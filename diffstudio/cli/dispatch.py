@@ -12,6 +12,7 @@ Bare ``diffstudio`` opens the desktop studio. Headless verbs::
     diffstudio onnx    export RUN [--opset 18 --fp16] | verify FILE RUN | info
     diffstudio --version | --selftest
     diffstudio experiment run FILE [--dry-run] | status FILE | report FILE
+    diffstudio queue   add VERB ARGS... | list | run | resume | cancel ID | retry ID | move ID
 
 A contribution's parameters become options generated from its schema: ``--dataset.size 16``,
 ``--network.preset small-32`` for ``train``; the sampler's own (``--steps``, ``--eta``) for
@@ -32,6 +33,7 @@ from diffstudio.cli.export import cmd_export
 from diffstudio.cli.onnx import cmd_onnx
 from diffstudio.cli.options import ArgumentParser
 from diffstudio.cli.plugins import cmd_plugins
+from diffstudio.cli.queue import cmd_queue
 from diffstudio.cli.sample import cmd_sample
 from diffstudio.cli.selftest import PrintVersion, run_selftest
 from diffstudio.cli.train import cmd_train
@@ -46,6 +48,7 @@ _COMMANDS = {
     "export": cmd_export,
     "onnx": cmd_onnx,
     "experiment": cmd_experiment,
+    "queue": cmd_queue,
 }
 
 

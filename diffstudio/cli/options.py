@@ -167,12 +167,15 @@ def drive(events: Iterable[Any], *, quiet: bool = False,
     """
     bars = _Bars(quiet)
     iterator: Iterator[Any] = iter(events)
+    report = _ProgressReport.from_environment()
     try:
         for event in iterator:
             if isinstance(event, Done):
                 return event.result
             if isinstance(event, Progress):
                 bars.update(event)
+                if report is not None:
+                    report.update(event)
             elif isinstance(event, Note):
                 if not quiet or event.level == "warning":
                     bars.write(f"{'warning' if event.level == 'warning' else 'note'}: "
@@ -184,4 +187,45 @@ def drive(events: Iterable[Any], *, quiet: bool = False,
         if close is not None:
             close()
         bars.close()
+        if report is not None:
+            report.flush()
     raise RuntimeError("the job ended without a result")
+
+
+class _ProgressReport:
+    """For a job run by the queue (``DIFFSTUDIO_PROGRESS_FILE`` set): the newest Progress,
+    written to that file at most twice a second and once more at the end -- the same object
+    the terminal bar shows, so the queue's figures are the log's."""
+
+    interval = 0.5
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.latest: Progress | None = None
+        self.written = 0.0
+        self.dirty = False
+
+    @classmethod
+    def from_environment(cls) -> _ProgressReport | None:
+        import os
+
+        from diffstudio.app.job_queue import PROGRESS_FILE_VARIABLE
+
+        path = os.environ.get(PROGRESS_FILE_VARIABLE)
+        return cls(path) if path else None
+
+    def update(self, progress: Progress) -> None:
+        import time
+
+        self.latest, self.dirty = progress, True
+        now = time.monotonic()
+        if now - self.written >= self.interval:
+            self.flush()
+            self.written = now
+
+    def flush(self) -> None:
+        from diffstudio.app.job_queue import write_progress
+
+        if self.dirty and self.latest is not None:
+            write_progress(self.path, self.latest)
+            self.dirty = False

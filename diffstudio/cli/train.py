@@ -4,7 +4,11 @@ from the one declaration of the training settings and from each plugin's schema.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import signal
 import sys
+import threading
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from diffstudio.app.train import COMPONENTS, TrainRequest, launch_rank, read_settings_file, train
@@ -56,6 +60,23 @@ def _parser(registry: PluginRegistry, chosen: dict[str, str]) -> argparse.Argume
     return parser
 
 
+@contextlib.contextmanager
+def stop_on_sigterm() -> Iterator[Callable[[], bool]]:
+    """SIGTERM (the job queue's cancel, Slurm's notice before a time limit) stops the training
+    the way the window's Stop does: it writes a checkpoint at the next step and ends
+    "stopped". Yields the ``should_stop`` to pass on; only the main thread can set a handler
+    (elsewhere SIGTERM keeps its default)."""
+    stopped = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield stopped.is_set
+        return
+    previous = signal.signal(signal.SIGTERM, lambda number, frame: stopped.set())
+    try:
+        yield stopped.is_set
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def cmd_train(argv: list[str], registry: PluginRegistry) -> int:
     pre = argparse.ArgumentParser(add_help=False)
     for name in ("--dataset", "--network", "--schedule", "--config", "--resume", "--out"):
@@ -95,12 +116,18 @@ def cmd_train(argv: list[str], registry: PluginRegistry) -> int:
             write(f"checkpoint: {event.path}")
 
     try:
-        result = drive(train(request, registry=registry), quiet=quiet, on_event=on_event)
+        with stop_on_sigterm() as stop:
+            result = drive(train(request, registry=registry, should_stop=stop), quiet=quiet,
+                           on_event=on_event)
     except KeyboardInterrupt:
         print("\ninterrupted: the last checkpoint is kept; continue with "
               f"'diffstudio train --resume {request.run_dir}'", file=sys.stderr)
         return 130
     if follower:
+        return 0
+    if result.status == "stopped":
+        print(f"stopped at step {result.step}/{result.total_steps} (checkpoint written); "
+              f"continue with 'diffstudio train --resume {result.run.path}'")
         return 0
     if result.total_steps == 0:
         print(f"nothing to train: the network is exact; ready to sample: {result.run.path}")
