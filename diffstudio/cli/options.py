@@ -165,9 +165,10 @@ def drive(events: Iterable[Any], *, quiet: bool = False,
     ``on_event(event, write)`` sees every other event (a logged training step, a checkpoint)
     and may print with ``write``. Ctrl+C closes the job (a training writes its checkpoint).
     """
-    bars = _Bars(quiet)
-    iterator: Iterator[Any] = iter(events)
     report = _ProgressReport.from_environment()
+    # Run by the queue: the progress goes to its file, not as bars into the job's log.
+    bars = _Bars(quiet or report is not None)
+    iterator: Iterator[Any] = iter(events)
     try:
         for event in iterator:
             if isinstance(event, Done):

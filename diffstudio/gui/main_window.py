@@ -51,6 +51,7 @@ from diffstudio.gui.views.experiments_view import ExperimentsView
 from diffstudio.gui.views.gallery_view import GalleryView
 from diffstudio.gui.views.model_view import ModelView
 from diffstudio.gui.views.plugins_view import PluginsView
+from diffstudio.gui.views.queue_view import QueueView
 from diffstudio.gui.views.runs_view import RunsView
 from diffstudio.gui.views.sample_view import SampleView
 from diffstudio.gui.views.train_view import TrainView
@@ -59,7 +60,7 @@ from diffstudio.gui.workers import CallJob, DeviceInfo, EngineInfo, EngineLoader
 __all__ = ["PAGES", "MainWindow"]
 
 PAGES = ("Data", "Model & schedule", "Train", "Sample", "Gallery", "Evaluate", "Experiments",
-         "Runs", "Plugins")
+         "Queue", "Runs", "Plugins")
 _PAGE_ICONS = (
     QStyle.StandardPixmap.SP_DirIcon,
     QStyle.StandardPixmap.SP_FileDialogDetailedView,
@@ -68,16 +69,17 @@ _PAGE_ICONS = (
     QStyle.StandardPixmap.SP_FileDialogListView,
     QStyle.StandardPixmap.SP_FileDialogContentsView,
     QStyle.StandardPixmap.SP_FileDialogInfoView,
+    QStyle.StandardPixmap.SP_BrowserReload,
     QStyle.StandardPixmap.SP_DirOpenIcon,
     QStyle.StandardPixmap.SP_ComputerIcon,
 )
 _PRECISION_LABELS = {"no": "fp32", "bf16": "bf16 (mixed)", "fp16": "fp16 (mixed)"}
-_USER_JOBS = ("train", "sample", "compare", "evaluate", "experiment")
+_USER_JOBS = ("train", "sample", "compare", "evaluate", "experiment", "queue")
 # Jobs the status bar follows, with the words it says for them.
 _JOB_LABELS = {"train": "Training", "sample": "Sampling", "compare": "Comparing samplers",
                "evaluate": "Evaluating", "interpolate": "Interpolating", "lab": "2-D lab",
                "export": "Exporting", "export-sample": "Exporting samples",
-               "experiment": "Experiment",
+               "experiment": "Experiment", "queue": "Queue",
                "onnx-export": "Exporting to ONNX"}
 
 
@@ -136,13 +138,14 @@ class MainWindow(QMainWindow):
                                         ask=lambda title, text: self._ask(title, text))
         self.evaluate_view = EvaluateView(self.studio)
         self.experiments_view = ExperimentsView(self.studio)
+        self.queue_view = QueueView(self.studio)
         self.runs_view = RunsView(self.studio)
         self.runs_view.ask = self._ask
         self.sample_view.ask = self._ask
         self.plugins_view = PluginsView(self.studio)
         self.pages = (self.data_view, self.model_view, self.train_view, self.sample_view,
                       self.gallery_view, self.evaluate_view, self.experiments_view,
-                      self.runs_view, self.plugins_view)
+                      self.queue_view, self.runs_view, self.plugins_view)
         self.sidebar = QListWidget()
         self.sidebar.setObjectName("sidebar")
         self.sidebar.setIconSize(QSize(20, 20))
@@ -560,7 +563,8 @@ class MainWindow(QMainWindow):
             if user_jobs:
                 what = "Training" if "train" in user_jobs else (
                     "An evaluation" if user_jobs == ["evaluate"] else
-                    "An experiment" if "experiment" in user_jobs else "Sampling")
+                    "An experiment" if "experiment" in user_jobs else
+                    "The job queue" if "queue" in user_jobs else "Sampling")
                 if not self._ask("Quit diffstudio?",
                                  f"{what} is running. Stop it and quit? A stopped training keeps "
                                  "a checkpoint at the step where it stops."):

@@ -3,8 +3,8 @@
 File (new run, open a run folder, open a workspace, quit), Edit (preferences), View (the
 pages, the theme), Run (the current page's job, stop), Help (quick start, documentation,
 keyboard shortcuts, about). Ctrl+Enter runs the current page's job, Esc stops it, Ctrl+1..9
-shows a page, F1 the quick start. Every action goes through what the pages' own buttons do:
-a menu never has a path of its own into the engine.
+and Ctrl+0 show a page, F1 the quick start. Every action goes through what the pages' own
+buttons do: a menu never has a path of its own into the engine.
 """
 
 from __future__ import annotations
@@ -73,7 +73,7 @@ class Menus:
         for index, name in enumerate(window.page_names()):
             action = self._add(view_menu, f"page:{name}", name.replace("&", "&&"),
                                lambda checked=False, n=name: window.show_page(n),
-                               f"Ctrl+{index + 1}" if index < 9 else None)
+                               f"Ctrl+{(index + 1) % 10}" if index < 10 else None)
             self.page_actions.append(action)
         view_menu.addSeparator()
         theme_menu = view_menu.addMenu("&Theme")
@@ -169,6 +169,10 @@ class Menus:
             return window.evaluate_view.evaluate_button, window.evaluate_view.cancel_button
         if page == "Data":
             return window.data_view.load_button, None
+        if page == "Experiments":
+            return window.experiments_view.run_button, window.experiments_view.stop_button
+        if page == "Queue":
+            return window.queue_view.run_button, window.queue_view.stop_button
         return None, None
 
     def run_current(self) -> bool:
@@ -177,7 +181,8 @@ class Menus:
         button = self._page_buttons()[0]
         if button is None:
             self.window.notifications.info(
-                "Ctrl+Enter runs the job of the Data, Train, Sample and Evaluate pages.",
+                "Ctrl+Enter runs the job of the Data, Train, Sample, Evaluate, Experiments "
+                "and Queue pages.",
                 source="Run")
             return False
         return _press(button)

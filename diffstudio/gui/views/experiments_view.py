@@ -64,6 +64,9 @@ class ExperimentsView(QWidget):
         self.run_button.setToolTip("Run the queue; finished cells are skipped, an unfinished "
                                    "training resumes from its last checkpoint")
         self.stop_button = QPushButton("Stop")
+        self.queue_button = QPushButton("Add to queue")
+        self.queue_button.setToolTip("Run it later from the Queue page (or 'diffstudio queue "
+                                     "run'), after the jobs before it")
         self.report_button = QPushButton("Write report")
         self.open_folder_button = QPushButton("Open folder")
         self.status_label = QLabel("")
@@ -77,7 +80,7 @@ class ExperimentsView(QWidget):
         top.addWidget(self.preset_combo)
         top.addWidget(self.open_button)
         actions = QHBoxLayout()
-        for button in (self.run_button, self.stop_button, self.report_button,
+        for button in (self.run_button, self.stop_button, self.queue_button, self.report_button,
                        self.open_folder_button):
             actions.addWidget(button)
         actions.addStretch(1)
@@ -90,6 +93,7 @@ class ExperimentsView(QWidget):
         self.open_button.clicked.connect(self._choose_file)
         self.run_button.clicked.connect(self.run)
         self.stop_button.clicked.connect(self.stop)
+        self.queue_button.clicked.connect(self.add_to_queue)
         self.report_button.clicked.connect(self.write_report)
         self.open_folder_button.clicked.connect(self._open_folder)
         studio.registry_changed.connect(lambda _registry: self.update_buttons())
@@ -230,6 +234,25 @@ class ExperimentsView(QWidget):
         self.update_buttons()
         return True
 
+    def add_to_queue(self) -> int | None:
+        """Queue ``diffstudio experiment run FILE --out FOLDER``; returns the job's number."""
+        if self.experiment is None or self.folder is None:
+            return None
+        from diffstudio.app.job_queue import JobQueue
+        from diffstudio.errors import DiffstudioError
+
+        try:
+            job = JobQueue(self.studio.workspace).add(
+                "experiment", ["run", str(self.experiment.path), "--out", str(self.folder),
+                               "--quiet"], cwd=self.studio.workspace)
+        except DiffstudioError as exc:
+            self.studio.notifications.warning(f"Experiment not queued: {exc}",
+                                              source="Experiments")
+            return None
+        self.studio.notifications.info(f"Experiment queued as job #{job.id}; the Queue page "
+                                       "runs it.", source="Experiments")
+        return job.id
+
     def stop(self) -> None:
         if self.job is not None:
             self.job.request_stop()
@@ -295,4 +318,5 @@ class ExperimentsView(QWidget):
                                    self._check_job is None)
         self.stop_button.setEnabled(running)
         self.report_button.setEnabled(chosen and not running)
+        self.queue_button.setEnabled(chosen and not running and self._check_job is None)
         self.open_folder_button.setEnabled(chosen)

@@ -31,7 +31,7 @@ from PySide6.QtWidgets import (
 )
 
 from diffstudio.engine.runs import Run
-from diffstudio.errors import ConfigError
+from diffstudio.errors import ConfigError, DiffstudioError
 from diffstudio.gui.forms import ParamForm
 from diffstudio.gui.images import ImageView, grid_rgb8
 from diffstudio.gui.panels import FormScroll
@@ -100,6 +100,16 @@ class TrainView(QWidget):
         left_layout.addWidget(self.setup_label)
         left_layout.addWidget(self.new_run_button)
         left_layout.addWidget(settings_box)
+        self.queue_button = QPushButton("Add to queue")
+        self.queue_button.setObjectName("queueTrainingButton")
+        self.queue_button.setToolTip(
+            "Queue this training instead of starting it now: the Queue page (or 'diffstudio "
+            "queue run') runs it in its own process after the jobs before it, and continues it "
+            "from its checkpoint after a crash or a reboot")
+        queue_row = QHBoxLayout()
+        queue_row.addWidget(self.queue_button)
+        queue_row.addStretch(1)
+        left_layout.addLayout(queue_row)
         left_layout.addStretch(1)
         scroll = FormScroll(left)  # never narrower than its fields
 
@@ -167,6 +177,7 @@ class TrainView(QWidget):
         layout.addWidget(splitter)
 
         self.train_button.clicked.connect(self.start)
+        self.queue_button.clicked.connect(self.add_to_queue)
         self.pause_button.toggled.connect(self._on_pause)
         self.stop_button.clicked.connect(self.stop)
         self.new_run_button.clicked.connect(self.new_run)
@@ -184,6 +195,7 @@ class TrainView(QWidget):
     def _update_buttons(self) -> None:
         running = self.is_running()
         self.train_button.setEnabled(self.studio.ready and not running)
+        self.queue_button.setEnabled(self.studio.ready)
         self.train_button.setText("Train" if self.studio.ready else "Train (loading engine…)")
         if self.resume_dir and self.studio.ready:
             self.train_button.setText("Continue training")
@@ -364,6 +376,42 @@ class TrainView(QWidget):
         self._update_buttons()
         self._update_run_label()
         return True
+
+    def add_to_queue(self) -> int | None:
+        """Queue the training the form describes (a new run, or more steps of the run being
+        continued) in the workspace's job queue; returns the job's number, None when a setting
+        is invalid (shown inline) or the queue cannot be written (a notification says why)."""
+        if not self.studio.ready:
+            return None
+        try:
+            config = self.build_config()
+        except ConfigError as exc:
+            self.studio.notifications.warning(f"Training not queued: {exc}", source="Train")
+            return None
+        from diffstudio.app.job_queue import JobQueue
+        from diffstudio.engine.io import atomic_write_json
+
+        try:
+            queue = JobQueue(self.studio.workspace)
+            if self.resume_dir is not None:
+                run_dir = Path(self.resume_dir)
+                argv = ["--resume", str(run_dir)]
+            else:
+                run_dir = self.new_run_dir(config)
+                run_dir.mkdir(parents=True)  # the name is taken: the next one queued differs
+                argv = ["--out", str(run_dir)]
+            stamp = datetime.now().strftime("%Y%m%d-%H%M%S-%f")
+            settings = queue.folder / "queue-requests" / f"{run_dir.name}-{stamp}.json"
+            atomic_write_json(settings, config.to_dict())
+            job = queue.add("train", [*argv, "--config", str(settings)],
+                            cwd=self.studio.workspace)
+        except (DiffstudioError, OSError) as exc:
+            self.studio.notifications.warning(f"Training not queued: {exc}", source="Train")
+            return None
+        self.studio.notifications.info(
+            f"Training queued as job #{job.id} (into {run_dir}); the Queue page runs it.",
+            source="Train")
+        return job.id
 
     def stop(self) -> None:
         """Ask the running job to stop after the current step (it writes a checkpoint)."""
