@@ -265,6 +265,20 @@ def main(argv: list[str] | None = None) -> int:
                           "seed-table1-digits.toml")
     wait(lambda: experiments.experiment is not None, "the experiment file")
     shoot("22-experiments")
+    experiments.add_to_queue()
+    from diffstudio.app.job_queue import JobQueue
+
+    queue = JobQueue(window.studio.workspace)
+    runs = sorted(p for p in window.studio.workspace.iterdir() if (p / "config.json").is_file())
+    if runs:
+        queue.add("sample", [str(runs[0]), "--sampler", "ddim", "--steps", "50", "--num", "64"],
+                  cwd=window.studio.workspace)
+        queue.add("eval", [str(runs[0]), "--sampler", "ddim", "--steps", "50", "--num", "500"],
+                  cwd=window.studio.workspace)
+    window.show_page("Queue")
+    wait(lambda: len(window.queue_view.jobs) >= 1, "the queue")
+    window.queue_view.table.selectRow(0)
+    shoot("23-queue")
 
     # -- runs, plugins, notifications -------------------------------------------------------------
     window.show_page("Runs")

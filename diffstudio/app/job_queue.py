@@ -130,15 +130,21 @@ class QueuedJob:
     cancel_requested: bool
     log: Path
 
-    def command(self) -> str:
-        """The job as the user would type it."""
+    def command(self, *, short: bool = False) -> str:
+        """The job as the user would type it (``short``: paths inside its folder relative to
+        it, as they would be typed there)."""
         import shlex
 
-        return shlex.join(["diffstudio", self.verb, *self.argv])
+        argv = list(self.argv)
+        if short:
+            prefix = self.cwd.rstrip(os.sep) + os.sep
+            argv = [token[len(prefix):] if token.startswith(prefix) else token
+                    for token in argv]
+        return shlex.join(["diffstudio", self.verb, *argv])
 
     def describe(self) -> str:
         """One line: "#3 running  diffstudio train ... · train 120/500 steps · ETA 1:02"."""
-        text = f"#{self.id} {self.status:<9} {self.command()}"
+        text = f"#{self.id} {self.status:<9} {self.command(short=True)}"
         if self.status == "running" and self.progress is not None:
             text += f" · {self.progress.describe()}"
         if self.error and self.status in ("failed", "cancelled"):
@@ -195,9 +201,16 @@ class JobQueue:
         self.folder = queue_folder(workspace)
         self.path = self.folder / "queue.sqlite"
         self.logs = self.folder / "queue-logs"
+        self._ready = False
+
+    def _ensure(self) -> None:
+        """Create the file and its tables on the first write (looking at a workspace's queue
+        creates nothing), or check the format of the one there."""
+        if self._ready:
+            return
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
-            with self._connect() as db:
+            with contextlib.closing(self._connect()) as db, db:
                 db.executescript(_SCHEMA)
                 row = db.execute("SELECT value FROM meta WHERE key = 'format'").fetchone()
                 if row is None:
@@ -210,9 +223,11 @@ class JobQueue:
                                "aside to start an empty queue (runs and results stay)") from exc
         except OSError as exc:
             raise StorageError(f"cannot create the job queue in {self.folder}: {exc}") from exc
+        self._ready = True
 
     @contextlib.contextmanager
     def _db(self) -> Iterator[sqlite3.Connection]:
+        self._ensure()
         try:
             db = self._connect()
         except sqlite3.DatabaseError as exc:
@@ -246,6 +261,8 @@ class JobQueue:
     def jobs(self, statuses: Sequence[str] | None = None) -> list[QueuedJob]:
         """The jobs in queue order: the finished ones by when they finished, the running one,
         then the pending ones in the order they will run."""
+        if not self.path.is_file():  # nothing queued here yet
+            return []
         with self._db() as db:
             rows = db.execute("SELECT * FROM jobs ORDER BY position, id").fetchall()
         jobs = [self._job(row) for row in rows if statuses is None or row["status"] in statuses]

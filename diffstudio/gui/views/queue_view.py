@@ -55,9 +55,23 @@ class QueueRunJob(JobWorker):
         self.workspace = workspace
 
 
+def _progress_text(job: QueuedJob) -> str:
+    """Where the running job is, in the words of its log (the ETA has its own column)."""
+    progress = job.progress
+    if job.status != "running" or progress is None:
+        return ""
+    text = f"{progress.stage} {progress.done}"
+    if progress.total:
+        text += f"/{progress.total} ({100 * progress.done / progress.total:.0f}%)"
+    if progress.rate is not None and progress.stage == "train":
+        text += f" · {progress.rate:.1f} images/s"
+    return text
+
+
 def _result_text(job: QueuedJob) -> str:
     if job.status in ("failed", "cancelled"):
-        return job.error
+        # "diffstudio sample: error: no checkpoint" -> "no checkpoint": the row says the verb
+        return job.error.split(": error: ", 1)[-1]
     if job.status == "done" and job.started and job.finished:
         return f"took {format_duration(job.finished - job.started)}"
     if job.status == "pending" and job.error:  # interrupted before: it continues
@@ -105,6 +119,7 @@ class QueueView(QWidget):
         header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
         header.setSectionResizeMode(COLUMNS.index("Job"), QHeaderView.ResizeMode.Stretch)
         header.setSectionResizeMode(COLUMNS.index("Result"), QHeaderView.ResizeMode.Interactive)
+        header.resizeSection(COLUMNS.index("Result"), 180)
         runner = QHBoxLayout()
         for button in (self.run_button, self.stop_button):
             runner.addWidget(button)
@@ -199,8 +214,7 @@ class QueueView(QWidget):
         for row, job in enumerate(jobs):
             progress = job.progress if job.status == "running" else None
             eta = progress.eta if progress is not None else None
-            cells = (str(job.id), job.status, job.command(),
-                     progress.describe() if progress is not None else "",
+            cells = (str(job.id), job.status, job.command(short=True), _progress_text(job),
                      format_duration(eta) if eta is not None else "", str(job.attempts),
                      _result_text(job))
             for column, text in enumerate(cells):
@@ -211,7 +225,9 @@ class QueueView(QWidget):
                 item.setText(text)
                 item.setBackground(QBrush(QColor(_COLOURS.get(job.status, "#ffffff"))))
                 item.setToolTip(f"{job.command()}\nin {job.cwd}\nlog: {job.log}"
-                                if column == COLUMNS.index("Job") else text)
+                                if column == COLUMNS.index("Job") else
+                                job.error if column == COLUMNS.index("Result") and job.error
+                                else text)
                 item.setData(Qt.ItemDataRole.UserRole, job.id)
         if chosen is not None:
             for row, job in enumerate(jobs):
