@@ -64,7 +64,9 @@ def test_the_queue_keeps_order_refuses_duplicates_and_reorders(tmp_path):
 
 
 def test_a_corrupt_queue_file_is_one_clear_error(tmp_path):
-    JobQueue(tmp_path)
+    assert JobQueue(tmp_path).jobs() == []  # looking creates nothing
+    assert not (tmp_path / ".diffstudio").exists()
+    JobQueue(tmp_path).add("sample", ["run"], cwd=tmp_path)
     (tmp_path / ".diffstudio" / "queue.sqlite").write_bytes(b"not a database" * 100)
     with pytest.raises(Exception, match="queue.sqlite is unreadable.*move it aside"):
         JobQueue(tmp_path).jobs()
