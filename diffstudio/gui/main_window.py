@@ -26,7 +26,6 @@ from PySide6.QtWidgets import (
     QListWidget,
     QListWidgetItem,
     QMainWindow,
-    QMessageBox,
     QProgressBar,
     QSpinBox,
     QSplitter,
@@ -42,6 +41,7 @@ from diffstudio.errors import ConfigError
 from diffstudio.gui import wheel_guard
 from diffstudio.gui.menus import Menus
 from diffstudio.gui.notifications import NotificationArea, NotificationCenter
+from diffstudio.gui.panels import ask_question
 from diffstudio.gui.preferences_dialog import apply_theme
 from diffstudio.gui.settings import Preferences
 from diffstudio.gui.studio import Studio
@@ -81,14 +81,6 @@ _JOB_LABELS = {"train": "Training", "sample": "Sampling", "compare": "Comparing 
                "export": "Exporting", "export-sample": "Exporting samples",
                "experiment": "Experiment", "queue": "Queue",
                "onnx-export": "Exporting to ONNX"}
-
-
-def ask_question(parent: QWidget, title: str, text: str) -> bool:
-    """A Yes/No question (the default way the window asks before quitting)."""
-    answer = QMessageBox.question(parent, title, text,
-                                  QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
-                                  QMessageBox.StandardButton.No)
-    return answer == QMessageBox.StandardButton.Yes
 
 
 def _read_run(path: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:

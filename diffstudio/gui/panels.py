@@ -1,11 +1,20 @@
-"""Layout helpers shared by the pages."""
+"""Layout and dialog helpers shared by the pages."""
 
 from __future__ import annotations
 
 from PySide6.QtCore import QSize, Qt
-from PySide6.QtWidgets import QLayout, QScrollArea, QStyle, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QLayout, QMessageBox, QScrollArea, QStyle, QVBoxLayout, QWidget
 
-__all__ = ["FormScroll", "form_column"]
+__all__ = ["FormScroll", "ask_question", "form_column"]
+
+
+def ask_question(parent: QWidget | None, title: str, text: str) -> bool:
+    """A Yes/No question, No the default (the way every page asks before it deletes,
+    replaces or quits; tests give the pages an ``ask`` of their own instead)."""
+    answer = QMessageBox.question(parent, title, text,
+                                  QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
+                                  QMessageBox.StandardButton.No)
+    return answer == QMessageBox.StandardButton.Yes
 
 
 class FormScroll(QScrollArea):

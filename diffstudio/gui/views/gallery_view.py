@@ -70,7 +70,6 @@ from PySide6.QtWidgets import (
     QLabel,
     QLineEdit,
     QListView,
-    QMessageBox,
     QPushButton,
     QScrollArea,
     QSizePolicy,
@@ -99,6 +98,7 @@ from diffstudio.engine.sample_index import (
 from diffstudio.engine.thumbnails import ThumbnailCache
 from diffstudio.errors import ConfigError, DiffstudioError
 from diffstudio.gui.export_controls import ExportControls
+from diffstudio.gui.panels import ask_question
 from diffstudio.gui.retrieval_grid import RetrievalGrid
 from diffstudio.gui.studio import Studio
 from diffstudio.gui.workers import CallJob, JobWorker
@@ -415,7 +415,7 @@ class GalleryView(QWidget):
                  trash: Callable[[str], None] | None = None) -> None:
         super().__init__(parent)
         self.studio = studio
-        self.ask = ask or self._ask
+        self.ask = ask or (lambda title, text: ask_question(self, title, text))
         self.trash = trash
         self.all_records: list[SampleRecord] = []
         self.loose: SampleRecord | None = None  # a PNG dropped or opened from outside
@@ -1092,11 +1092,3 @@ class GalleryView(QWidget):
         if urls:
             self.show_file(urls[0].toLocalFile())
             event.acceptProposedAction()
-
-    @staticmethod
-    def _ask(title: str, text: str) -> bool:
-        answer = QMessageBox.question(None, title, text,
-                                      QMessageBox.StandardButton.Yes
-                                      | QMessageBox.StandardButton.No,
-                                      QMessageBox.StandardButton.No)
-        return answer == QMessageBox.StandardButton.Yes

@@ -27,6 +27,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from diffstudio.gui.panels import ask_question
 from diffstudio.gui.plots import RunsLossPlot
 from diffstudio.gui.run_list import RunSummary, read_loss_curves, scan_workspace
 from diffstudio.gui.run_summary_text import readable_config
@@ -90,7 +91,8 @@ class RunsView(QWidget):
         self.delete_button.setToolTip("Move the run folder to the system trash (it can be "
                                       "restored from there)")
         # Replaced by the window (its question dialog) and by tests.
-        self.ask: Callable[[str, str], bool] = self._ask_question
+        self.ask: Callable[[str, str], bool] = lambda title, text: ask_question(self, title,
+                                                                                 text)
         self.get_text: Callable[[str, str, str], str | None] = self._get_text
         self.details = QPlainTextEdit()
         self.details.setReadOnly(True)
@@ -438,12 +440,6 @@ class RunsView(QWidget):
         workspace = str(self.studio.workspace)
         if os.path.isdir(workspace):
             self.watcher.addPath(workspace)
-
-    def _ask_question(self, title: str, text: str) -> bool:
-        answer = QMessageBox.question(self, title, text, QMessageBox.StandardButton.Yes
-                                      | QMessageBox.StandardButton.No,
-                                      QMessageBox.StandardButton.No)
-        return answer == QMessageBox.StandardButton.Yes
 
     def _get_text(self, title: str, label: str, value: str) -> str | None:
         text, ok = QInputDialog.getText(self, title, label, text=value)

@@ -31,7 +31,6 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QMenu,
-    QMessageBox,
     QPushButton,
     QSizePolicy,
     QSplitter,
@@ -53,7 +52,7 @@ from diffstudio.errors import ConfigError
 from diffstudio.gui.export_controls import ExportControls
 from diffstudio.gui.forms import ContributionPicker, ParamForm, PathEdit
 from diffstudio.gui.images import ImageView, grid_rgb8
-from diffstudio.gui.panels import FormScroll, form_column
+from diffstudio.gui.panels import FormScroll, ask_question, form_column
 from diffstudio.gui.plots import ParticlePlot
 from diffstudio.gui.run_chooser import RunChooser
 from diffstudio.gui.sample_grid import SampleGridView
@@ -216,7 +215,8 @@ class SampleView(QWidget):
         live_column.addLayout(live_row)
         # The Gallery's export (format, captions, Export…, progress) for the result shown:
         # its saved PNGs, or, not saved yet, the PNGs Save would write.
-        self.ask: Callable[[str, str], bool] = self._ask
+        self.ask: Callable[[str, str], bool] = lambda title, text: ask_question(self, title,
+                                                                                 text)
         self.exporter = ExportControls(studio, "Sample", lambda title, text: self.ask(title,
                                                                                      text),
                                        role="export-sample")
@@ -855,14 +855,6 @@ class SampleView(QWidget):
             records, folder, title=f"{name} · {outcome.result.sampler}",
             make_events=lambda request, stop: export_outcome(request, outcome, records=records,
                                                              should_stop=stop))
-
-    @staticmethod
-    def _ask(title: str, text: str) -> bool:
-        answer = QMessageBox.question(None, title, text,
-                                      QMessageBox.StandardButton.Yes
-                                      | QMessageBox.StandardButton.No,
-                                      QMessageBox.StandardButton.No)
-        return answer == QMessageBox.StandardButton.Yes
 
     # -- recall (from the Gallery) ------------------------------------------------------------
     def apply_recall(self, recall: Any) -> None:

@@ -402,7 +402,10 @@ class TrainView(QWidget):
                 argv = ["--out", str(run_dir)]
             stamp = datetime.now().strftime("%Y%m%d-%H%M%S-%f")
             settings = queue.folder / "queue-requests" / f"{run_dir.name}-{stamp}.json"
-            atomic_write_json(settings, config.to_dict())
+            values = config.to_dict()
+            if self.studio.device.kind == "cuda":  # the toolbar's GPU, "cuda:N", for the
+                values["device"] = self.studio.device.id  # process that will train
+            atomic_write_json(settings, values)
             job = queue.add("train", [*argv, "--config", str(settings)],
                             cwd=self.studio.workspace)
         except (DiffstudioError, OSError) as exc:
