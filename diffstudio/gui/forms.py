@@ -276,20 +276,9 @@ class ParamForm(QWidget):
             self.labels[param.name] = label
             self._tooltips[param.name] = _tooltip(param)
             self.form_layout.addRow(label, editor)
-            message = QLabel()
-            message.setObjectName(f"message_{param.name}")
-            message.setWordWrap(True)
-            message.setStyleSheet(_MESSAGE_STYLE)
-            self.messages[param.name] = message
-            self.form_layout.addRow("", message)
-            self.form_layout.setRowVisible(message, False)
-            hint = QLabel()
-            hint.setObjectName(f"hint_{param.name}")
-            hint.setWordWrap(True)
-            hint.setStyleSheet(_HINT_STYLE)
-            self.hints[param.name] = hint
-            self.form_layout.addRow("", hint)
-            self.form_layout.setRowVisible(hint, False)
+            self.messages[param.name] = self._hidden_row(f"message_{param.name}",
+                                                         _MESSAGE_STYLE)
+            self.hints[param.name] = self._hidden_row(f"hint_{param.name}", _HINT_STYLE)
             self._watch(param, editor)
         wheel_guard.guard_tree(self)  # the wheel edits a field only once it has the focus
         if not self.params:
@@ -310,6 +299,16 @@ class ParamForm(QWidget):
         return cls(contribution.params, validator=contribution.validate, parent=parent)
 
     # -- building -------------------------------------------------------------------------------
+    def _hidden_row(self, name: str, style: str) -> QLabel:
+        """A wrapping line under a field (its error, its hint), hidden until it has text."""
+        label = QLabel()
+        label.setObjectName(name)
+        label.setWordWrap(True)
+        label.setStyleSheet(style)
+        self.form_layout.addRow("", label)
+        self.form_layout.setRowVisible(label, False)
+        return label
+
     def _make_editor(self, param: Param) -> QWidget:
         if param.type == "int":
             spin = IntSpinBox()
