@@ -379,8 +379,24 @@ class JobQueue:
             job.log.unlink(missing_ok=True)
         return len(removed)
 
+    def runner(self) -> Any:
+        """Who runs this queue now (a :class:`~diffstudio.engine.run_lock.LockHolder`), or
+        None: no runner, or one that was killed."""
+        from diffstudio.engine.run_lock import RunLock
+
+        return RunLock(self.folder / "queue.lock").holder()
+
+    def waiting(self) -> tuple[int, list[QueuedJob]]:
+        """(how many jobs wait, the ones a killed runner left "running") while no runner runs
+        the queue; (0, []) when one does or nothing waits."""
+        if not self.path.is_file() or self.runner() is not None:
+            return 0, []
+        pending = self.jobs(("pending", "running"))
+        return len(pending), [job for job in pending if job.status == "running"]
+
     # -- the runner's side -----------------------------------------------------------------------
-    def _set(self, job_id: int, **values: Any) -> None:
+    def record(self, job_id: int, **values: Any) -> None:
+        """Write columns of a job's row (the runner's bookkeeping: status, pid, progress)."""
         names = ", ".join(f"{name} = ?" for name in values)
         with self._db() as db:
             db.execute(f"UPDATE jobs SET {names} WHERE id = ?", (*values.values(), job_id))
@@ -550,7 +566,7 @@ def _run_one(queue: JobQueue, job: QueuedJob, should_stop: StopCheck | None) -> 
     command = [sys.executable, "-m", "diffstudio", job.verb, *argv]
     if not Path(job.cwd).is_dir():
         message = f"its folder {job.cwd} no longer exists"
-        queue._set(job.id, status="failed", finished=time.time(), error=message)
+        queue.record(job.id, status="failed", finished=time.time(), error=message)
         yield QueueUpdate(job.id, "failed", message)
         return "failed"
     with open(job.log, "ab") as log:
@@ -564,7 +580,7 @@ def _run_one(queue: JobQueue, job: QueuedJob, should_stop: StopCheck | None) -> 
             if os.name == "nt" else {"start_new_session": True})
         child = subprocess.Popen(command, cwd=job.cwd, stdin=subprocess.DEVNULL, stdout=log,
                                  stderr=subprocess.STDOUT, env=env, **flags)
-    queue._set(job.id, status="running", started=time.time(), finished=None, pid=child.pid,
+    queue.record(job.id, status="running", started=time.time(), finished=None, pid=child.pid,
                attempts=job.attempts + 1, error="", exit_code=None, cancel=0)
     yield QueueUpdate(job.id, "running")
     stopped = cancelled = False
@@ -595,39 +611,39 @@ def _run_one(queue: JobQueue, job: QueuedJob, should_stop: StopCheck | None) -> 
                     continue
                 progress = _progress_from(data)
                 if progress is not None:
-                    queue._set(job.id, progress=json.dumps(data))
+                    queue.record(job.id, progress=json.dumps(data))
                     yield Progress(progress.stage, progress.done, progress.total,
                                    progress.elapsed, progress.unit, progress.rate,
                                    f"#{job.id} {job.verb}", progress.remaining)
     except BaseException:  # the runner itself is closed (GeneratorExit, Ctrl+C): stop the job
         if child.poll() is None:
             _interrupt(child)
-        queue._set(job.id, status="pending", pid=None, error="interrupted: the queue runner "
+        queue.record(job.id, status="pending", pid=None, error="interrupted: the queue runner "
                    "stopped while it ran")
         raise
     code = child.wait()
     with contextlib.suppress(OSError):
         data = json.loads(progress_file.read_text(encoding="utf-8"))
         if _progress_from(data) is not None:
-            queue._set(job.id, progress=json.dumps(data))
+            queue.record(job.id, progress=json.dumps(data))
     progress_file.unlink(missing_ok=True)
     now = time.time()
     if stopped:
-        queue._set(job.id, status="pending", pid=None, exit_code=code,
+        queue.record(job.id, status="pending", pid=None, exit_code=code,
                    error="interrupted: the queue was stopped; it continues when the queue runs")
         yield QueueUpdate(job.id, "pending")
         return "stopped"
     if cancelled:
-        queue._set(job.id, status="cancelled", pid=None, exit_code=code, finished=now,
+        queue.record(job.id, status="cancelled", pid=None, exit_code=code, finished=now,
                    error="cancelled while it ran", cancel=0)
         yield QueueUpdate(job.id, "cancelled", "cancelled while it ran")
         return "cancelled"
     if code == 0:
-        queue._set(job.id, status="done", pid=None, exit_code=0, finished=now)
+        queue.record(job.id, status="done", pid=None, exit_code=0, finished=now)
         yield QueueUpdate(job.id, "done")
         return "done"
     message = _error_line(job.log, code)
-    queue._set(job.id, status="failed", pid=None, exit_code=code, finished=now, error=message)
+    queue.record(job.id, status="failed", pid=None, exit_code=code, finished=now, error=message)
     yield QueueUpdate(job.id, "failed", message)
     yield Note(f"job #{job.id} failed: {message}", level="warning")
     return "failed"

@@ -87,3 +87,20 @@ def test_a_training_added_to_the_queue_runs_from_the_queue_page(qtbot, make_wind
     assert dialog is not None
     assert "train --out" in dialog.findChild(QPlainTextEdit).toPlainText()
     dialog.close()
+
+
+def test_a_queue_left_by_a_killed_runner_is_announced_not_run(qtbot, make_window, tmp_path):
+    workspace = tmp_path / "workspace"
+    queue = JobQueue(workspace)
+    job = queue.add("train", ["--out", "run", "--steps", "5"], cwd=tmp_path)
+    queue.add("sample", ["run"], cwd=tmp_path)
+    queue.record(job.id, status="running", pid=None, attempts=1)  # its runner was killed
+    window = make_window(workspace=workspace)
+    def said() -> str:
+        return next((n.message for n in window.notifications.items
+                     if "job queue has 2 job(s) waiting" in n.message), "")
+
+    qtbot.waitUntil(lambda: bool(said()), timeout=10_000)
+    assert f"job #{job.id} was interrupted" in said()
+    assert window.queue_view.runner is None  # said, not started
+    assert queue.get(job.id).status == "running"  # nothing changed by itself

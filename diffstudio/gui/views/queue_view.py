@@ -144,13 +144,39 @@ class QueueView(QWidget):
         self.log_button.clicked.connect(self.show_log)
         self.clear_button.clicked.connect(lambda: self._act("clear"))
         self.table.itemSelectionChanged.connect(self.update_buttons)
-        studio.workspace_changed.connect(lambda _path: self._on_workspace())
+        studio.workspace_changed.connect(lambda _path: (self._on_workspace(),
+                                                        self._check_waiting()))
         self.timer = QTimer(self)
         self.timer.setInterval(1000)
         self.timer.timeout.connect(self._tick)
         self.timer.start()
         guard_tree(self)
         self._on_workspace()
+        self._check_waiting()
+
+    def _check_waiting(self) -> None:
+        """At start-up and for each workspace: say once when its queue has jobs waiting that
+        no runner runs (diffstudio was closed, killed, or the machine rebooted). Nothing runs
+        by itself: Run queue continues them."""
+        workspace = self.studio.workspace
+        if not JobQueue(workspace).path.is_file():  # a stat: no thread for an empty queue
+            return
+
+        job = CallJob("queue-waiting", lambda: JobQueue(workspace).waiting())
+        job.succeeded.connect(lambda result: self._on_waiting(workspace, result))
+        job.start()
+
+    def _on_waiting(self, workspace: Path, result: tuple[int, list[QueuedJob]]) -> None:
+        count, interrupted = result
+        if workspace != self.studio.workspace or count == 0 or self.runner is not None:
+            return
+        text = f"The job queue has {count} job(s) waiting"
+        if interrupted:
+            text += (f"; job #{interrupted[0].id} was interrupted when diffstudio last stopped "
+                     "(a training continues from its last checkpoint)")
+        self.status_label.setText(f"{text}. Run queue continues.")
+        self.studio.notifications.info(f"{text}. The Queue page's Run queue (or 'diffstudio "
+                                       "queue resume') continues.", source="Queue")
 
     # -- reading the queue --------------------------------------------------------------------
     @property
@@ -161,6 +187,7 @@ class QueueView(QWidget):
         """Another workspace: its queue, and nothing of the old one left on screen."""
         self.where_label.setText(f"The job queue of the workspace {self.studio.workspace} "
                                  "(also <tt>diffstudio queue list</tt>).")
+        self.status_label.setText("")
         self.jobs = []
         self.table.setRowCount(0)
         self.update_buttons()
