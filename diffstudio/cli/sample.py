@@ -12,7 +12,7 @@ from diffstudio.cli.options import ArgumentParser, add_contribution_options, col
 from diffstudio.errors import ConfigError
 from diffstudio.plugin_manager import PluginRegistry
 
-__all__ = ["cmd_sample"]
+__all__ = ["cmd_sample", "parse_sample_args", "sample_argv"]
 
 # Options of `sample` itself; a sampler parameter may not take one of these names.
 RESERVED = {
@@ -96,7 +96,39 @@ def _explain_suggestions(parser: argparse.ArgumentParser, registry: PluginRegist
                          "overrides them): " + "; ".join(lines))
 
 
-def cmd_sample(argv: list[str], registry: PluginRegistry) -> int:
+def sample_argv(request: SampleRequest, registry: PluginRegistry) -> list[str]:
+    """The ``diffstudio sample`` arguments that make ``request`` (saved: a command draws to a
+    folder): the inverse of :func:`parse_sample_args`, how the window queues a sampling."""
+    source = request.source
+    argv = [source.run] if source.run else ["--pretrained", str(source.pretrained)]
+    if source.download:
+        argv.append("--download")
+    argv += ["--sampler", request.sampler, "--seed", str(request.seed),
+             "--batch-size", str(request.batch_size), "--device", request.device]
+    options = {"--num": request.num_samples, "--checkpoint": source.checkpoint,
+               "--onnx": source.onnx_file, "--init-noise": request.init_noise,
+               "--class-label": request.class_label, "--guidance": request.guidance,
+               "--preset": request.preset, "--out": request.out}
+    if source.backend != "torch":
+        options["--backend"] = source.backend
+    for option, value in options.items():
+        if value is not None:
+            argv += [option, str(value)]
+    argv += [flag for flag, on in (("--no-ema", not source.ema),
+                                   ("--overwrite", request.overwrite)) if on]
+    contribution = registry.get("sampler", request.sampler)
+    prefix = "sampler." if {p.name for p in contribution.params} & RESERVED else ""
+    for name, value in request.params.items():
+        text = ("true" if value else "false") if isinstance(value, bool) else repr(value) \
+            if isinstance(value, float) else str(value)
+        argv += [f"--{prefix}{name.replace('_', '-')}", text]
+    return argv
+
+
+def parse_sample_args(argv: list[str], registry: PluginRegistry
+                      ) -> tuple[SampleRequest, argparse.Namespace]:
+    """``diffstudio sample``'s arguments as the request they make (saved), and the parsed
+    options; ConfigError / SystemExit (argparse) on bad ones."""
     pre = argparse.ArgumentParser(add_help=False)
     pre.add_argument("--sampler", default="ddim")
     pre.add_argument("run", nargs="?")
@@ -114,6 +146,11 @@ def cmd_sample(argv: list[str], registry: PluginRegistry) -> int:
         init_noise=args.init_noise, class_label=args.class_label, guidance=args.guidance,
         preset=args.preset, save=True, out=args.out, overwrite=args.overwrite,
     )
+    return request, args
+
+
+def cmd_sample(argv: list[str], registry: PluginRegistry) -> int:
+    request, args = parse_sample_args(argv, registry)
     outcome: Any = drive(sample(request, registry=registry), quiet=args.quiet)
     result = outcome.result
     files = f" ({len(outcome.paths)} PNGs + samples.npz)" if outcome.paths else " (samples.npz)"

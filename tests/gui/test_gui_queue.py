@@ -3,6 +3,7 @@ the Train page's "Add to queue", run off the main thread with each job in its ow
 
 from __future__ import annotations
 
+import numpy as np
 from PySide6.QtWidgets import QPlainTextEdit
 
 from diffstudio.app.job_queue import JobQueue
@@ -104,3 +105,35 @@ def test_a_queue_left_by_a_killed_runner_is_announced_not_run(qtbot, make_window
     assert f"job #{job.id} was interrupted" in said()
     assert window.queue_view.runner is None  # said, not started
     assert queue.get(job.id).status == "running"  # nothing changed by itself
+
+
+def test_a_queued_sampling_is_the_command_that_draws_what_the_page_would(
+        qtbot, make_window, trained_points_run, tmp_path):
+    workspace = tmp_path / "workspace"
+    window = make_window(workspace=workspace)
+    window.show_page("Sample")
+    view = window.sample_view
+    view.select_run(str(trained_points_run))
+    qtbot.waitUntil(lambda: view.queue_button.isEnabled(), timeout=10_000)
+    view.sampler_picker.select("ddim", {"steps": 4})
+    view.options.set_values({**view.options.values(), "num_samples": 6, "seed": 3})
+    job_id = view.add_to_queue()
+    assert job_id is not None and not view.is_running()
+    job = JobQueue(workspace).get(job_id)
+    argv = list(job.argv)
+    assert argv[0] == str(trained_points_run.resolve())
+    assert argv[argv.index("--sampler") + 1] == "ddim"
+    assert argv[argv.index("--steps") + 1] == "4"
+    assert (argv[argv.index("--num") + 1], argv[argv.index("--seed") + 1]) == ("6", "3")
+
+    # What the queue draws is what the page draws with the same settings.
+    from diffstudio.app.job_queue import run_queue
+
+    events = list(run_queue(workspace))
+    assert events[-1].result.done == 1, JobQueue(workspace).get(job_id).error
+    saved = sorted(trained_points_run.glob("samples/*/samples.npz"))
+    assert saved
+    assert view.start()
+    qtbot.waitUntil(lambda: not view.is_running(), timeout=60_000)
+    drawn = np.load(saved[-1])["samples"]
+    assert np.allclose(drawn, view.outcome.samples, atol=1e-5)

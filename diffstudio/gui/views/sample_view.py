@@ -48,7 +48,7 @@ from diffstudio.app.sample import (
 )
 from diffstudio.app.sources import ModelSource
 from diffstudio.engine.runs import Run
-from diffstudio.errors import ConfigError
+from diffstudio.errors import ConfigError, DiffstudioError
 from diffstudio.gui.export_controls import ExportControls
 from diffstudio.gui.forms import ContributionPicker, ParamForm, PathEdit
 from diffstudio.gui.images import ImageView, grid_rgb8
@@ -212,6 +212,13 @@ class SampleView(QWidget):
         live_row.addWidget(self.sample_button)
         live_row.addWidget(self.cancel_button)
         live_row.addWidget(self.save_button)
+        self.queue_button = QPushButton("Queue")
+        self.queue_button.setObjectName("queueSamplingButton")
+        self.queue_button.setToolTip(
+            "Add this sampling to the job queue instead of running it now: the Queue page (or "
+            "'diffstudio queue run') runs it in its own process and saves it into the run's "
+            "samples folder, like 'diffstudio sample'")
+        live_row.addWidget(self.queue_button)
         live_column.addLayout(live_row)
         # The Gallery's export (format, captions, Export…, progress) for the result shown:
         # its saved PNGs, or, not saved yet, the PNGs Save would write.
@@ -308,6 +315,7 @@ class SampleView(QWidget):
         layout.addWidget(splitter)
 
         self.sample_button.clicked.connect(self.start)
+        self.queue_button.clicked.connect(self.add_to_queue)
         self.cancel_button.clicked.connect(self.cancel)
         self.save_button.clicked.connect(self.save)
         self.exporter.export_button.clicked.connect(lambda: self.export_result())
@@ -563,6 +571,7 @@ class SampleView(QWidget):
         else:
             ready = run_ready
         self.sample_button.setEnabled(ready and not running)
+        self.queue_button.setEnabled(ready)
         self.sample_button.setText("Sample" if self.studio.ready else "Sample (loading engine…)")
         self.cancel_button.setEnabled(running)
         self.save_button.setEnabled(self.outcome is not None and not running)
@@ -600,6 +609,29 @@ class SampleView(QWidget):
             max_fps=float(options["live_fps"]), class_label=class_label,
             guidance=float(self.guidance_spin.value()) if class_label is not None else None,
         )
+
+    def add_to_queue(self) -> int | None:
+        """Queue the sampling the forms describe as the ``diffstudio sample`` command that
+        makes it (saved); returns the job's number, None when a setting is invalid (shown
+        inline) or the queue cannot be written (a notification says why)."""
+        if not self.studio.ready:
+            return None
+        from diffstudio.app.job_queue import JobQueue
+        from diffstudio.cli.sample import sample_argv
+
+        try:
+            request = self.build_request()
+            workspace = self.studio.workspace
+            job = JobQueue(workspace).add("sample", sample_argv(request, self.studio.registry),
+                                          cwd=workspace)
+        except DiffstudioError as exc:
+            self.status.setText(f"Not queued: {exc}")
+            self.studio.notifications.warning(f"Sampling not queued: {exc}", source="Sample")
+            return None
+        self.studio.notifications.info(f"Sampling queued as job #{job.id}; the Queue page runs "
+                                       "it and saves it into the run's samples folder.",
+                                       source="Sample")
+        return job.id
 
     def start(self) -> bool:
         """Start sampling; False when a setting is invalid (shown inline)."""
