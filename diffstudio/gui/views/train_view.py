@@ -106,10 +106,6 @@ class TrainView(QWidget):
             "Queue this training instead of starting it now: the Queue page (or 'diffstudio "
             "queue run') runs it in its own process after the jobs before it, and continues it "
             "from its checkpoint after a crash or a reboot")
-        queue_row = QHBoxLayout()
-        queue_row.addWidget(self.queue_button)
-        queue_row.addStretch(1)
-        left_layout.addLayout(queue_row)
         left_layout.addStretch(1)
         scroll = FormScroll(left)  # never narrower than its fields
 
@@ -131,6 +127,7 @@ class TrainView(QWidget):
         buttons.addWidget(self.train_button)
         buttons.addWidget(self.pause_button)
         buttons.addWidget(self.stop_button)
+        buttons.addWidget(self.queue_button)
         buttons.addWidget(self.progress, 1)
 
         self.loss_plot = LossPlot()
