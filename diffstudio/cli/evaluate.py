@@ -30,7 +30,7 @@ from diffstudio.cli.options import ArgumentParser, add_contribution_options, col
 from diffstudio.errors import ConfigError
 from diffstudio.plugin_manager import PluginRegistry
 
-__all__ = ["cmd_eval"]
+__all__ = ["cmd_eval", "eval_argv", "parse_eval_args"]
 
 # Options of `eval` itself; a sampler parameter may not take one of these names.
 RESERVED = {
@@ -105,6 +105,9 @@ def _parser(
                              "faster on a busy machine with few cores)")
     parser.add_argument("--memorization-threshold", type=float, default=1.0,
                         help="flag a sample when nearest / (0.5 x mean of 50 nearest) <= this")
+    parser.add_argument("--step-sweep", default="", metavar="N,N,...",
+                        help="evaluate the sampler at each of these step counts (a run only), "
+                             "one result file each, as the Evaluate page's step sweep")
     parser.add_argument("--out", metavar="FILE.json",
                         help="results file (default RUN/evaluations/... or FOLDER/evaluation-...)")
     parser.add_argument("--json", action="store_true", help="print the results JSON")
@@ -119,8 +122,60 @@ def _parser(
     return parser
 
 
-def cmd_eval(argv: list[str], registry: PluginRegistry) -> int:
-    """``diffstudio eval``; returns the exit status, raises DiffstudioError on bad input."""
+def _sweep(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(dict.fromkeys(int(part) for part in text.split(",") if part.strip()))
+    except ValueError as exc:
+        raise ConfigError(f"--step-sweep {text!r}: give whole numbers separated by commas, "
+                          "e.g. 10,20,50") from exc
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return repr(value) if isinstance(value, float) else str(value)
+
+
+def eval_argv(request: EvalRequest, registry: PluginRegistry) -> list[str]:
+    """The ``diffstudio eval`` arguments that make ``request``: the inverse of
+    :func:`parse_eval_args`, how the window queues an evaluation. A request to download the
+    FID weights is the command's default (no flag); one that must not is ``--offline``."""
+    argv = [request.location, "--sampler", request.sampler, "--seed", str(request.seed),
+            "--sample-batch-size", str(request.sample_batch_size), "--device", request.device,
+            "--reference-limit", str(request.reference_limit),
+            "--batch-size", str(request.inception_batch_size),
+            "--kid-subsets", str(request.kid_subsets),
+            "--kid-subset-size", str(request.kid_subset_size),
+            "--memorization-threshold", repr(float(request.memorization_threshold)),
+            "--blas-threads", str(request.blas_threads)]
+    options = {"--num": request.num_samples, "--checkpoint": request.checkpoint,
+               "--class-label": request.class_label, "--reference": request.reference,
+               "--weights": request.weights or None, "--cache-dir": request.cache_dir,
+               "--out": request.out,
+               "--metrics": ",".join(request.metrics) if request.metrics else None,
+               "--step-sweep": ",".join(map(str, request.step_sweep)) or None}
+    for option, value in options.items():
+        if value is not None:
+            argv += [option, str(value)]
+    argv += [flag for flag, on in (("--no-ema", not request.ema),
+                                   ("--offline", request.download is False),
+                                   ("--allow-unverified-weights",
+                                    request.allow_unverified_weights),
+                                   ("--no-cache", not request.use_cache)) if on]
+    if request.sampler_params:
+        contribution = registry.get("sampler", request.sampler)
+        prefix = "sampler." if {p.name for p in contribution.params} & RESERVED else ""
+        for name, value in request.sampler_params.items():
+            argv += [f"--{prefix}{name.replace('_', '-')}", _text(value)]
+    for name, value in request.reference_params.items():
+        argv += [f"--reference.{name.replace('_', '-')}", _text(value)]
+    return argv
+
+
+def parse_eval_args(argv: list[str], registry: PluginRegistry
+                    ) -> tuple[EvalRequest, argparse.Namespace]:
+    """``diffstudio eval``'s arguments as the request they make, and the parsed options;
+    ConfigError / SystemExit (argparse) on bad ones."""
     pre = argparse.ArgumentParser(add_help=False)
     pre.add_argument("source", nargs="?")
     pre.add_argument("--sampler", default="ddim")
@@ -162,17 +217,27 @@ def cmd_eval(argv: list[str], registry: PluginRegistry) -> int:
         inception_batch_size=args.batch_size, cache_dir=args.cache_dir,
         use_cache=not args.no_cache, kid_subsets=args.kid_subsets,
         kid_subset_size=args.kid_subset_size, memorization_threshold=args.memorization_threshold,
-        blas_threads=args.blas_threads, out=args.out,
+        blas_threads=args.blas_threads, out=args.out, step_sweep=_sweep(args.step_sweep),
     )
+    return request, args
+
+
+def cmd_eval(argv: list[str], registry: PluginRegistry) -> int:
+    """``diffstudio eval``; returns the exit status, raises DiffstudioError on bad input."""
+    request, args = parse_eval_args(argv, registry)
     outcome: Any = drive(evaluate(request, registry=registry), quiet=args.quiet)
-    result = outcome.result
-    if args.json:
-        print(json.dumps(result.to_dict(), indent=2, default=str))
+    if args.json:  # one result, or a list of them (one per step count of a sweep)
+        documents = [result.to_dict() for result in outcome.results]
+        print(json.dumps(documents[0] if len(documents) == 1 else documents, indent=2,
+                         default=str))
     else:
-        for line in result.summary_lines():
-            print(line)
+        for number, result in enumerate(outcome.results):
+            if len(outcome.results) > 1:
+                print(f"{request.sampler} with {request.step_sweep[number]} steps:")
+            for line in result.summary_lines():
+                print(line)
     if outcome.write_error:
         print(f"diffstudio eval: error: {outcome.write_error}", file=sys.stderr)
         return 1
-    print(f"results: {outcome.path}")
+    print(f"results: {', '.join(map(str, outcome.paths))}")
     return 0
