@@ -137,3 +137,24 @@ def test_a_queued_sampling_is_the_command_that_draws_what_the_page_would(
     qtbot.waitUntil(lambda: not view.is_running(), timeout=60_000)
     drawn = np.load(saved[-1])["samples"]
     assert np.allclose(drawn, view.outcome.samples, atol=1e-5)
+
+
+def test_a_queued_evaluation_is_the_eval_command_of_the_page(qtbot, make_window, trained_run,
+                                                             tmp_path):
+    from diffstudio.cli.evaluate import parse_eval_args
+
+    workspace = tmp_path / "workspace"
+    window = make_window(workspace=workspace)
+    window.show_page("Evaluate")
+    view = window.evaluate_view
+    view.select_run(str(trained_run))
+    view.random_box.setChecked(True)
+    request = view.build_request()
+    job_id = view.add_to_queue()
+    assert job_id is not None and view.job is None  # queued, not started
+    job = JobQueue(workspace).get(job_id)
+    assert job.verb == "eval"
+    parsed, _ = parse_eval_args(list(job.argv), window.studio.registry)
+    assert (parsed.location, parsed.sampler, parsed.weights, parsed.num_samples,
+            parsed.metrics) == (request.location, request.sampler, "random",
+                                request.num_samples, request.metrics)

@@ -40,7 +40,7 @@ from PySide6.QtWidgets import (
 from diffstudio.app.events import format_duration
 from diffstudio.engine.evaluation.progress import NOT_CACHED_NOTE
 from diffstudio.engine.runs import Run
-from diffstudio.errors import ConfigError
+from diffstudio.errors import ConfigError, DiffstudioError
 from diffstudio.gui.eval_jobs import EvalJob, EvalOutcome, EvalRequest
 from diffstudio.gui.forms import ContributionPicker, ParamForm, PathEdit
 from diffstudio.gui.panels import FormScroll, form_column
@@ -179,6 +179,13 @@ class EvaluateView(QWidget):
         buttons = QHBoxLayout()
         buttons.addWidget(self.evaluate_button)
         buttons.addWidget(self.cancel_button)
+        self.queue_button = QPushButton("Queue")
+        self.queue_button.setObjectName("queueEvaluationButton")
+        self.queue_button.setToolTip(
+            "Add this evaluation to the job queue instead of running it now: the Queue page "
+            "(or 'diffstudio queue run') runs it in its own process as 'diffstudio eval' and "
+            "writes its result file where Evaluate would")
+        buttons.addWidget(self.queue_button)
         left = QWidget()
         left_layout = QVBoxLayout(left)
         for box in (source_box, reference_box, metrics_box, weights_box):
@@ -287,6 +294,7 @@ class EvaluateView(QWidget):
         self.weights_edit.textChanged.connect(self._on_weights_changed)
         self.download_box.toggled.connect(self._on_weights_changed)
         self.evaluate_button.clicked.connect(lambda: self.start())
+        self.queue_button.clicked.connect(self.add_to_queue)
         self.cancel_button.clicked.connect(self.cancel)
         self.space_combo.currentIndexChanged.connect(lambda _: self._show_retrieval())
         self.show_combo.currentIndexChanged.connect(lambda _: self._apply_order())
@@ -353,6 +361,7 @@ class EvaluateView(QWidget):
         has_source = (self.current_run() is not None) if self.from_run.isChecked() else bool(
             self.folder_edit.text().strip())
         self.evaluate_button.setEnabled(self.studio.ready and not running)
+        self.queue_button.setEnabled(self.studio.ready)
         self.evaluate_button.setText("Evaluate" if self.studio.ready else
                                      "Evaluate (loading engine…)")
         self.evaluate_button.setToolTip("" if has_source else
@@ -430,6 +439,29 @@ class EvaluateView(QWidget):
             return 0
 
     # -- the job ----------------------------------------------------------------------------------
+    def add_to_queue(self) -> int | None:
+        """Queue the evaluation the forms describe as the ``diffstudio eval`` command that
+        makes it; returns the job's number, None when a setting is invalid or the queue cannot
+        be written (said in the page and a notification)."""
+        if not self.studio.ready:
+            return None
+        from diffstudio.app.job_queue import JobQueue
+        from diffstudio.cli.evaluate import eval_argv
+
+        try:
+            request = self.build_request()
+            workspace = self.studio.workspace
+            job = JobQueue(workspace).add("eval", eval_argv(request, self.studio.registry),
+                                          cwd=workspace)
+        except DiffstudioError as exc:
+            self.stage_label.setText(f"Not queued: {exc}")
+            self.studio.notifications.warning(f"Evaluation not queued: {exc}",
+                                              source="Evaluate")
+            return None
+        self.studio.notifications.info(f"Evaluation queued as job #{job.id}; the Queue page "
+                                       "runs it.", source="Evaluate")
+        return job.id
+
     def start(self, request: EvalRequest | None = None) -> bool:
         """Start an evaluation (of ``request``, else of the forms); False when a setting is
         missing or invalid (said in the notification bar)."""
