@@ -468,6 +468,27 @@ def _output_missing(folder: Path, job: PlannedJob, result: Any) -> str:
             "experiment folder must be on a filesystem the nodes share")
 
 
+def _free_run_of_gone_job(folder: Path, job: PlannedJob, entry: dict[str, Any]) -> str:
+    """Before a training is submitted again: a job of this experiment that trained it on
+    another node and was killed there (a timeout's SIGKILL, scancel, a lost node) leaves the
+    run's lock, which cannot be checked from here and would refuse every later job. The
+    process running the queue owns its runs (it holds the experiment's lock and none of its
+    jobs trains this run now), so that lock is removed; returns the note ("" when none)."""
+    import socket
+
+    from diffstudio.engine.runs import Run
+
+    if not entry.get("job_id"):
+        return ""  # never submitted: a lock there is not a job's of this experiment
+    run = Run(_run_dir(folder, job.training))
+    holder = run.lock_holder()
+    if holder is None or holder.host == socket.gethostname():
+        return ""  # free, or on this machine, where a dead holder is seen as stale anyway
+    run.lock_path.unlink(missing_ok=True)
+    return (f"the run {run.path} was left locked by {holder.describe()}, the earlier job "
+            f"{entry['job_id']} that is gone; the lock was removed")
+
+
 def _run_pool(folder: Path, jobs: list[PlannedJob], request: ExperimentRequest, spec: Any,
               should_stop: StopCheck | None) -> Iterator[Any]:
     """The queue through submitit: every training whose turn it is is submitted at once (up
@@ -528,6 +549,10 @@ def _run_pool(folder: Path, jobs: list[PlannedJob], request: ExperimentRequest, 
                 break
             if pool.full():
                 break
+            if job.kind == "train":
+                note = _free_run_of_gone_job(folder, job, state.entry(job.key))
+                if note:
+                    yield Note(note, level="warning")
             job_id = pool.submit(run_job_in_folder, str(folder), job.key, job.fingerprint)
             attempts = int(state.entry(job.key).get("attempts", 0)) + 1
             state.update(job.key, kind=job.kind, status="running",

@@ -197,14 +197,14 @@ class JobPool:
 
 def _controller_alive(job_id: str) -> bool:
     """Whether submitit's local controller ``job_id`` (its pid) still runs."""
+    from diffstudio.engine.run_lock import pid_alive
+
+    if not job_id.isdigit():
+        return False
     try:
-        cmdline = Path(f"/proc/{int(job_id)}/cmdline").read_bytes()
-    except (OSError, ValueError):
-        try:
-            os.kill(int(job_id), 0)
-        except (OSError, ValueError):
-            return False
-        return True
+        cmdline = Path(f"/proc/{job_id}/cmdline").read_bytes()
+    except OSError:
+        return pid_alive(int(job_id))  # no /proc (macOS): the pid alone
     return b"submitit" in cmdline
 
 

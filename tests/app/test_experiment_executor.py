@@ -142,15 +142,24 @@ def test_a_new_coordinator_watches_the_jobs_the_old_one_left_or_runs_them_again(
     assert state.entry("train/linear")["attempts"] == 1  # watched, not submitted again
     assert state.entry("train/linear")["job_id"] == entry["job_id"]
     assert {state.entry(k)["status"] for k in state.jobs} == {"done"}
-    # A job whose id names no live job and that left no result (the machine rebooted) is
-    # submitted again; its cell is not recorded done without its result file.
+    # Jobs whose ids name no live job (the machine rebooted) are submitted again: the cell's,
+    # which left no result, is not recorded done without its result file; the training's,
+    # killed on a node, left the run's lock there, which would refuse every later job.
     key = "eval/linear/ddim-steps5/seed0"
     (out / state.entry(key)["result"]).unlink()
     state.update(key, status="running", job_id="999999999")
-    again = run_job(run_experiment(ExperimentRequest(str(file), out=str(out)),
-                                   registry=registry))
-    assert again.status == "completed" and again.ran == 1 and again.skipped == 1
-    assert ExperimentState(out).entry(key)["job_id"] != "999999999"
+    state.update("train/linear", status="running", job_id="999999998")
+    lock = out / "runs" / "linear" / "train.lock"
+    lock.write_text(json.dumps({"pid": 4242, "host": "node-gone", "since": 0.0}))
+    notes = []
+    again = run_job(e for e in run_experiment(ExperimentRequest(str(file), out=str(out)),
+                                              registry=registry) if not notes.append(e))
+    assert again.status == "completed" and again.ran == 2 and not again.failed
+    assert any("left locked by pid 4242 on node-gone" in getattr(e, "text", "") for e in notes)
+    assert not lock.exists()
+    state = ExperimentState(out)
+    assert state.entry(key)["job_id"] != "999999999"
+    assert state.entry("train/linear")["attempts"] == 2
     assert set(results_by_key(out)) == {key}
 
 
