@@ -506,6 +506,7 @@ def _run_pool(folder: Path, jobs: list[PlannedJob], request: ExperimentRequest, 
     failed: list[str] = []
     ended: set[str] = set()  # ended in this run: not submitted again
     running: dict[str, PlannedJob] = {}  # job id -> job
+    draining: dict[str, PlannedJob] = {}  # job id -> job: cancelled, its outcome unwanted
     status = "completed"
     for job in jobs:
         if job.status == "done":
@@ -518,7 +519,12 @@ def _run_pool(folder: Path, jobs: list[PlannedJob], request: ExperimentRequest, 
                 or entry.get("executor") != spec.kind):
             continue
         if entry.get("fingerprint") != job.fingerprint:
-            pool.cancel(job_id)  # it computes what the file no longer asks for
+            if pool.attach(job_id):  # it computes what the file no longer asks for
+                pool.cancel(job_id)  # the new request runs once it has ended
+                draining[job_id] = job
+                state.update(job.key, status="pending")
+                yield Note(f"{job.describe()} changed in the file: cancelling its earlier job "
+                           f"{job_id}")
         elif pool.attach(job_id):
             running[job_id] = job
             yield Note(f"{job.describe()}: watching its job {job_id} again (submitted by an "
@@ -532,12 +538,12 @@ def _run_pool(folder: Path, jobs: list[PlannedJob], request: ExperimentRequest, 
     while True:
         if should_stop is not None and should_stop():
             for job_id in pool.cancel_all():  # a cancelled training resumes next time
-                job = running.pop(job_id)
+                job = running.pop(job_id, None) or draining.pop(job_id)
                 state.update(job.key, status="pending")
                 yield _update(job, "pending")
             status = "stopped"
             break
-        in_flight = {j.key for j in running.values()}
+        in_flight = {j.key for j in (*running.values(), *draining.values())}
         for job in jobs:
             if (job.key in ended or job.key in in_flight or job.status == "done"
                     or (job.status == "failed" and not request.retry_failed)):
@@ -564,10 +570,12 @@ def _run_pool(folder: Path, jobs: list[PlannedJob], request: ExperimentRequest, 
             ran += 1
             yield _update(job, "running")
             yield progress(f"submitted {job.describe()} as job {job_id}")
-        if not running:
+        if not running and not draining:
             break
         time.sleep(spec.poll_seconds)
         for end in pool.finished():
+            if draining.pop(end.job_id, None) is not None:
+                continue  # a cancelled earlier job has ended: its job may be submitted
             job = running.pop(end.job_id)
             ended.add(job.key)
             result = end.value.get("result") if isinstance(end.value, dict) else None

@@ -160,15 +160,10 @@ class JobPool:
         return True
 
     def cancel(self, job_id: str) -> None:
-        """Cancel a job of an earlier coordinator whose request has changed since (best
-        effort: it may be gone already)."""
+        """Cancel a job of the pool (best effort: it may be ending already); it stays in the
+        pool until it has ended, so that :meth:`finished` says when."""
         with contextlib.suppress(Exception):
-            if self.spec.kind == "slurm":
-                from submitit import SlurmJob
-
-                SlurmJob(folder=self.logs, job_id=job_id).cancel(check=False)
-            elif _controller_alive(job_id):
-                _AttachedLocalJob(self.logs, job_id).cancel()
+            self.jobs[job_id].cancel(check=False)
 
     def finished(self) -> list[FinishedJob]:
         """The jobs that ended since the last call (they leave the pool)."""

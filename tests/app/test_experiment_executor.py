@@ -163,6 +163,37 @@ def test_a_new_coordinator_watches_the_jobs_the_old_one_left_or_runs_them_again(
     assert set(results_by_key(out)) == {key}
 
 
+def test_a_job_whose_request_changed_is_cancelled_before_the_new_one_runs(tmp_path,
+                                                                          registry):
+    text = ONE_CELL.replace("steps = 4", "steps = 40").replace("checkpoint_every = 2",
+                                                                "checkpoint_every = 10")
+    file = write_tiny(tmp_path, text + FAST)
+    out = tmp_path / "out"
+    events = run_experiment(ExperimentRequest(str(file), out=str(out)), registry=registry)
+    for event in events:
+        if isinstance(event, JobUpdate) and event.status == "running":
+            break
+    events.close()
+    old = ExperimentState(out).entry("train/linear")["job_id"]
+    file.write_text(text.replace("steps = 40", "steps = 41") + FAST)  # a new request
+    notes: list = []
+    outcome = run_job(e for e in run_experiment(ExperimentRequest(str(file), out=str(out)),
+                                                registry=registry) if not notes.append(e))
+    assert outcome.status == "completed"
+    assert any(f"cancelling its earlier job {old}" in getattr(e, "text", "") for e in notes)
+    entry = ExperimentState(out).entry("train/linear")
+    assert entry["job_id"] != old and entry["attempts"] == 2 and entry["step"] == 41
+    assert not running_controller(old)  # the earlier job has ended
+
+
+def running_controller(pid: str) -> bool:
+    """Whether submitit's local controller ``pid`` runs (a zombie, not yet reaped, does not)."""
+    try:
+        return b"submitit" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+
+
 def test_the_job_function_refuses_a_changed_request(finished):
     _, folder, _, _ = finished
     with pytest.raises(ConfigError, match=r"changed .* after it was submitted"):
