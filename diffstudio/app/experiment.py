@@ -495,7 +495,7 @@ def _run_pool(folder: Path, jobs: list[PlannedJob], request: ExperimentRequest, 
     to ``max_parallel`` in flight), a training's cells when it is done; only this process
     writes ``state.json``. A job an earlier, killed coordinator left running is watched again
     when it still runs (or has left its outcome), else run again."""
-    from diffstudio.app.experiment_executor import JobPool
+    from diffstudio.app.experiment_executor import JobPool, SubmitError
 
     pool = JobPool(spec, folder)
     state = ExperimentState(folder)
@@ -559,15 +559,26 @@ def _run_pool(folder: Path, jobs: list[PlannedJob], request: ExperimentRequest, 
                 note = _free_run_of_gone_job(folder, job, state.entry(job.key))
                 if note:
                     yield Note(note, level="warning")
-            job_id = pool.submit(run_job_in_folder, str(folder), job.key, job.fingerprint)
             attempts = int(state.entry(job.key).get("attempts", 0)) + 1
+            ran += 1
+            try:
+                job_id = pool.submit(run_job_in_folder, str(folder), job.key, job.fingerprint)
+            except SubmitError as exc:  # this job fails; the others are tried
+                state.update(job.key, kind=job.kind, status="failed",
+                             fingerprint=job.fingerprint, attempts=attempts,
+                             finished=time.time(), error=str(exc), executor=spec.kind)
+                job.status, job.error = "failed", str(exc)
+                ended.add(job.key)
+                failed.append(job.key)
+                yield _update(job, "failed", error=str(exc))
+                yield Note(f"{job.describe()} failed: {exc}", level="warning")
+                continue
             state.update(job.key, kind=job.kind, status="running",
                          fingerprint=job.fingerprint, attempts=attempts, started=time.time(),
                          error="", executor=spec.kind, job_id=job_id,
                          log=str(pool.log_of(job_id).relative_to(folder)))
             running[job_id] = job
             in_flight.add(job.key)
-            ran += 1
             yield _update(job, "running")
             yield progress(f"submitted {job.describe()} as job {job_id}")
         if not running and not draining:

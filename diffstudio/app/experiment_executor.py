@@ -25,9 +25,9 @@ from pathlib import Path
 from typing import Any
 
 from diffstudio.app.experiment_file import ExecutorSpec
-from diffstudio.errors import ConfigError
+from diffstudio.errors import ConfigError, DiffstudioError
 
-__all__ = ["FinishedJob", "JobPool", "check_executor"]
+__all__ = ["FinishedJob", "JobPool", "SubmitError", "check_executor"]
 
 _INSTALL = "pip install 'diffstudio[slurm]'"
 _TAIL_LINES = 20
@@ -47,6 +47,10 @@ def check_executor(kind: str) -> None:
         raise ConfigError(f"the slurm executor needs Slurm's {' and '.join(missing)} on PATH "
                           "(run diffstudio on a login node of the cluster), or use "
                           "--executor local or submitit-local")
+
+
+class SubmitError(DiffstudioError):
+    """The scheduler refused a job (the message is its reason, one line)."""
 
 
 @dataclass
@@ -132,8 +136,14 @@ class JobPool:
         return bool(self.spec.max_parallel) and len(self.jobs) >= self.spec.max_parallel
 
     def submit(self, function: Callable[..., Any], *args: Any) -> str:
-        """Submit ``function(*args)`` as one job; returns its id."""
-        job = self.executor.submit(function, *args)
+        """Submit ``function(*args)`` as one job; returns its id. :class:`SubmitError` with
+        the scheduler's own words when it refuses the job (sbatch's "invalid partition")."""
+        try:
+            job = self.executor.submit(function, *args)
+        except Exception as exc:
+            lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+            reason = lines[-1] if lines else type(exc).__name__
+            raise SubmitError(f"could not submit the job: {reason}") from exc
         self.jobs[str(job.job_id)] = job
         return str(job.job_id)
 

@@ -233,18 +233,22 @@ def test_executor_table_errors_name_the_line(registry, table, line, words):
     assert words in str(caught.value)
 
 
+def fake_slurm(tmp_path: Path, monkeypatch, sbatch: str) -> None:
+    """``sbatch`` (this shell script) and ``srun`` (submitit looks for it) on PATH."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for tool, body in (("sbatch", sbatch), ("srun", "exit 1\n")):
+        path = bin_dir / tool
+        path.write_text(f"#!/bin/sh\n{body}")
+        path.chmod(path.stat().st_mode | stat.S_IXUSR)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+
+
 def test_the_slurm_executor_submits_an_sbatch_file_of_the_executor_table(tmp_path,
                                                                          monkeypatch):
     """A fake sbatch records what submitit hands Slurm."""
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    sbatch = bin_dir / "sbatch"
-    sbatch.write_text(f'#!/bin/sh\ncp "$1" {tmp_path}/submitted.sh\n'
-                      'echo "Submitted batch job 4242"\n')
-    (bin_dir / "srun").write_text("#!/bin/sh\nexit 1\n")  # submitit looks for it
-    for tool in ("sbatch", "srun"):
-        (bin_dir / tool).chmod(sbatch.stat().st_mode | stat.S_IXUSR)
-    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    fake_slurm(tmp_path, monkeypatch, f'cp "$1" {tmp_path}/submitted.sh\n'
+                                      'echo "Submitted batch job 4242"\n')
     spec = ExecutorSpec(kind="slurm", partition="gpu", gpus_per_node=2, cpus_per_task=8,
                         mem_gb=32, timeout_min=90, setup=("module load cuda",),
                         additional=(("account", "proj"),))
@@ -257,3 +261,20 @@ def test_the_slurm_executor_submits_an_sbatch_file_of_the_executor_table(tmp_pat
         assert line in script, line
     assert str(tmp_path / "exp" / "logs" / "submitit") in script  # logs in the experiment
     pool.jobs.clear()  # nothing to watch: there is no Slurm here
+
+
+def test_a_job_the_scheduler_refuses_is_failed_with_its_reason(tmp_path, monkeypatch,
+                                                              registry):
+    fake_slurm(tmp_path, monkeypatch, 'echo "sbatch: error: invalid partition specified: '
+                                      'gpux" >&2\nexit 1\n')
+    file = write_tiny(tmp_path, TINY + '\n[executor]\nkind = "slurm"\npartition = "gpux"\n'
+                      'poll_seconds = 0.1\n')
+    out = tmp_path / "out"
+    outcome = run_job(run_experiment(ExperimentRequest(str(file), out=str(out)),
+                                     registry=registry))
+    assert outcome.status == "failed" and outcome.failed == ["train/linear", "train/cosine"]
+    entry = ExperimentState(out).entry("train/cosine")  # tried too: the failures are per job
+    assert entry["status"] == "failed"
+    assert entry["error"] == ("could not submit the job: sbatch: error: invalid partition "
+                              "specified: gpux")
+    assert not any(key.startswith("eval/") for key in ExperimentState(out).jobs)
