@@ -43,6 +43,7 @@ __all__ = [
     "ExperimentState",
     "JobUpdate",
     "PlannedJob",
+    "current_status",
     "experiment_folder",
     "plan",
     "run_experiment",
@@ -213,6 +214,21 @@ def plan(experiment: Experiment, folder: str | Path) -> list[PlannedJob]:
             jobs.append(PlannedJob(cell.key, "evaluate", training.name, cell, cell_print,
                                    status, result if status == "done" else None,
                                    entry.get("error", "")))
+    return jobs
+
+
+def current_status(experiment: Experiment, folder: str | Path) -> list[PlannedJob]:
+    """:func:`plan`, but while a process runs the queue (it holds ``experiment.lock``) the
+    jobs its ``state.json`` says are running show as "running" (for ``status``: a cluster's
+    jobs run for hours), not as the "pending" a new run would take them for."""
+    from diffstudio.engine.run_lock import RunLock
+
+    jobs = plan(experiment, folder)
+    if RunLock(Path(folder) / "experiment.lock").holder() is not None:
+        state = ExperimentState(folder)
+        for job in jobs:
+            if job.status == "pending" and state.entry(job.key).get("status") == "running":
+                job.status = "running"
     return jobs
 
 

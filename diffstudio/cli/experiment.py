@@ -22,7 +22,7 @@ import json
 import sys
 from typing import Any
 
-from diffstudio.app.experiment import ExperimentRequest, plan, run_experiment
+from diffstudio.app.experiment import ExperimentRequest, current_status, run_experiment
 from diffstudio.app.experiment_file import EXECUTORS, preset_path, presets
 from diffstudio.app.experiment_report import open_experiment, status_lines, write_report
 from diffstudio.cli.options import ArgumentParser, drive
@@ -109,7 +109,7 @@ def cmd_experiment(argv: list[str], registry: PluginRegistry) -> int:
         return 0
     experiment, folder = open_experiment(_file(args.file), registry, args.out)
     if args.action == "status":
-        jobs = plan(experiment, folder)
+        jobs = current_status(experiment, folder)
         if args.json:
             print(json.dumps({"folder": str(folder), "jobs": [
                 {"key": j.key, "kind": j.kind, "status": j.status, "result": j.result,

@@ -22,13 +22,16 @@ from diffstudio.app.experiment import (
     ExperimentRequest,
     ExperimentState,
     JobUpdate,
+    current_status,
+    plan,
     run_experiment,
     run_job_in_folder,
 )
 from diffstudio.app.experiment_executor import JobPool, check_executor
-from diffstudio.app.experiment_file import ExecutorSpec, parse_experiment
+from diffstudio.app.experiment_file import ExecutorSpec, load_experiment, parse_experiment
 from diffstudio.app.experiment_report import open_experiment, write_report
 from diffstudio.cli import main
+from diffstudio.engine.run_lock import RunLock
 from diffstudio.errors import ConfigError
 from diffstudio.plugin_manager import load_plugins
 
@@ -278,3 +281,17 @@ def test_a_job_the_scheduler_refuses_is_failed_with_its_reason(tmp_path, monkeyp
     assert entry["error"] == ("could not submit the job: sbatch: error: invalid partition "
                               "specified: gpux")
     assert not any(key.startswith("eval/") for key in ExperimentState(out).jobs)
+
+
+def test_status_shows_jobs_in_flight_while_the_coordinator_runs(tmp_path, registry, capsys):
+    file = write_tiny(tmp_path, ONE_CELL + FAST)
+    out = tmp_path / "out"
+    experiment = load_experiment(file, registry)
+    train = plan(experiment, out)[0]
+    ExperimentState(out).update(train.key, status="running", fingerprint=train.fingerprint,
+                                job_id="77")
+    assert current_status(experiment, out)[0].status == "pending"  # nobody runs the queue
+    with RunLock(out / "experiment.lock"):  # a coordinator (here: this process) runs it
+        assert [j.status for j in current_status(experiment, out)] == ["running", "pending"]
+        assert main(["experiment", "status", str(file), "--out", str(out)]) == 0
+        assert "running  train linear" in capsys.readouterr().out
