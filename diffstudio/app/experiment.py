@@ -300,7 +300,8 @@ def run_experiment(
         if spec.kind == "local":
             yield from _run_queue(experiment, folder, jobs, request, registry, should_stop)
         else:
-            yield from _run_pool(folder, jobs, request, spec, should_stop)
+            yield from _run_pool(folder, jobs, request, spec, should_stop,
+                                 safe_mode=bool(getattr(registry, "safe_mode", False)))
     finally:
         lock.release()
 
@@ -444,16 +445,19 @@ class _LogPrinter:
                 print(f"{event.stage}: {event.done}/{event.total} {event.unit}", flush=True)
 
 
-def run_job_in_folder(folder: str, key: str, job_fingerprint: str) -> dict[str, Any]:
+def run_job_in_folder(folder: str, key: str, job_fingerprint: str, safe_mode: bool = False
+                      ) -> dict[str, Any]:
     """Run the job ``key`` of the experiment in ``folder`` to its end in this process: what
     a submitit job runs on its node. It reads the experiment the coordinator wrote
     (``folder/experiment.toml``), loads the plugins as diffstudio does, writes the run or the
     result file into the folder, prints its progress (the job's log) and returns where its
-    output is. It never writes ``state.json``: the coordinator records the outcome."""
+    output is. It never writes ``state.json``: the coordinator records the outcome.
+    ``safe_mode``: the coordinator's registry was in safe mode (built-in plugins only); else
+    the plugins load as diffstudio loads them (settings, ``DIFFSTUDIO_LOAD_PLUGINS``)."""
     from diffstudio.plugin_manager import load_plugins
 
     where = Path(folder)
-    registry = load_plugins()
+    registry = load_plugins(safe_mode=True if safe_mode else None)
     experiment = load_experiment(where / "experiment.toml", registry)
     job = next((j for j in plan(experiment, where) if j.key == key), None)
     if job is None:
@@ -506,7 +510,7 @@ def _free_run_of_gone_job(folder: Path, job: PlannedJob, entry: dict[str, Any]) 
 
 
 def _run_pool(folder: Path, jobs: list[PlannedJob], request: ExperimentRequest, spec: Any,
-              should_stop: StopCheck | None) -> Iterator[Any]:
+              should_stop: StopCheck | None, *, safe_mode: bool = False) -> Iterator[Any]:
     """The queue through submitit: every training whose turn it is is submitted at once (up
     to ``max_parallel`` in flight), a training's cells when it is done; only this process
     writes ``state.json``. A job an earlier, killed coordinator left running is watched again
@@ -578,7 +582,8 @@ def _run_pool(folder: Path, jobs: list[PlannedJob], request: ExperimentRequest, 
             attempts = int(state.entry(job.key).get("attempts", 0)) + 1
             ran += 1
             try:
-                job_id = pool.submit(run_job_in_folder, str(folder), job.key, job.fingerprint)
+                job_id = pool.submit(run_job_in_folder, str(folder), job.key, job.fingerprint,
+                                     safe_mode)
             except SubmitError as exc:  # this job fails; the others are tried
                 state.update(job.key, kind=job.kind, status="failed",
                              fingerprint=job.fingerprint, attempts=attempts,
