@@ -102,6 +102,7 @@ def test_submitit_local_gives_the_local_executor_s_table(finished, tmp_path, reg
                 assert mine[key] == theirs[key], key
 
 
+@pytest.mark.slow  # each job is a Python process that imports torch
 def test_a_failing_cell_job_is_failed_with_its_log_and_a_rerun_skips_the_rest(tmp_path,
                                                                                registry):
     file = write_tiny(tmp_path, ONE_FAILING + FAST)
@@ -125,6 +126,7 @@ def test_a_failing_cell_job_is_failed_with_its_log_and_a_rerun_skips_the_rest(tm
     assert ExperimentState(out).entry("eval/linear/ddpm/seed0")["status"] == "failed"
 
 
+@pytest.mark.slow  # each job is a Python process that imports torch
 def test_a_new_coordinator_watches_the_jobs_the_old_one_left_or_runs_them_again(tmp_path,
                                                                                 registry):
     file = write_tiny(tmp_path, ONE_CELL + FAST)
@@ -166,6 +168,7 @@ def test_a_new_coordinator_watches_the_jobs_the_old_one_left_or_runs_them_again(
     assert set(results_by_key(out)) == {key}
 
 
+@pytest.mark.slow  # each job is a Python process that imports torch
 def test_a_job_whose_request_changed_is_cancelled_before_the_new_one_runs(tmp_path,
                                                                           registry):
     text = ONE_CELL.replace("steps = 4", "steps = 40").replace("checkpoint_every = 2",
