@@ -8,6 +8,7 @@ again (or runs again when they are gone); and the Slurm executor's sbatch file c
 from __future__ import annotations
 
 import csv
+import importlib.util
 import json
 import os
 import stat
@@ -35,7 +36,9 @@ from diffstudio.engine.run_lock import RunLock
 from diffstudio.errors import ConfigError
 from diffstudio.plugin_manager import load_plugins
 
-pytest.importorskip("submitit")
+#: The tests that run submitit (an optional extra: pip install 'diffstudio[slurm]').
+needs_submitit = pytest.mark.skipif(importlib.util.find_spec("submitit") is None,
+                                    reason="submitit is not installed (the slurm extra)")
 
 ROOT = Path(__file__).resolve().parents[2]
 # One training, a sampler that works and one that fails at run time: DDPM cannot visit 50
@@ -72,6 +75,7 @@ def table(folder: Path, registry) -> list[dict[str, str]]:
             for row in rows]
 
 
+@needs_submitit
 @pytest.mark.slow
 def test_submitit_local_gives_the_local_executor_s_table(finished, tmp_path, registry, capsys):
     _, local_folder, _, _ = finished
@@ -102,6 +106,7 @@ def test_submitit_local_gives_the_local_executor_s_table(finished, tmp_path, reg
                 assert mine[key] == theirs[key], key
 
 
+@needs_submitit
 @pytest.mark.slow  # each job is a Python process that imports torch
 def test_a_failing_cell_job_is_failed_with_its_log_and_a_rerun_skips_the_rest(tmp_path,
                                                                                registry):
@@ -126,6 +131,7 @@ def test_a_failing_cell_job_is_failed_with_its_log_and_a_rerun_skips_the_rest(tm
     assert ExperimentState(out).entry("eval/linear/ddpm/seed0")["status"] == "failed"
 
 
+@needs_submitit
 @pytest.mark.slow  # each job is a Python process that imports torch
 def test_a_new_coordinator_watches_the_jobs_the_old_one_left_or_runs_them_again(tmp_path,
                                                                                 registry):
@@ -168,6 +174,7 @@ def test_a_new_coordinator_watches_the_jobs_the_old_one_left_or_runs_them_again(
     assert set(results_by_key(out)) == {key}
 
 
+@needs_submitit
 @pytest.mark.slow  # each job is a Python process that imports torch
 def test_a_job_whose_request_changed_is_cancelled_before_the_new_one_runs(tmp_path,
                                                                           registry):
@@ -209,18 +216,28 @@ def test_the_job_function_refuses_a_changed_request(finished):
 
 
 # -- choosing and refusing ----------------------------------------------------------------------
-def test_refused_without_submitit_or_without_sbatch(tmp_path, monkeypatch, capsys):
+@needs_submitit
+def test_slurm_is_refused_without_sbatch(tmp_path, monkeypatch, capsys):
     file = write_tiny(tmp_path, TINY)
     monkeypatch.setenv("PATH", str(tmp_path / "empty-bin"))
     assert main(["experiment", "run", str(file), "--out", str(tmp_path / "o"), "--executor",
                  "slurm"]) == 2
     assert "needs Slurm's sbatch and srun on PATH" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()  # refused before anything was written
-    monkeypatch.setitem(sys.modules, "submitit", None)
+
+
+def test_submitit_executors_are_refused_without_submitit(tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "submitit", None)  # as if not installed
     for kind in ("slurm", "submitit-local"):
         with pytest.raises(ConfigError, match=r"pip install 'diffstudio\[slurm\]'"):
             check_executor(kind)
     check_executor("local")  # needs nothing
+    file = write_tiny(tmp_path, TINY)
+    assert main(["experiment", "run", str(file), "--out", str(tmp_path / "o"), "--executor",
+                 "submitit-local"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "needs submitit, which is not installed" in err[0]
+    assert not (tmp_path / "o").exists()
 
 
 @pytest.mark.parametrize(("table", "line", "words"), [
@@ -250,6 +267,7 @@ def fake_slurm(tmp_path: Path, monkeypatch, sbatch: str) -> None:
     monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
 
 
+@needs_submitit
 def test_the_slurm_executor_submits_an_sbatch_file_of_the_executor_table(tmp_path,
                                                                          monkeypatch):
     """A fake sbatch records what submitit hands Slurm."""
@@ -269,6 +287,7 @@ def test_the_slurm_executor_submits_an_sbatch_file_of_the_executor_table(tmp_pat
     pool.jobs.clear()  # nothing to watch: there is no Slurm here
 
 
+@needs_submitit
 def test_a_job_the_scheduler_refuses_is_failed_with_its_reason(tmp_path, monkeypatch,
                                                               registry):
     fake_slurm(tmp_path, monkeypatch, 'echo "sbatch: error: invalid partition specified: '
