@@ -61,6 +61,11 @@ What is checked:
 * the model's ``network_evaluations`` counter increases;
 * with ``contribution`` set, its effective defaults on 2-D points (schema defaults under the
   data's suggestions, as the app lays them) move the points;
+* opt in (``exact_score = True``, with ``contribution`` set): on the seed's 2-D mixture
+  0.8 N((5, 5), I) + 0.2 N((-5, -5), I) with its exact score, the sampler's effective defaults
+  bring the points to the modes in the right proportions
+  (:func:`check_exact_score_mixture`; ``exact_score_params``, ``exact_score_samples`` and
+  ``exact_score_tolerance`` tune it);
 * with ``contribution`` set, :meth:`SamplerConformance.check_signature_matches_schema`: every
   declared ``Param`` is a keyword of the function with the same default, and every keyword of
   the function besides the shared ones is declared (:func:`signature_schema_mismatches` gives
@@ -84,7 +89,8 @@ from __future__ import annotations
 
 import inspect
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
@@ -102,11 +108,13 @@ from diffstudio.specs import Contribution, Param
 
 __all__ = [
     "DatasetConformance",
+    "ExactScoreResult",
     "GaussianEpsNetwork",
     "NetworkConformance",
     "SamplerConformance",
     "ScheduleConformance",
     "StepRecorder",
+    "check_exact_score_mixture",
     "gaussian_model",
     "signature_schema_mismatches",
 ]
@@ -258,6 +266,87 @@ _CONTRACT = (
 )
 
 
+#: The seed's mixture (Song & Ermon 2019, sec. 3.2): the weight of the mode at (5, 5).
+_EXACT_WEIGHT = 0.8
+
+
+@dataclass(frozen=True)
+class ExactScoreResult:
+    """What :func:`check_exact_score_mixture` measured: ``fractions`` of the points within 3
+    of (5, 5) and of (-5, -5) (truth 0.79 and 0.198: 0.8 and 0.2 times the 98.9% of a unit
+    Gaussian within 3), ``share`` of the points near a mode that are near (5, 5) (truth 0.8),
+    the mean ``displacement`` from the initial noise, and the ``params`` it ran with."""
+
+    sampler: str
+    params: dict[str, Any]
+    num_samples: int
+    fractions: tuple[float, ...]
+    share: float
+    displacement: float
+    network_evaluations: int
+
+
+def check_exact_score_mixture(
+    contribution: Contribution,
+    *,
+    sampler: Callable[..., torch.Tensor] | None = None,
+    params: Mapping[str, Any] | None = None,
+    num_samples: int = 1000,
+    tolerance: float = 0.05,
+    seed: int = 0,
+) -> ExactScoreResult:
+    """Sample the seed's 2-D mixture 0.8 N((5, 5), I) + 0.2 N((-5, -5), I) with its exact
+    score under a VP SDE (the model of the 2-D lab, :mod:`diffstudio.app.lab`: the score is
+    exact at every noise level, so the result is the sampler's alone) and check it.
+
+    The sampler runs as the app runs it: its effective defaults (schema defaults under the
+    suggestions for the mixture's data, :mod:`diffstudio.engine.suggestions`) with ``params``
+    laid over them, validated by ``contribution``; ``num_samples`` points of seeds ``seed``,
+    ``seed + 1``, ... in one batch through :func:`~diffstudio.engine.sampling.sample_batch`
+    (x_T and the sampler's noise from each sample's own generator). ``sampler`` defaults to the
+    contribution's factory.
+
+    Raises AssertionError, with the numbers, unless the output is finite, the points moved
+    (mean displacement > 1), at least 90% of them end within 3 of a mode, and the share of
+    those near (5, 5) is within ``tolerance`` of 0.8. Returns what it measured.
+    """
+    from diffstudio.engine.datasets.toy2d import load_toy2d
+    from diffstudio.engine.networks.analytic import build_analytic_mixture, mode_fractions
+    from diffstudio.engine.schedules import VPSDE
+
+    if num_samples < 10:
+        raise ValueError(f"num_samples must be at least 10, got {num_samples}")
+    model = DiffusionModel(build_analytic_mixture((2,)), VPSDE(), prediction_type="score",
+                           x0_clip=None)
+    scale = noise_scale(load_toy2d("mixture", 2000, seed=0))
+    suggested = suggest_sampler_defaults(contribution.id, model, scale,
+                                         contribution=contribution)
+    values = effective_params(contribution, dict(params or {}), suggested)
+    function = sampler if sampler is not None else contribution.load()
+    seeds = list(range(seed, seed + num_samples))
+    noise = torch.stack([torch.randn((2,), generator=g) for g in per_sample_generators(seeds)])
+    out = sample_batch(model, function, seeds, (2,), params=values,
+                       sampler_id=contribution.id, plugin=contribution.plugin)
+    where = f"sampler {contribution.id!r} with {values} on the exact-score 2-D mixture"
+    assert bool(torch.isfinite(out).all()), f"{where}: non-finite output"
+    fractions = mode_fractions(out)
+    near = sum(fractions)
+    share = fractions[0] / near if near > 0 else 0.0
+    displacement = float((out.double() - noise.double()).norm(dim=1).mean())
+    result = ExactScoreResult(contribution.id, values, num_samples, fractions, share,
+                              displacement, model.network_evaluations)
+    summary = (f"{where}: {fractions[0]:.3f} of {num_samples} points near (5, 5), "
+               f"{fractions[1]:.3f} near (-5, -5) (truth 0.791 / 0.198), mean displacement "
+               f"{displacement:.2f}")
+    assert displacement > 1.0, f"{summary}: the points did not move"
+    assert near >= 0.9, (f"{summary}: only {near:.1%} of the points reached a mode (truth "
+                         "98.9%): too few steps, or steps too small for data of this scale?")
+    assert abs(share - _EXACT_WEIGHT) <= tolerance, (
+        f"{summary}: {share:.3f} of the points near a mode are near (5, 5), not 0.8 +- "
+        f"{tolerance}: the sampler does not sample the distribution its score describes")
+    return result
+
+
 class SamplerConformance:
     """Base class of the sampler conformance tests; not collected itself (no ``Test`` prefix).
 
@@ -287,6 +376,13 @@ class SamplerConformance:
     model_cases: ClassVar[tuple[str, ...]] = ("points", "image")
     #: Batch size of the initial noise.
     batch_size: ClassVar[int] = 3
+    #: Opt in to :meth:`test_exact_score_mixture` (needs :attr:`contribution`).
+    exact_score: ClassVar[bool] = False
+    #: Parameters laid over the effective defaults in that test (fewer steps, say).
+    exact_score_params: ClassVar[dict[str, Any]] = {}
+    #: Points it samples, and how far from 0.8 the share of the (5, 5) mode may be.
+    exact_score_samples: ClassVar[int] = 1000
+    exact_score_tolerance: ClassVar[float] = 0.05
 
     # --- hooks -------------------------------------------------------------------------------
 
@@ -537,6 +633,20 @@ class SamplerConformance:
             f"sampler {sampler_id!r} with its effective defaults {params} moved the points by "
             f"{displacement:.3g} on average: its defaults do not fit data of this scale; "
             "suggest better ones (docs/plugins.md, 'Sampler defaults from the data')")
+
+    def test_exact_score_mixture(self) -> None:
+        """Opt-in (``exact_score = True``): :func:`check_exact_score_mixture` on this sampler
+        with ``exact_score_params``, ``exact_score_samples`` points, ``exact_score_tolerance``:
+        the seed's mixture sampled with its exact score comes back in its 0.8 / 0.2
+        proportions."""
+        if not self.exact_score or self.contribution is None:
+            import pytest
+
+            pytest.skip("opt in with exact_score = True (and contribution set) to check the "
+                        "sampler on the exact-score 2-D mixture")
+        check_exact_score_mixture(
+            self.contribution, sampler=self.sampler_function(), params=self.exact_score_params,
+            num_samples=self.exact_score_samples, tolerance=self.exact_score_tolerance)
 
     def test_counts_network_evaluations(self, case: str) -> None:
         model, x, _ = self._run(case)

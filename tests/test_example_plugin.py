@@ -75,6 +75,7 @@ class TestExampleHeunConformance(SamplerConformance):
     contribution = diffstudio_samplers()[0]
     params = {}
     deterministic = True
+    exact_score = True
 
     def test_loads_the_sampler_from_the_contribution(self) -> None:
         assert self.sampler_function() is heun_sample
@@ -85,6 +86,7 @@ class TestExampleEDMConformance(SamplerConformance):
 
     contribution = diffstudio_samplers()[1]
     params = {}
+    exact_score = True  # the seed's mixture from its exact score, with the default churn
 
 
 class TestExampleEDMDeterministicConformance(SamplerConformance):

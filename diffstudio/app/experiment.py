@@ -43,9 +43,11 @@ __all__ = [
     "ExperimentState",
     "JobUpdate",
     "PlannedJob",
+    "current_status",
     "experiment_folder",
     "plan",
     "run_experiment",
+    "run_job_in_folder",
 ]
 
 STATE_FORMAT = "diffstudio-experiment-state/1"
@@ -140,13 +142,15 @@ class ExperimentOutcome:
 class ExperimentRequest:
     """Run ``file`` (an experiment TOML) in ``out`` (default ``./experiments/NAME``);
     ``dry_run`` only plans; ``max_jobs`` stops after running that many jobs (the rest stay
-    pending for the next run); ``retry_failed`` runs failed jobs again."""
+    pending for the next run); ``retry_failed`` runs failed jobs again; ``executor`` (one of
+    ``experiment_file.EXECUTORS``) overrides the file's ``[executor] kind``."""
 
     file: str
     out: str | None = None
     dry_run: bool = False
     max_jobs: int | None = None
     retry_failed: bool = True
+    executor: str | None = None
 
 
 def _eval_payload(experiment: Experiment, cell: Cell) -> dict[str, Any]:
@@ -213,6 +217,21 @@ def plan(experiment: Experiment, folder: str | Path) -> list[PlannedJob]:
     return jobs
 
 
+def current_status(experiment: Experiment, folder: str | Path) -> list[PlannedJob]:
+    """:func:`plan`, but while a process runs the queue (it holds ``experiment.lock``) the
+    jobs its ``state.json`` says are running show as "running" (for ``status``: a cluster's
+    jobs run for hours), not as the "pending" a new run would take them for."""
+    from diffstudio.engine.run_lock import RunLock
+
+    jobs = plan(experiment, folder)
+    if RunLock(Path(folder) / "experiment.lock").holder() is not None:
+        state = ExperimentState(folder)
+        for job in jobs:
+            if job.status == "pending" and state.entry(job.key).get("status") == "running":
+                job.status = "running"
+    return jobs
+
+
 def _update(job: PlannedJob, status: str, **extra: Any) -> JobUpdate:
     return JobUpdate(job.key, job.kind, job.training,
                      job.cell.sampler.name if job.cell else None, status,
@@ -248,12 +267,25 @@ def run_experiment(
         raise ConfigError(f"--max-jobs must be 0 or more, got {request.max_jobs}")
     if folder.exists() and not folder.is_dir():
         raise ConfigError(f"--out {folder} is a file; choose a folder for the experiment")
+    spec = experiment.executor
+    if request.executor is not None:
+        from dataclasses import replace
+
+        from diffstudio.app.experiment_file import EXECUTORS
+
+        if request.executor not in EXECUTORS:
+            raise ConfigError(f"--executor {request.executor!r} is not one of "
+                              f"{', '.join(EXECUTORS)}")
+        spec = replace(spec, kind=request.executor)
     jobs = plan(experiment, folder)
     if request.dry_run:
         yield Done(ExperimentOutcome(folder, "planned", 0, 0, jobs=jobs))
         return
+    from diffstudio.app.experiment_executor import check_executor
     from diffstudio.engine.io import atomic_write_text, check_writable
     from diffstudio.engine.run_lock import RunLock
+
+    check_executor(spec.kind)  # before anything is written
 
     problem = check_writable(folder)
     if problem is not None:
@@ -265,7 +297,11 @@ def run_experiment(
     lock = RunLock(folder / "experiment.lock", what=f"the experiment {folder}").acquire()
     try:
         atomic_write_text(folder / "experiment.toml", experiment.text)
-        yield from _run_queue(experiment, folder, jobs, request, registry, should_stop)
+        if spec.kind == "local":
+            yield from _run_queue(experiment, folder, jobs, request, registry, should_stop)
+        else:
+            yield from _run_pool(folder, jobs, request, spec, should_stop,
+                                 safe_mode=bool(getattr(registry, "safe_mode", False)))
     finally:
         lock.release()
 
@@ -379,3 +415,221 @@ def _evaluate(experiment: Experiment, folder: Path, job: PlannedJob, registry: A
 
         raise StorageError(outcome.write_error)
     return str(Path(outcome.path).relative_to(folder)) if outcome.path else relative
+
+
+# -- the submitit executor: a job per training and per cell --------------------------------------
+def _drain(events: Iterator[Any], show: Any) -> Any:
+    """Drive an inner job generator to its end, showing its events; its return value."""
+    while True:
+        try:
+            event = next(events)
+        except StopIteration as stop:
+            return stop.value
+        show(event)
+
+
+class _LogPrinter:
+    """A job's events as lines of its log: notes, and progress every tenth or half minute."""
+
+    def __init__(self) -> None:
+        self.shown: dict[str, tuple[int, float]] = {}
+
+    def __call__(self, event: Any) -> None:
+        if isinstance(event, Note):
+            print(f"[{event.level}] {event.text}", flush=True)
+        elif isinstance(event, Progress) and event.total:
+            last_tenth, last_time = self.shown.get(event.stage, (-1, 0.0))
+            tenth = event.done * 10 // event.total
+            if tenth != last_tenth or time.monotonic() - last_time > 30:
+                self.shown[event.stage] = (tenth, time.monotonic())
+                print(f"{event.stage}: {event.done}/{event.total} {event.unit}", flush=True)
+
+
+def run_job_in_folder(folder: str, key: str, job_fingerprint: str, safe_mode: bool = False
+                      ) -> dict[str, Any]:
+    """Run the job ``key`` of the experiment in ``folder`` to its end in this process: what
+    a submitit job runs on its node. It reads the experiment the coordinator wrote
+    (``folder/experiment.toml``), loads the plugins as diffstudio does, writes the run or the
+    result file into the folder, prints its progress (the job's log) and returns where its
+    output is. It never writes ``state.json``: the coordinator records the outcome.
+    ``safe_mode``: the coordinator's registry was in safe mode (built-in plugins only); else
+    the plugins load as diffstudio loads them (settings, ``DIFFSTUDIO_LOAD_PLUGINS``)."""
+    from diffstudio.plugin_manager import load_plugins
+
+    where = Path(folder)
+    registry = load_plugins(safe_mode=True if safe_mode else None)
+    experiment = load_experiment(where / "experiment.toml", registry)
+    job = next((j for j in plan(experiment, where) if j.key == key), None)
+    if job is None:
+        raise ConfigError(f"the experiment in {where} has no job {key}")
+    if job.fingerprint != job_fingerprint:
+        raise ConfigError(f"the job {key} changed in {where / 'experiment.toml'} after it was "
+                          "submitted; run the experiment again")
+    print(f"diffstudio: {job.describe()} in {where}", flush=True)
+    show = _LogPrinter()
+    if job.kind == "train":
+        outcome = _drain(_train(experiment, where, job, registry, None), show)
+        if outcome is None or outcome.status != "completed":
+            raise Cancelled(f"the training {job.training} ended before its last step")
+        return {"result": str(Path("runs") / job.training), "step": outcome.step}
+    return {"result": _drain(_evaluate(experiment, where, job, registry, None), show)}
+
+
+def _output_missing(folder: Path, job: PlannedJob, result: Any) -> str:
+    """Why a job that ended well has no output in the folder ("" when it has)."""
+    if isinstance(result, str) and result:
+        path = folder / result
+        if job.kind == "train":
+            if _train_finished(path, {}):
+                return ""
+        elif path.is_file():
+            return ""
+    return (f"the job ended but its output {result or '(none)'} is not in {folder}; the "
+            "experiment folder must be on a filesystem the nodes share")
+
+
+def _free_run_of_gone_job(folder: Path, job: PlannedJob, entry: dict[str, Any]) -> str:
+    """Before a training is submitted again: a job of this experiment that trained it on
+    another node and was killed there (a timeout's SIGKILL, scancel, a lost node) leaves the
+    run's lock, which cannot be checked from here and would refuse every later job. The
+    process running the queue owns its runs (it holds the experiment's lock and none of its
+    jobs trains this run now), so that lock is removed; returns the note ("" when none)."""
+    import socket
+
+    from diffstudio.engine.runs import Run
+
+    if not entry.get("job_id"):
+        return ""  # never submitted: a lock there is not a job's of this experiment
+    run = Run(_run_dir(folder, job.training))
+    holder = run.lock_holder()
+    if holder is None or holder.host == socket.gethostname():
+        return ""  # free, or on this machine, where a dead holder is seen as stale anyway
+    run.lock_path.unlink(missing_ok=True)
+    return (f"the run {run.path} was left locked by {holder.describe()}, the earlier job "
+            f"{entry['job_id']} that is gone; the lock was removed")
+
+
+def _run_pool(folder: Path, jobs: list[PlannedJob], request: ExperimentRequest, spec: Any,
+              should_stop: StopCheck | None, *, safe_mode: bool = False) -> Iterator[Any]:
+    """The queue through submitit: every training whose turn it is is submitted at once (up
+    to ``max_parallel`` in flight), a training's cells when it is done; only this process
+    writes ``state.json``. A job an earlier, killed coordinator left running is watched again
+    when it still runs (or has left its outcome), else run again."""
+    from diffstudio.app.experiment_executor import JobPool, SubmitError
+
+    pool = JobPool(spec, folder)
+    state = ExperimentState(folder)
+    trainings = {j.training: j for j in jobs if j.kind == "train"}
+    total = len(jobs)
+    started = time.perf_counter()
+    ran = skipped = 0
+    failed: list[str] = []
+    ended: set[str] = set()  # ended in this run: not submitted again
+    running: dict[str, PlannedJob] = {}  # job id -> job
+    draining: dict[str, PlannedJob] = {}  # job id -> job: cancelled, its outcome unwanted
+    status = "completed"
+    for job in jobs:
+        if job.status == "done":
+            skipped += 1
+            yield _update(job, "skipped", result=job.result)
+    for job in jobs:
+        entry = state.entry(job.key)
+        job_id = str(entry.get("job_id") or "")
+        if (job.status == "done" or entry.get("status") != "running" or not job_id
+                or entry.get("executor") != spec.kind):
+            continue
+        if entry.get("fingerprint") != job.fingerprint:
+            if pool.attach(job_id):  # it computes what the file no longer asks for
+                pool.cancel(job_id)  # the new request runs once it has ended
+                draining[job_id] = job
+                state.update(job.key, status="pending")
+                yield Note(f"{job.describe()} changed in the file: cancelling its earlier job "
+                           f"{job_id}")
+        elif pool.attach(job_id):
+            running[job_id] = job
+            yield Note(f"{job.describe()}: watching its job {job_id} again (submitted by an "
+                       "earlier run)")
+            yield _update(job, "running")
+
+    def progress(detail: str = "") -> Progress:
+        return Progress("experiment", sum(j.status == "done" for j in jobs), total,
+                        time.perf_counter() - started, unit="job", detail=detail)
+
+    while True:
+        if should_stop is not None and should_stop():
+            for job_id in pool.cancel_all():  # a cancelled training resumes next time
+                job = running.pop(job_id, None) or draining.pop(job_id)
+                state.update(job.key, status="pending")
+                yield _update(job, "pending")
+            status = "stopped"
+            break
+        in_flight = {j.key for j in (*running.values(), *draining.values())}
+        for job in jobs:
+            if (job.key in ended or job.key in in_flight or job.status == "done"
+                    or (job.status == "failed" and not request.retry_failed)):
+                continue
+            if job.kind == "evaluate" and trainings[job.training].status != "done":
+                continue  # its training runs, failed, or is not submitted yet
+            if request.max_jobs is not None and ran >= request.max_jobs:
+                status = "stopped"
+                break
+            if pool.full():
+                break
+            if job.kind == "train":
+                note = _free_run_of_gone_job(folder, job, state.entry(job.key))
+                if note:
+                    yield Note(note, level="warning")
+            attempts = int(state.entry(job.key).get("attempts", 0)) + 1
+            ran += 1
+            try:
+                job_id = pool.submit(run_job_in_folder, str(folder), job.key, job.fingerprint,
+                                     safe_mode)
+            except SubmitError as exc:  # this job fails; the others are tried
+                state.update(job.key, kind=job.kind, status="failed",
+                             fingerprint=job.fingerprint, attempts=attempts,
+                             finished=time.time(), error=str(exc), executor=spec.kind)
+                job.status, job.error = "failed", str(exc)
+                ended.add(job.key)
+                failed.append(job.key)
+                yield _update(job, "failed", error=str(exc))
+                yield Note(f"{job.describe()} failed: {exc}", level="warning")
+                continue
+            state.update(job.key, kind=job.kind, status="running",
+                         fingerprint=job.fingerprint, attempts=attempts, started=time.time(),
+                         error="", executor=spec.kind, job_id=job_id,
+                         log=str(pool.log_of(job_id).relative_to(folder)))
+            running[job_id] = job
+            in_flight.add(job.key)
+            yield _update(job, "running")
+            yield progress(f"submitted {job.describe()} as job {job_id}")
+        if not running and not draining:
+            break
+        time.sleep(spec.poll_seconds)
+        for end in pool.finished():
+            if draining.pop(end.job_id, None) is not None:
+                continue  # a cancelled earlier job has ended: its job may be submitted
+            job = running.pop(end.job_id)
+            ended.add(job.key)
+            result = end.value.get("result") if isinstance(end.value, dict) else None
+            error = end.error or _output_missing(folder, job, result)
+            if error:
+                log = pool.log_of(end.job_id).relative_to(folder)
+                message = f"{error} (job {end.job_id}, log {log})"
+                state.update(job.key, status="failed", finished=time.time(), error=message,
+                             log_tail=end.tail)
+                job.status, job.error = "failed", message
+                failed.append(job.key)
+                yield _update(job, "failed", error=message)
+                yield Note(f"{job.describe()} failed: {message}" +
+                           (f"\n{end.tail}" if end.tail else ""), level="warning")
+            else:
+                extra = {"step": end.value["step"]} if "step" in end.value else {}
+                state.update(job.key, status="done", finished=time.time(), result=result,
+                             **extra)
+                job.status, job.result = "done", result
+                yield _update(job, "done", result=result)
+            yield progress(job.describe())
+    if status == "completed" and failed:
+        status = "failed"
+    yield progress()
+    yield Done(ExperimentOutcome(folder, status, ran, skipped, failed, jobs))

@@ -26,6 +26,11 @@ one TOML file (the schema is documented in ``docs/experiments.md``).
     note = "the seed's Table 1, FID@? on CelebA-HQ 128"
     fid = { "linear/ddim" = 103.3 }
 
+    [executor]                      # where the jobs run (optional; default: this process)
+    kind = "slurm"
+    partition = "gpu"
+    gpus_per_node = 1
+
 :func:`load_experiment` reads and validates the whole file against the plugin registry before
 anything starts: every error is a :class:`~diffstudio.errors.ConfigError` naming the file and
 the line of the offending key (tomllib reports no positions for values, so the line is found
@@ -53,8 +58,10 @@ else:  # pragma: no cover - Python 3.10 reads TOML with tomli (a dependency ther
     import tomli as tomllib
 
 __all__ = [
+    "EXECUTORS",
     "Cell",
     "EvaluationSpec",
+    "ExecutorSpec",
     "Experiment",
     "SamplerSpec",
     "TrainingSpec",
@@ -68,7 +75,17 @@ __all__ = [
 # Experiment files shipped as package data (pyproject's package-data).
 PRESETS_DIR = Path(__file__).resolve().parent.parent / "presets" / "experiments"
 
-SECTIONS = ("experiment", "defaults", "training", "sampler", "evaluation", "published")
+SECTIONS = ("experiment", "defaults", "training", "sampler", "evaluation", "published",
+            "executor")
+#: Where an experiment's jobs run: in the process running the queue, on a Slurm cluster
+#: through submitit, or through submitit's local executor (one process per job, this machine).
+EXECUTORS = ("local", "slurm", "submitit-local")
+# [executor] keys and their defaults (ExecutorSpec's fields).
+EXECUTOR_KEYS: dict[str, Any] = {
+    "kind": "local", "partition": "", "gpus_per_node": 0, "cpus_per_task": 0, "mem_gb": 0.0,
+    "timeout_min": 720, "max_parallel": 0, "log_folder": "logs/submitit", "setup": [],
+    "additional": {}, "poll_seconds": 2.0,
+}
 EXPERIMENT_KEYS = ("name", "description")
 # [evaluation] keys and their defaults (EvalRequest fields, N as num_samples).
 EVALUATION_KEYS: dict[str, Any] = {
@@ -220,6 +237,27 @@ class Cell:
         return f"{self.training}--{self.sampler.name}--seed{self.seed}.json"
 
 
+@dataclass(frozen=True)
+class ExecutorSpec:
+    """Where the jobs run (``[executor]``): ``kind`` one of :data:`EXECUTORS`; for submitit,
+    each training and each cell is one job with these resources (``0``/``""``: the cluster's
+    default), at most ``max_parallel`` at once (0: no limit), its logs in ``log_folder``
+    (inside the experiment folder); ``setup`` lines run before the job (``module load ...``),
+    ``additional`` is passed to sbatch as ``--KEY=VALUE``."""
+
+    kind: str = "local"
+    partition: str = ""
+    gpus_per_node: int = 0
+    cpus_per_task: int = 0
+    mem_gb: float = 0
+    timeout_min: int = 720
+    max_parallel: int = 0
+    log_folder: str = "logs/submitit"
+    setup: tuple[str, ...] = ()
+    additional: tuple[tuple[str, Any], ...] = ()
+    poll_seconds: float = 2.0
+
+
 @dataclass
 class Experiment:
     """A validated experiment file."""
@@ -233,6 +271,7 @@ class Experiment:
     evaluation: EvaluationSpec
     published_fid: dict[str, float] = field(default_factory=dict)
     published_note: str = ""
+    executor: ExecutorSpec = field(default_factory=ExecutorSpec)
 
     def training(self, name: str) -> TrainingSpec:
         return next(t for t in self.trainings if t.name == name)
@@ -311,6 +350,7 @@ def parse_experiment(text: str, registry: Any, *, path: str | Path = "experiment
                             path=file, text=text, trainings=trainings, samplers=samplers,
                             evaluation=evaluation)
     _published(check, check.table(data, "published"), experiment)
+    experiment.executor = _executor(check, check.table(data, "executor"))
     for training in trainings:  # Inception metrics compare images
         reference = evaluation.reference or training.settings["dataset"]
         if "points" in registry.get("dataset", reference).tags:
@@ -486,3 +526,48 @@ def _published(check: _Checker, table: dict[str, Any], experiment: Experiment) -
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise check.error(f"published fid '{key}' must be a number", *where, "fid", key)
         experiment.published_fid[key] = float(value)
+
+
+def _executor(check: _Checker, table: dict[str, Any]) -> ExecutorSpec:
+    where = ("executor",)
+    check.unknown(table, EXECUTOR_KEYS, "[executor]", *where)
+    values = {**EXECUTOR_KEYS, **table}
+    for key, default in EXECUTOR_KEYS.items():
+        value = values[key]
+        if isinstance(default, bool) or not isinstance(default, (int, float)):
+            if not isinstance(value, type(default)):
+                raise check.error(f"'{key}' must be a {type(default).__name__}, got {value!r}",
+                                  *where, key)
+            continue
+        integer = isinstance(default, int)
+        if isinstance(value, bool) or not isinstance(value, int if integer else (int, float)):
+            raise check.error(f"'{key}' must be {'an integer' if integer else 'a number'}, "
+                              f"got {value!r}", *where, key)
+        positive = key in ("timeout_min", "poll_seconds")
+        if value < 0 or (positive and value == 0):
+            bound = "> 0" if positive else ">= 0"
+            raise check.error(f"'{key}' must be {bound}, got {value!r}", *where, key)
+    if values["kind"] not in EXECUTORS:
+        raise check.error(f"executor kind {values['kind']!r} is not one of "
+                          f"{', '.join(EXECUTORS)}", *where, "kind")
+    logs = Path(values["log_folder"])
+    if not values["log_folder"] or logs.is_absolute() or ".." in logs.parts:
+        raise check.error(f"log_folder {values['log_folder']!r} must be a folder inside the "
+                          "experiment folder (a relative path without '..')", *where,
+                          "log_folder")
+    if not all(isinstance(line, str) for line in values["setup"]):
+        raise check.error("'setup' must be a list of shell lines (strings)", *where, "setup")
+    for key, value in values["additional"].items():
+        if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_-]*", key) or not isinstance(
+                value, (str, int, float, bool)):
+            raise check.error(f"additional parameter {key!r} must be an sbatch option name "
+                              "with a plain value (account = \"proj\", qos = \"high\")",
+                              *where, "additional", key)
+    return ExecutorSpec(
+        kind=values["kind"], partition=values["partition"],
+        gpus_per_node=values["gpus_per_node"], cpus_per_task=values["cpus_per_task"],
+        mem_gb=values["mem_gb"], timeout_min=values["timeout_min"],
+        max_parallel=values["max_parallel"], log_folder=values["log_folder"],
+        setup=tuple(values["setup"]), additional=tuple(sorted(values["additional"].items())),
+        poll_seconds=float(values["poll_seconds"]),
+    )

@@ -32,17 +32,18 @@ __all__ = ["LAB_SAMPLERS", "MODES", "TRUTH", "LabEntry", "LabOutcome", "LabReque
 #: The mixture's modes and weights (diffstudio.engine.datasets.toy2d, "mixture").
 MODES = ((5.0, 5.0), (-5.0, -5.0))
 TRUTH = (0.8, 0.2)
-#: A point counts for a mode within this distance of its centre (3 standard deviations).
-RADIUS = 3.0
 LAB_SAMPLERS = ("annealed-langevin", "langevin")
 
 
 def mode_fractions(points: np.ndarray, modes: Sequence[Sequence[float]] = MODES,
-                   radius: float = RADIUS) -> tuple[float, ...]:
-    """The fraction of ``points`` (N, 2) within ``radius`` of each mode."""
-    points = np.asarray(points, dtype=np.float64)
-    return tuple(float((np.linalg.norm(points - np.asarray(m), axis=1) <= radius).mean())
-                 for m in modes)
+                   radius: float | None = None) -> tuple[float, ...]:
+    """The fraction of ``points`` (N, 2) within ``radius`` (default 3, the engine's
+    ``MODE_RADIUS``) of each mode; :func:`diffstudio.engine.networks.analytic.mode_fractions`
+    (imported when called: this module does not import torch)."""
+    from diffstudio.engine.networks.analytic import MODE_RADIUS
+    from diffstudio.engine.networks.analytic import mode_fractions as fractions
+
+    return fractions(points, modes, MODE_RADIUS if radius is None else radius)
 
 
 @dataclass

@@ -145,8 +145,9 @@ def sample(
 
 _SAMPLER_TEST = '''\
 """The conformance kit diffstudio's own samplers pass: shapes, dtypes, per-sample generators,
-determinism, one callback per step, cancellation, finite output, the schema; and the kit's
-fixtures (loaded by ``-p diffstudio.testing`` in pyproject.toml) on the exact Gaussian model."""
+determinism, one callback per step, cancellation, finite output, the schema, the exact-score
+mixture (check_exact_score_mixture); and the kit's fixtures (loaded by ``-p
+diffstudio.testing`` in pyproject.toml) on the exact Gaussian model."""
 
 from __future__ import annotations
 
@@ -162,6 +163,7 @@ class Test{klass}(SamplerConformance):
     contribution = diffstudio_samplers()[0]  # the sampler is loaded from its factory
     params = {{"steps": 5}}
     deterministic = True  # at the default eta = 0 it adds no noise
+    exact_score = True  # and it samples the seed's 2-D mixture from its exact score
 
 
 class Test{klass}Stochastic(SamplerConformance):

@@ -4,6 +4,7 @@ stands, and write its report.
 ::
 
     diffstudio experiment run FILE [--out DIR] [--dry-run] [--max-jobs N]
+                                   [--executor local|slurm|submitit-local]
     diffstudio experiment status FILE_OR_FOLDER [--out DIR] [--json]
     diffstudio experiment report FILE_OR_FOLDER [--out DIR]
 
@@ -21,8 +22,8 @@ import json
 import sys
 from typing import Any
 
-from diffstudio.app.experiment import ExperimentRequest, plan, run_experiment
-from diffstudio.app.experiment_file import preset_path, presets
+from diffstudio.app.experiment import ExperimentRequest, current_status, run_experiment
+from diffstudio.app.experiment_file import EXECUTORS, preset_path, presets
 from diffstudio.app.experiment_report import open_experiment, status_lines, write_report
 from diffstudio.cli.options import ArgumentParser, drive
 from diffstudio.plugin_manager import PluginRegistry
@@ -46,6 +47,11 @@ def _parser() -> ArgumentParser:
     run.add_argument("--max-jobs", type=int, default=None, metavar="N",
                      help="stop after running N jobs (the rest stay queued)")
     run.add_argument("--no-retry", action="store_true", help="do not run failed jobs again")
+    run.add_argument("--executor", choices=EXECUTORS, default=None,
+                     help="where the jobs run: in this process (local, the default), one "
+                          "Slurm job each through submitit (slurm), or one process each "
+                          "through submitit's local executor (submitit-local); overrides "
+                          "the file's [executor] kind")
     run.add_argument("--quiet", action="store_true", help="no progress bars")
     for name, text in (("status", "where each job of the experiment stands"),
                        ("report", "write the Markdown + CSV tables and the PNG plots")):
@@ -81,7 +87,8 @@ def cmd_experiment(argv: list[str], registry: PluginRegistry) -> int:
                                                          else ""))
 
         request = ExperimentRequest(file=_file(args.file), out=args.out, dry_run=args.dry_run,
-                                    max_jobs=args.max_jobs, retry_failed=not args.no_retry)
+                                    max_jobs=args.max_jobs, retry_failed=not args.no_retry,
+                                    executor=args.executor)
         outcome = drive(run_experiment(request, registry=registry), quiet=args.quiet,
                         on_event=show)
         if args.dry_run:
@@ -102,7 +109,7 @@ def cmd_experiment(argv: list[str], registry: PluginRegistry) -> int:
         return 0
     experiment, folder = open_experiment(_file(args.file), registry, args.out)
     if args.action == "status":
-        jobs = plan(experiment, folder)
+        jobs = current_status(experiment, folder)
         if args.json:
             print(json.dumps({"folder": str(folder), "jobs": [
                 {"key": j.key, "kind": j.kind, "status": j.status, "result": j.result,

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 from PIL import Image
+from tiny_experiment import TINY, results_by_key, write_tiny
 
 from diffstudio.app import run_job
 from diffstudio.app.experiment import (
@@ -32,50 +33,6 @@ from diffstudio.plugin_manager import load_plugins
 
 ROOT = Path(__file__).resolve().parents[2]
 
-# Two tiny trainings x two samplers on digits, random Inception weights at 96 px.
-TINY = """\
-[experiment]
-name = "tiny"
-
-[defaults]
-dataset = "digits"
-steps = 4
-batch_size = 8
-num_timesteps = 20
-warmup_steps = 0
-preview_every = 0
-checkpoint_every = 2
-device = "cpu"
-
-[training.linear]
-schedule = "linear"
-
-[training.cosine]
-schedule = "cosine"
-
-[[sampler]]
-id = "ddim"
-steps = [5]
-
-[[sampler]]
-id = "ddpm"
-steps = 20
-
-[evaluation]
-num_samples = 16
-weights = "random"
-resize_to = 96
-inception_batch_size = 16
-kid_subsets = 10
-kid_subset_size = 8
-reference_limit = 32
-device = "cpu"
-
-[published]
-note = "made-up numbers for the test"
-fid = { "linear/ddpm" = 99.8, "cosine/ddim-steps5" = 113.4 }
-"""
-
 
 @pytest.fixture(scope="module")
 def registry():
@@ -85,32 +42,6 @@ def registry():
 @pytest.fixture(autouse=True)
 def cache_dir(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("DIFFSTUDIO_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "cache"))
-
-
-def write_tiny(folder: Path, text: str = TINY) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / "tiny.toml"
-    path.write_text(text, encoding="utf-8")
-    return path
-
-
-@pytest.fixture(scope="module")
-def finished(tmp_path_factory, registry):
-    """The tiny experiment run once, uninterrupted."""
-    base = tmp_path_factory.mktemp("whole")
-    os.environ["DIFFSTUDIO_CACHE_DIR"] = str(tmp_path_factory.getbasetemp() / "cache")
-    file = write_tiny(base)
-    events = []
-    outcome = run_job(event for event in run_experiment(
-        ExperimentRequest(str(file), out=str(base / "out")), registry=registry)
-        if not events.append(event))
-    return file, base / "out", outcome, events
-
-
-def results_by_key(folder: Path) -> dict[str, dict]:
-    state = json.loads((folder / "state.json").read_text())
-    return {key: json.loads((folder / entry["result"]).read_text())
-            for key, entry in state["jobs"].items() if key.startswith("eval/")}
 
 
 # -- the file -----------------------------------------------------------------------------------

@@ -11,19 +11,37 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
 from diffstudio.errors import ConfigError
 
-__all__ = ["MIXTURES", "GaussianMixtureScore", "build_analytic_mixture"]
+__all__ = ["MIXTURES", "MODE_RADIUS", "GaussianMixtureScore", "build_analytic_mixture",
+           "mode_fractions"]
 
 # name: (weights, means, component std)
 MIXTURES: dict[str, tuple[tuple[float, ...], tuple[tuple[float, ...], ...], float]] = {
     "seed-mixture": ((0.8, 0.2), ((5.0, 5.0), (-5.0, -5.0)), 1.0),
     "standard-gaussian": ((1.0,), ((0.0, 0.0),), 1.0),
 }
+#: A point counts for a mode within this distance of its centre (3 component deviations).
+MODE_RADIUS = 3.0
+
+
+def mode_fractions(points: Any, modes: Sequence[Sequence[float]] | None = None,
+                   radius: float = MODE_RADIUS) -> tuple[float, ...]:
+    """The fraction of ``points`` (N, 2), an array or a tensor, within ``radius`` of each
+    mode (default: the seed mixture's means, (5, 5) then (-5, -5))."""
+    if modes is None:
+        modes = MIXTURES["seed-mixture"][1]
+    if isinstance(points, torch.Tensor):
+        points = points.detach().cpu().numpy()
+    points = np.asarray(points, dtype=np.float64)
+    return tuple(float((np.linalg.norm(points - np.asarray(m), axis=1) <= radius).mean())
+                 for m in modes)
 
 
 class GaussianMixtureScore(nn.Module):
