@@ -129,13 +129,16 @@ def test_a_queued_sampling_is_the_command_that_draws_what_the_page_would(
     # What the queue draws is what the page draws with the same settings.
     from diffstudio.app.job_queue import run_queue
 
+    before = set(trained_points_run.glob("samples/*/samples.npz"))
     events = list(run_queue(workspace))
     assert events[-1].result.done == 1, JobQueue(workspace).get(job_id).error
-    saved = sorted(trained_points_run.glob("samples/*/samples.npz"))
-    assert saved
+    saved = set(trained_points_run.glob("samples/*/samples.npz")) - before
+    assert len(saved) == 1
     assert view.start()
-    qtbot.waitUntil(lambda: not view.is_running(), timeout=60_000)
-    drawn = np.load(saved[-1])["samples"]
+    qtbot.waitUntil(lambda: view.outcome is not None or not view.is_running()
+                    and "failed" in view.status.text().lower(), timeout=60_000)
+    assert view.outcome is not None, view.status.text()
+    drawn = np.load(saved.pop())["samples"]
     assert np.allclose(drawn, view.outcome.samples, atol=1e-5)
 
 
