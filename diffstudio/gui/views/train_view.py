@@ -1,8 +1,10 @@
 """The Train page: settings, start/pause/stop, progress with ETA and images/s, the live loss
 curve and the preview samples with the step they came from.
 
-Training runs in a :class:`diffstudio.gui.workers.TrainJob`; this page only draws what the
-engine reports. A new run goes to ``<workspace>/<dataset>-<network>-<schedule>-<time>``; a run
+Training runs in a :class:`diffstudio.gui.workers.TrainJob`, by default in a worker process
+(Preferences > "Run training in a separate process"): a crash there fails the job with its log,
+never the window. This page only draws what the engine reports. A new run goes to
+``<workspace>/<dataset>-<network>-<schedule>-<time>``; a run
 opened from the Runs page continues (``Trainer(resume=True)``) with what a resume may change
 (its length, optimiser and intervals) editable.
 """
@@ -344,7 +346,8 @@ class TrainView(QWidget):
         device = self.studio.device
         cuda_index = int(device.id.split(":")[1]) if device.kind == "cuda" else None
         job = TrainJob(config, run_dir, resume=resume, registry=self.studio.registry,
-                       cuda_index=cuda_index)
+                       cuda_index=cuda_index,
+                       worker_process=self.studio.preferences.train_worker_process)
         job.events_ready.connect(self._drain_events)
         job.note.connect(lambda text, level: (
             self.studio.notifications.warning if level == "warning"
