@@ -168,12 +168,38 @@ def _run_train(request: Any, should_stop: StopCheck) -> Iterator[Any]:
 def train_in_process(request: Any, *, log: str | os.PathLike[str],
                      should_stop: StopCheck | None = None,
                      should_pause: StopCheck | None = None,
-                     env: dict[str, str] | None = None) -> Iterator[Any]:
+                     env: dict[str, str] | None = None, processes: int = 1) -> Iterator[Any]:
     """:func:`~diffstudio.app.train.train` in a worker process: the same events (previews as
     arrays, see the module docstring) and ``Done(TrainResult)``; ``should_pause`` holds the
-    trainer between two steps while it is true."""
+    trainer between two steps while it is true. ``processes`` > 1 trains data-parallel:
+    ``accelerate launch --multi_gpu --num_processes N`` starts the worker once per GPU (or, for
+    ``device="cpu"``, per CPU process over gloo); see :func:`run_in_process`."""
+    if processes > 1 and getattr(request, "cuda_index", None) is not None:
+        request = dataclasses.replace(request, cuda_index=None)  # each rank has its own GPU
     return run_in_process("train", request, log=log, should_stop=should_stop,
-                          should_pause=should_pause, env=env)
+                          should_pause=should_pause, env=env, processes=processes)
+
+
+_CONTROL_STATES = {"stop": "stop", "pause": "pause", "resume": "run"}
+
+
+def accelerate_launch(processes: int) -> list[str]:
+    """The ``accelerate launch`` command line (before ``-m MODULE``) for ``processes``
+    data-parallel processes on this machine (multi-node: Accelerate's own config)."""
+    import shutil
+    import socket
+
+    accelerate = Path(sys.executable).with_name("accelerate")
+    program = str(accelerate) if accelerate.exists() else shutil.which("accelerate")
+    if program is None:
+        raise DiffstudioError("training on several GPUs needs Accelerate's 'accelerate' "
+                              "command, which is not installed beside this Python")
+    with socket.socket() as sock:  # a free port for the ranks to meet on
+        sock.bind(("127.0.0.1", 0))
+        port = int(sock.getsockname()[1])
+    return [program, "launch", "--multi_gpu", "--num_processes", str(processes),
+            "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+            "--main_process_port", str(port)]
 
 
 #: The pids of the worker processes this process has running.
@@ -271,7 +297,7 @@ def run_in_process(job: str, request: Any, *, log: str | os.PathLike[str],
                    should_stop: StopCheck | None = None,
                    should_pause: StopCheck | None = None,
                    on_crash: Callable[[str], Iterator[Any]] | None = None,
-                   env: dict[str, str] | None = None) -> Iterator[Any]:
+                   env: dict[str, str] | None = None, processes: int = 1) -> Iterator[Any]:
     """Run the job ``job`` (a key of :data:`JOBS`) on ``request`` in a worker process and
     yield its events; see the module docstring. The child sees the same modules and plugins
     (this process's ``sys.path`` as its ``PYTHONPATH``) and this environment with ``env``
@@ -279,7 +305,14 @@ def run_in_process(job: str, request: Any, *, log: str | os.PathLike[str],
     ``should_pause`` are polled ten times a second and sent to the child as ``stop``,
     ``pause`` and ``resume``. ``on_crash(message)`` may yield last events (the experiment
     marks its running cell failed) before :class:`WorkerCrashed`; the child's ``pid`` is in
-    :data:`WORKER_PIDS` while it runs."""
+    :data:`WORKER_PIDS` while it runs.
+
+    ``processes`` > 1: ``accelerate launch --multi_gpu --num_processes N -m
+    diffstudio.app.worker JOB --request FILE --control FILE``. Its ranks share the launcher's
+    stdin, so the request goes in a file and the commands in a control file beside the log
+    (``run``, ``pause`` or ``stop``, written whole); rank 0 decides at each step and tells the
+    others (a broadcast), so that all of them stop or pause at the same step, and only rank 0
+    writes events."""
     if job not in JOBS:
         raise ValueError(f"no worker job {job!r}; one of {sorted(JOBS)}")
     log_path = Path(log)
@@ -287,10 +320,21 @@ def run_in_process(job: str, request: Any, *, log: str | os.PathLike[str],
     child_env = {**os.environ, "PYTHONUNBUFFERED": "1",
                  "PYTHONPATH": os.pathsep.join(entry for entry in sys.path if entry),
                  **(env or {})}
+    command = [sys.executable, "-m", "diffstudio.app.worker", job]
+    control: Path | None = None
+    if processes > 1:
+        from diffstudio.engine.io import atomic_write_text
+
+        control = log_path.with_suffix(".control")
+        request_file = log_path.with_suffix(".request.json")
+        atomic_write_text(control, "run\n")
+        atomic_write_text(request_file, json.dumps(encode(request)) + "\n")
+        command = [*accelerate_launch(processes), "-m", "diffstudio.app.worker", job,
+                   "--request", str(request_file), "--control", str(control)]
     with open(log_path, "ab") as log_file:
         child = subprocess.Popen(
-            [sys.executable, "-m", "diffstudio.app.worker", job], stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE, stderr=log_file, env=child_env, bufsize=0)
+            command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log_file,
+            env=child_env, start_new_session=control is not None)
     assert child.stdin is not None and child.stdout is not None
     WORKER_PIDS.add(child.pid)
     stopped = threading.Event()
@@ -298,7 +342,13 @@ def run_in_process(job: str, request: Any, *, log: str | os.PathLike[str],
 
     def send(command: str) -> None:
         with writing, contextlib.suppress(OSError, ValueError):  # the child has gone already
-            child.stdin.write(command.encode() + b"\n")  # type: ignore[union-attr]
+            if control is None:
+                child.stdin.write(command.encode() + b"\n")  # type: ignore[union-attr]
+                child.stdin.flush()  # type: ignore[union-attr]
+            elif command in _CONTROL_STATES:
+                from diffstudio.engine.io import atomic_write_text
+
+                atomic_write_text(control, _CONTROL_STATES[command] + "\n")
 
     def send_stop() -> None:
         if not stopped.is_set():
@@ -319,13 +369,18 @@ def run_in_process(job: str, request: Any, *, log: str | os.PathLike[str],
     watcher = threading.Thread(target=watch, name=f"worker-{job}-stop", daemon=True)
     result: Done | None = None
     try:
-        send(json.dumps(encode(request)))
+        if control is None:
+            send(json.dumps(encode(request)))
         watcher.start()
-        # Line by line as they come (iterating a text stream reads ahead and holds them back).
-        for line in iter(child.stdout.readline, b""):
+        for line in iter(child.stdout.readline, b""):  # each line as soon as it is whole
             if not line.strip():
                 continue
-            data = json.loads(line)
+            try:
+                data = json.loads(line)
+            except ValueError:  # not an event (a launcher's own output): keep it in the log
+                with open(log_path, "ab") as log_file:
+                    log_file.write(line)
+                continue
             if isinstance(data, dict) and "__error__" in data:  # the job raised: say it as is
                 raise DiffstudioError(str(data["__error__"]))
             event = decode(data)
@@ -347,6 +402,9 @@ def run_in_process(job: str, request: Any, *, log: str | os.PathLike[str],
         try:
             child.wait(timeout=STOP_GRACE_SECONDS)
         except subprocess.TimeoutExpired:
+            if control is not None:  # the launcher and its ranks
+                with contextlib.suppress(OSError):
+                    os.killpg(child.pid, signal.SIGKILL)
             child.kill()
             child.wait()
         WORKER_PIDS.discard(child.pid)
@@ -358,20 +416,83 @@ def run_in_process(job: str, request: Any, *, log: str | os.PathLike[str],
 
 
 # -- the child side -------------------------------------------------------------------------------
+def _control_check(path: Path, gone: threading.Event) -> StopCheck:
+    """The ``should_stop`` of a data-parallel rank: rank 0 reads the control file (at most ten
+    times a second) and broadcasts its decision at every step, so that every rank stops --
+    or holds, each then waiting on its own reading of the file -- at the same step. ``gone``:
+    the parent went away (a stop)."""
+    from diffstudio.app.train import launch_rank
+
+    rank = launch_rank()
+    state: dict[str, Any] = {"at": 0.0, "value": "run", "group": None}
+
+    def local() -> str:
+        if gone.is_set():
+            return "stop"
+        now = time.monotonic()
+        if now - state["at"] >= 0.1:
+            with contextlib.suppress(OSError):
+                state["value"] = path.read_text(encoding="utf-8").strip() or "run"
+            state["at"] = now
+        return str(state["value"])
+
+    def should_stop() -> bool:
+        import torch
+        import torch.distributed as dist
+
+        if not dist.is_available() or not dist.is_initialized():
+            return local() == "stop"
+        if state["group"] is None:  # decisions travel on the CPU, never through the GPUs
+            state["group"] = dist.group.WORLD if dist.get_backend() == "gloo" else \
+                dist.new_group(backend="gloo")
+        while True:
+            mine = local() if rank == 0 else "run"
+            flags = torch.tensor([mine == "stop", mine == "pause"], dtype=torch.int64)
+            dist.broadcast(flags, src=0, group=state["group"])
+            if flags[0]:
+                return True
+            if not flags[1]:
+                return False
+            while local() == "pause":  # every rank holds here, none inside a collective
+                time.sleep(0.05)
+
+    return should_stop
+
+
+def _parse(args: list[str]) -> tuple[str, Path | None, Path | None] | None:
+    if not args or args[0] not in JOBS:
+        return None
+    options = dict(zip(args[1::2], args[2::2], strict=False))
+    if len(args) % 2 == 0 or set(options) - {"--request", "--control"} or \
+            ("--request" in options) != ("--control" in options):
+        return None
+    request, control = options.get("--request"), options.get("--control")
+    return args[0], Path(request) if request else None, Path(control) if control else None
+
+
 def main(argv: list[str] | None = None) -> int:
-    """The worker: ``python -m diffstudio.app.worker JOB`` (see the module docstring)."""
-    args = sys.argv[1:] if argv is None else argv
-    if len(args) != 1 or args[0] not in JOBS:
-        print(f"usage: python -m diffstudio.app.worker {{{','.join(sorted(JOBS))}}}",
-              file=sys.stderr)
+    """The worker: ``python -m diffstudio.app.worker JOB [--request FILE --control FILE]``
+    (see the module docstring; the files under ``accelerate launch``)."""
+    parsed = _parse(sys.argv[1:] if argv is None else argv)
+    if parsed is None:
+        print(f"usage: python -m diffstudio.app.worker {{{','.join(sorted(JOBS))}}} "
+              "[--request FILE --control FILE]", file=sys.stderr)
         return 2
+    job, request_file, control_file = parsed
     import faulthandler
 
+    from diffstudio.app.train import launch_rank
+
     faulthandler.enable()  # a native crash leaves its Python traceback in the log
-    # Events go to a private copy of stdout; whatever the job prints goes to the log.
+    # Events go to a private copy of stdout; whatever the job prints goes to the log. Only
+    # rank 0 of a data-parallel training writes events.
+    writes = launch_rank() == 0
     wire = os.fdopen(os.dup(sys.stdout.fileno()), "w", encoding="utf-8", buffering=1)
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
-    request = decode(json.loads(sys.stdin.readline()))
+    if request_file is not None:
+        request = decode(json.loads(request_file.read_text(encoding="utf-8")))
+    else:
+        request = decode(json.loads(sys.stdin.readline()))
     stop, paused = threading.Event(), threading.Event()
 
     def listen() -> None:
@@ -386,7 +507,8 @@ def main(argv: list[str] | None = None) -> int:
         stop.set()  # "stop", or the parent closed the pipe (it is gone)
 
     threading.Thread(target=listen, name="worker-stdin", daemon=True).start()
-    forwarded = FORWARDED[args[0]]
+    should_stop = stop.is_set if control_file is None else _control_check(control_file, stop)
+    forwarded = FORWARDED[job] if writes else frozenset()
     pending: Any = None  # the newest latest-only event not sent yet
     sent_at = 0.0
 
@@ -394,7 +516,7 @@ def main(argv: list[str] | None = None) -> int:
         wire.write(json.dumps(encode(event)) + "\n")
 
     try:
-        for event in JOBS[args[0]](request, stop.is_set):
+        for event in JOBS[job](request, should_stop):
             if type(event).__name__ in forwarded:
                 if not getattr(event, "latest_only", False):
                     if pending is not None:  # the newest progress before what follows it
@@ -420,7 +542,8 @@ def main(argv: list[str] | None = None) -> int:
         traceback.print_exc()  # into the log
         message = str(exc) if isinstance(exc, DiffstudioError) else \
             f"{type(exc).__name__}: {exc}"
-        wire.write(json.dumps({"__error__": message}) + "\n")
+        if writes:
+            wire.write(json.dumps({"__error__": message}) + "\n")
         wire.close()
         return 1
     wire.close()

@@ -399,7 +399,8 @@ class TrainJob(JobWorker):
     plugin's ``os.abort()`` ends that process, and the job fails with where its output is
     (``log``, by default ``RUN/logs/worker-DATE.log``) and the output's last lines, while the
     window lives on. The child loads the same plugins (the registry's safe mode) and uses
-    ``cpu_threads`` threads. Without it the training runs in this job's thread.
+    ``cpu_threads`` threads. Without it the training runs in this job's thread. ``processes``
+    > 1 trains data-parallel on that many GPUs (``accelerate launch``; always a worker).
 
     Either way: step, start, checkpoint and done events go to :meth:`drain_events`
     (``events_ready``); previews arrive as ``preview_ready``; :meth:`take_progress` has the
@@ -421,6 +422,7 @@ class TrainJob(JobWorker):
         cuda_index: int | None = None,
         worker_process: bool = True,
         log: str | os.PathLike[str] | None = None,
+        processes: int = 1,
     ) -> None:
         from diffstudio.app.train import TrainRequest
 
@@ -432,7 +434,8 @@ class TrainJob(JobWorker):
         self.resume = resume
         self.request = request
         self.registry = registry
-        self.worker_process = worker_process
+        self.worker_process = worker_process or processes > 1
+        self.processes = processes
         self.log = Path(log) if log is not None else \
             Path(run_dir) / "logs" / time.strftime("worker-%Y%m%d-%H%M%S.log")
 
@@ -448,7 +451,8 @@ class TrainJob(JobWorker):
         if self.cpu_threads:
             env["OMP_NUM_THREADS"] = str(int(self.cpu_threads))
         return train_in_process(self.request, log=self.log, should_stop=should_stop,
-                                should_pause=self.is_paused, env=env)
+                                should_pause=self.is_paused, env=env,
+                                processes=self.processes)
 
     def route(self, event: Any) -> None:
         if getattr(event, "kind", None) == "preview" and event.images is not None:

@@ -6,6 +6,7 @@ and the log, and the caller lives on."""
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -252,3 +253,56 @@ def test_a_training_whose_plugin_aborts_ends_in_worker_crashed_with_the_log(
     assert caught.value.log == log and str(log) in str(caught.value)
     assert "Fatal Python error: Aborted" in caught.value.tail
     assert "aborting_plugin.py" in caught.value.tail
+
+
+ACCELERATE = Path(sys.executable).with_name("accelerate")
+
+
+@pytest.mark.skipif(not ACCELERATE.exists(), reason="accelerate's CLI is missing")
+def test_a_data_parallel_training_in_two_worker_processes_pauses_and_stops(tmp_path,
+                                                                          monkeypatch):
+    """``accelerate launch --multi_gpu --num_processes 2`` on CPU (gloo): one voice on the
+    wire (rank 0), the control file pauses and stops both ranks at the same step."""
+    import queue
+
+    from diffstudio.app.train import TrainRequest
+    from diffstudio.app.worker import train_in_process
+
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))  # no user accelerate config
+    flags = {"pause": False, "stop": False}
+    box: queue.Queue = queue.Queue()
+    settings = {**TRAIN, "dataset": "toy2d", "dataset_params": {"num_points": 200},
+                "network": "mlp", "network_params": {"hidden": 16, "depth": 1},
+                "preview_samples": 32}
+    log = tmp_path / "run" / "logs" / "worker.log"
+    thread = _pull(train_in_process(TrainRequest(out=str(tmp_path / "run"), settings=settings),
+                                    log=log, should_stop=lambda: flags["stop"],
+                                    should_pause=lambda: flags["pause"], processes=2), box)
+    seen: list = []
+    while sum(getattr(e, "kind", "") == "preview" for e in seen) < 2:
+        event = box.get(timeout=240)
+        assert not isinstance(event, BaseException), (event, log.read_text()[-3000:])
+        seen.append(event)
+    starts = [e for e in seen if getattr(e, "kind", "") == "start"]
+    assert len(starts) == 1  # only rank 0 writes events
+    assert "x 2 processes (data-parallel, effective batch 16)" in starts[0].message
+    assert next(e for e in seen if getattr(e, "kind", "") == "preview").images.shape == (32, 2)
+
+    flags["pause"] = True  # the control file: both ranks hold at the same step
+    seen += _drain(box, wait=1.5)
+    assert _drain(box, wait=2.0) == []
+    flags["pause"] = False
+    assert box.get(timeout=60) is not None  # trains again
+
+    flags["stop"] = True
+    rest = []
+    while not rest or not isinstance(rest[-1], StopIteration):
+        rest.append(box.get(timeout=120))
+    thread.join(timeout=10)
+    done = rest[-2]
+    assert isinstance(done, Done) and done.result.status == "stopped", rest[-3:]
+    run = done.result.run
+    assert run.latest_checkpoint().name == f"step-{done.result.step:08d}"
+    logged = [json.loads(line)["step"] for line in run.metrics_path.read_text().splitlines()]
+    assert logged == sorted(set(logged))  # each logged step once: rank 0 writes

@@ -68,3 +68,29 @@ def test_the_preference_off_trains_in_the_job_s_thread(qtbot, make_window):
     runs = [Run(p) for p in (window.studio.workspace).iterdir()]
     assert len(runs) == 1 and runs[0].latest_checkpoint().name == "step-00000006"
     assert not (runs[0].path / "logs").exists()
+
+
+def test_the_gpus_choice_shows_only_with_several_gpus_and_a_cuda_device(make_window):
+    import dataclasses
+
+    from diffstudio.gui.workers import DeviceInfo
+
+    window = make_window()
+    view, studio = window.train_view, window.studio
+    assert view.gpus_spin.isHidden() and view.processes() == 1  # this machine: none or one
+    engine = studio.engine
+    gpus = [DeviceInfo(f"cuda:{i}", f"CUDA {i}: test", ("bf16", "no")) for i in range(3)]
+    studio.engine = dataclasses.replace(engine, devices=[engine.devices[0], *gpus])
+    try:
+        view._update_gpus()
+        assert view.gpus_spin.isHidden()  # several GPUs, but the CPU is chosen
+        studio.set_device(gpus[0], "no")
+        assert not view.gpus_spin.isHidden() and view.gpus_spin.maximum() == 3
+        assert view.processes() == 1  # one unless chosen
+        view.gpus_spin.setValue(2)
+        assert view.processes() == 2
+        studio.set_device(engine.devices[0], "no")
+        assert view.gpus_spin.isHidden() and view.processes() == 1
+    finally:
+        studio.engine = engine
+        studio.set_device(engine.devices[0], "no")
