@@ -7,7 +7,8 @@ worker process (``diffstudio.app.worker``, the Train page's default), side by si
 Each run trains a new digits run (U-Net, 8x8) for ``--steps`` steps with a preview of
 ``--preview-samples`` samples every ``--preview-every`` steps and a logged step every 10, and
 its consumer does what the Train page does with every event (previews to float32 arrays).
-Throughput is measured between the "start" and the last "step" event seen by the consumer, two
+Throughput is measured between the logged step at ``--warm-up`` and the last one, as the
+consumer sees them (a fresh process's first steps are slower: start-up, not streaming), two
 ways: wall-clock images/s, and images per CPU second of every process involved (this one, plus
 the worker's, read from /proc/PID/stat): both include everything the worker adds (encoding the
 per-step progress and previews, the pipe, decoding), which the trainer's own images/s leaves out
@@ -31,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from diffstudio.app.train import TrainRequest, train
-from diffstudio.app.worker import WORKER_PIDS, encode, train_in_process
+from diffstudio.app.worker import WORKER_PIDS, display_array, encode, train_in_process
 
 TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
@@ -55,9 +56,11 @@ def cpu_seconds() -> float:
     return total
 
 
-def consume(events: Any, began: float) -> dict[str, Any]:
-    """Drive a training's events as the window does; the figures of the run."""
-    start = last = None
+def consume(events: Any, began: float, warm_up: int) -> dict[str, Any]:
+    """Drive a training's events as the window does; the figures of the run, timed from the
+    first logged step at or after ``warm_up`` (a fresh process's first steps are slower: the
+    allocator and the kernels warm up, which is start-up, not streaming)."""
+    start = last = first = None
     cpu_start = cpu_last = 0.0
     previews = steps = 0
     wire_bytes = 0
@@ -65,18 +68,44 @@ def consume(events: Any, began: float) -> dict[str, Any]:
     for event in events:
         kind = getattr(event, "kind", None)
         if kind == "start":
-            start, cpu_start = time.perf_counter(), cpu_seconds()
-        elif kind == "step":
-            last, steps, cpu_last = time.perf_counter(), event.step, cpu_seconds()
+            start = time.perf_counter()
+        elif kind == "step" and first is None and event.step >= warm_up:
+            first, cpu_start, timed_from = time.perf_counter(), cpu_seconds(), event.step
+        elif kind == "step" and first is not None:
+            last, steps, cpu_last = time.perf_counter(), event.step - timed_from, cpu_seconds()
             trainer_rate = event.images_per_second
         elif kind == "preview" and event.images is not None:
             images = np.asarray(event.images, dtype=np.float32)  # what TrainJob does
             previews += 1
-            wire_bytes = len(json.dumps(encode(images)))
-    assert start is not None and last is not None
-    return {"startup": start - began, "seconds": last - start, "steps": steps,
+            wire_bytes = len(json.dumps(encode(display_array(images))))  # as it crosses
+    assert start is not None and first is not None and last is not None
+    return {"startup": start - began, "seconds": last - first, "steps": steps,
             "cpu": cpu_last - cpu_start,
             "previews": previews, "trainer_rate": trainer_rate, "preview_bytes": wire_bytes}
+
+
+def wire_cost(args: argparse.Namespace) -> dict[str, float]:
+    """Microseconds to encode, write as JSON, read and decode one event of each kind crossing
+    (both ends' work, without the pipe): the part of the overhead the load cannot blur."""
+    from diffstudio.app.events import Progress
+    from diffstudio.app.worker import decode
+    from diffstudio.engine.training import TrainEvent
+
+    images = np.random.default_rng(0).uniform(-1, 1, (args.preview_samples, 1, 8, 8))
+    events = {
+        "preview": TrainEvent("preview", 10, 300, images=display_array(images), path="p.png"),
+        "progress": Progress("train", 10, 300, 1.5, unit="step", rate=300.0, remaining=9.0),
+        "step": TrainEvent("step", 10, 300, loss=0.1, lr=1e-4, images_per_second=300.0,
+                           elapsed=1.5, eta=9.0),
+    }
+    costs = {}
+    for name, event in events.items():
+        count = 200
+        began = time.perf_counter()
+        for _ in range(count):
+            decode(json.loads(json.dumps(encode(event))))
+        costs[name] = (time.perf_counter() - began) / count * 1e6
+    return costs
 
 
 def one(kind: str, args: argparse.Namespace, folder: Path, index: int) -> dict[str, Any]:
@@ -86,7 +115,7 @@ def one(kind: str, args: argparse.Namespace, folder: Path, index: int) -> dict[s
         events = train(request)
     else:
         events = train_in_process(request, log=folder / f"{kind}-{index}.log")
-    figures = consume(events, began)
+    figures = consume(events, began, warm_up=args.warm_up)
     figures["rate"] = figures["steps"] * args.batch_size / figures["seconds"]
     figures["cpu_rate"] = figures["steps"] * args.batch_size / figures["cpu"]
     return figures
@@ -100,12 +129,17 @@ def main() -> None:
     parser.add_argument("--preview-samples", type=int, default=64)
     parser.add_argument("--preview-steps", type=int, default=10)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--warm-up", type=int, default=30,
+                        help="steps left out of the timing (a fresh process warming up)")
     args = parser.parse_args()
     import torch
 
     print(f"torch {torch.__version__}, {torch.get_num_threads()} thread(s); "
           f"{args.steps} steps of batch {args.batch_size}, a preview of {args.preview_samples} "
           f"samples ({args.preview_steps} DDIM steps) every {args.preview_every} steps", flush=True)
+    costs = wire_cost(args)
+    print("wire cost per event (encode + JSON + decode, both ends): "
+          + ", ".join(f"{name} {us:.0f} us" for name, us in costs.items()), flush=True)
     ratios, cpu_ratios = [], []
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)

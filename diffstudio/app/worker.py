@@ -24,7 +24,8 @@ than the screen's 8 bits), points as float32. A :class:`~diffstudio.engine.runs.
 its folder. ``pause`` and ``resume`` on stdin hold the job between two events in the child (a
 training between two steps; the trainer counts the time held nowhere). When the child ends
 without a result, :class:`WorkerCrashed` says how it ended (the signal's name), where its log
-is, and the log's last lines.
+is, and the log's last lines. A training on several GPUs starts the worker under ``accelerate
+launch`` instead, with the request and the commands in files (see :func:`run_in_process`).
 """
 
 from __future__ import annotations
@@ -53,12 +54,16 @@ __all__ = [
     "FORWARDED",
     "JOBS",
     "WIRE_TYPES",
+    "WORKER_PIDS",
     "WorkerCrashed",
+    "accelerate_launch",
     "decode",
+    "display_array",
     "encode",
     "main",
     "run_experiment_in_process",
     "run_in_process",
+    "train_in_process",
 ]
 
 #: How long a stopped or abandoned child gets to checkpoint before it is killed.
@@ -145,7 +150,7 @@ def run_experiment_in_process(request: Any, *, log: str | os.PathLike[str],
         yield event
 
 
-def _display_array(values: Any) -> Any:
+def display_array(values: Any) -> Any:
     """A preview as it crosses: a CPU array; images (N, C, H, W) as float16 (only drawn),
     points as float32."""
     import numpy as np
@@ -161,7 +166,7 @@ def _run_train(request: Any, should_stop: StopCheck) -> Iterator[Any]:
 
     for event in train(request, should_stop=should_stop):
         if getattr(event, "kind", None) == "preview" and event.images is not None:
-            event = dataclasses.replace(event, images=_display_array(event.images))
+            event = dataclasses.replace(event, images=display_array(event.images))
         yield event
 
 

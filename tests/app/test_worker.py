@@ -125,18 +125,18 @@ TRAIN = {"steps": 100_000, "batch_size": 8, "num_timesteps": 20, "warmup_steps":
 def test_arrays_runs_and_train_results_cross_as_data_never_pickled(tmp_path):
     import numpy as np
 
-    from diffstudio.app.worker import _display_array
+    from diffstudio.app.worker import display_array
     from diffstudio.engine.runs import Run
     from diffstudio.engine.training import TrainEvent, TrainResult
 
     images = np.linspace(-1, 1, 2 * 3 * 4 * 4, dtype=np.float32).reshape(2, 3, 4, 4)
-    event = TrainEvent("preview", 4, 10, images=_display_array(images), path="p.png")
+    event = TrainEvent("preview", 4, 10, images=display_array(images), path="p.png")
     back = decode(json.loads(json.dumps(encode(event))))
     assert isinstance(back, TrainEvent) and back.images.dtype == np.float16
     assert back.images.shape == (2, 3, 4, 4)
     assert np.abs(back.images.astype(np.float32) - images).max() < 1e-3  # below 1/255
     points = np.array([[1234.5678, -0.001]], dtype=np.float64)
-    assert _display_array(points).dtype == np.float32  # 2-D points keep float32
+    assert display_array(points).dtype == np.float32  # 2-D points keep float32
     result = decode(json.loads(json.dumps(encode(
         Done(TrainResult("stopped", 3, 10, 0.5, Run(tmp_path / "run")))))))
     assert isinstance(result.result.run, Run) and result.result.run.path == tmp_path / "run"
