@@ -1,7 +1,8 @@
 """Edit > Preferences: the workspace, the FID weights, the default device and precision, the
-live-view rate and the theme, in one dialog. Each value is the one the window already uses
-(the toolbar's device, the Evaluate page's weights, the Sample page's live fps): the dialog
-edits them in one place and nothing else keeps a copy."""
+live-view rate, whether training runs in a separate process, and the theme, in one dialog.
+Each value is the one the window already uses (the toolbar's device, the Evaluate page's
+weights, the Sample page's live fps): the dialog edits them in one place and nothing else keeps
+a copy."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from PySide6.QtCore import Qt
 from PySide6.QtGui import QGuiApplication, QPalette
 from PySide6.QtWidgets import (
     QApplication,
+    QCheckBox,
     QComboBox,
     QDialog,
     QDialogButtonBox,
@@ -87,6 +89,11 @@ class PreferencesDialog(QDialog):
         self.fps_spin.setRange(1, 30)
         self.fps_spin.setSuffix(" frames/s")
         self.fps_spin.setValue(int(window.sample_view.options.values().get("live_fps", 10)))
+        self.worker_check = QCheckBox("Run training in a separate process")
+        self.worker_check.setToolTip(
+            "A crash, an out-of-memory kill or a failing plugin then ends that process, not the "
+            "window: the training fails with its log. Applies to the next training.")
+        self.worker_check.setChecked(prefs.train_worker_process)
         self.theme_combo = QComboBox()
         for theme in THEMES:
             self.theme_combo.addItem(theme.capitalize(), theme)
@@ -100,6 +107,7 @@ class PreferencesDialog(QDialog):
         form.addRow("Default device", self.device_combo)
         form.addRow("Precision", self.precision_combo)
         form.addRow("Live view", self.fps_spin)
+        form.addRow("Training", self.worker_check)
         form.addRow("Theme", self.theme_combo)
         buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok
                                    | QDialogButtonBox.StandardButton.Cancel)
@@ -148,6 +156,7 @@ class PreferencesDialog(QDialog):
             window.precision_combo.setCurrentIndex(precision)
         options = window.sample_view.options  # set_values resets what it is not given
         options.set_values({**options.values(), "live_fps": self.fps_spin.value()})
+        window.preferences.train_worker_process = self.worker_check.isChecked()
         theme = self.theme_combo.currentData()
         window.menus.set_theme(theme)
 

@@ -111,5 +111,16 @@ class Preferences:
     def workspace(self, path: str | os.PathLike[str]) -> None:
         self.set("workspace", str(Path(path).expanduser()))
 
+    # -- how training runs ------------------------------------------------------------------------
+    @property
+    def train_worker_process(self) -> bool:
+        """"Run training in a separate process" (on unless turned off): a crash there fails
+        the training with its log and leaves the window running."""
+        return self.get_bool("train_worker_process", True)
+
+    @train_worker_process.setter
+    def train_worker_process(self, enabled: bool) -> None:
+        self.set("train_worker_process", bool(enabled))
+
     def sync(self) -> None:
         self.settings.sync()

@@ -26,6 +26,7 @@ import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Generic, TypeVar
 
 import numpy as np
@@ -392,11 +393,20 @@ class TrainJob(JobWorker):
     """Runs the application layer's training job (:func:`diffstudio.app.train.train`) for
     ``config`` into ``run_dir``; succeeds with its TrainResult.
 
-    Step, start, checkpoint and done events go to :meth:`drain_events` (``events_ready``);
-    previews arrive as ``preview_ready``; :meth:`take_progress` has the newest Progress (the
-    images/s and ETA the terminal shows). A stop reaches the trainer, which writes a checkpoint
-    and ends with status "stopped"; a pause stops pulling the job, which holds the trainer
-    between two steps (the paused time counts nowhere).
+    With ``worker_process`` (the window's default, Preferences > "Run training in a separate
+    process") the training runs in a worker process
+    (:func:`diffstudio.app.worker.train_in_process`): a crash, an out-of-memory kill or a
+    plugin's ``os.abort()`` ends that process, and the job fails with where its output is
+    (``log``, by default ``RUN/logs/worker-DATE.log``) and the output's last lines, while the
+    window lives on. The child loads the same plugins (the registry's safe mode) and uses
+    ``cpu_threads`` threads. Without it the training runs in this job's thread. ``processes``
+    > 1 trains data-parallel on that many GPUs (``accelerate launch``; always a worker).
+
+    Either way: step, start, checkpoint and done events go to :meth:`drain_events`
+    (``events_ready``); previews arrive as ``preview_ready``; :meth:`take_progress` has the
+    newest Progress (the images/s and ETA the terminal shows). A stop reaches the trainer, which
+    writes a checkpoint and ends with status "stopped"; a pause holds the trainer between two
+    steps (the paused time counts nowhere).
     """
 
     preview_ready = Signal(object)  # PreviewFrame
@@ -410,17 +420,39 @@ class TrainJob(JobWorker):
         resume: bool = False,
         registry: Any = None,
         cuda_index: int | None = None,
+        worker_process: bool = True,
+        log: str | os.PathLike[str] | None = None,
+        processes: int = 1,
     ) -> None:
-        from diffstudio.app.train import TrainRequest, train
+        from diffstudio.app.train import TrainRequest
 
         request = TrainRequest(out=None if resume else run_dir, resume=run_dir if resume else None,
                                settings=config.to_dict(), base={}, cuda_index=cuda_index)
-        super().__init__("train", lambda stop: train(request, registry=registry,
-                                                     should_stop=stop))
+        super().__init__("train", self._events)
         self.config = config
         self.run_dir = run_dir
         self.resume = resume
         self.request = request
+        self.registry = registry
+        self.worker_process = worker_process or processes > 1
+        self.processes = processes
+        self.log = Path(log) if log is not None else \
+            Path(run_dir) / "logs" / time.strftime("worker-%Y%m%d-%H%M%S.log")
+
+    def _events(self, should_stop: Callable[[], bool]) -> Any:
+        if not self.worker_process:
+            from diffstudio.app.train import train
+
+            return train(self.request, registry=self.registry, should_stop=should_stop)
+        from diffstudio.app.worker import train_in_process
+        from diffstudio.plugin_manager import SAFE_MODE_VARIABLE
+
+        env = {SAFE_MODE_VARIABLE: "1" if getattr(self.registry, "safe_mode", False) else ""}
+        if self.cpu_threads:
+            env["OMP_NUM_THREADS"] = str(int(self.cpu_threads))
+        return train_in_process(self.request, log=self.log, should_stop=should_stop,
+                                should_pause=self.is_paused, env=env,
+                                processes=self.processes)
 
     def route(self, event: Any) -> None:
         if getattr(event, "kind", None) == "preview" and event.images is not None:

@@ -68,7 +68,7 @@ def test_a_corrupt_queue_file_is_one_clear_error(tmp_path):
     assert not (tmp_path / ".diffstudio").exists()
     JobQueue(tmp_path).add("sample", ["run"], cwd=tmp_path)
     (tmp_path / ".diffstudio" / "queue.sqlite").write_bytes(b"not a database" * 100)
-    with pytest.raises(Exception, match="queue.sqlite is unreadable.*move it aside"):
+    with pytest.raises(Exception, match=r"queue\.sqlite is unreadable.*move it aside"):
         JobQueue(tmp_path).jobs()
 
 

@@ -135,8 +135,8 @@ def test_a_queued_sampling_is_the_command_that_draws_what_the_page_would(
     saved = set(trained_points_run.glob("samples/*/samples.npz")) - before
     assert len(saved) == 1
     assert view.start()
-    qtbot.waitUntil(lambda: view.outcome is not None or not view.is_running()
-                    and "failed" in view.status.text().lower(), timeout=60_000)
+    qtbot.waitUntil(lambda: view.outcome is not None or (not view.is_running()
+                    and "failed" in view.status.text().lower()), timeout=60_000)
     assert view.outcome is not None, view.status.text()
     drawn = np.load(saved.pop())["samples"]
     assert np.allclose(drawn, view.outcome.samples, atol=1e-5)

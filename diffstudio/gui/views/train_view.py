@@ -1,8 +1,10 @@
 """The Train page: settings, start/pause/stop, progress with ETA and images/s, the live loss
 curve and the preview samples with the step they came from.
 
-Training runs in a :class:`diffstudio.gui.workers.TrainJob`; this page only draws what the
-engine reports. A new run goes to ``<workspace>/<dataset>-<network>-<schedule>-<time>``; a run
+Training runs in a :class:`diffstudio.gui.workers.TrainJob`, by default in a worker process
+(Preferences > "Run training in a separate process"): a crash there fails the job with its log,
+never the window. This page only draws what the engine reports. A new run goes to
+``<workspace>/<dataset>-<network>-<schedule>-<time>``; a run
 opened from the Runs page continues (``Trainer(resume=True)``) with what a resume may change
 (its length, optimiser and intervals) editable.
 """
@@ -24,6 +26,7 @@ from PySide6.QtWidgets import (
     QPushButton,
     QSizePolicy,
     QSlider,
+    QSpinBox,
     QSplitter,
     QStackedWidget,
     QVBoxLayout,
@@ -123,11 +126,21 @@ class TrainView(QWidget):
         self.status = QLabel("Press Train to train the chosen dataset, network and schedule.")
         self.status.setWordWrap(True)
         self.status.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        # Data-parallel training (accelerate launch), offered only when several GPUs are seen.
+        self.gpus_label = QLabel("GPUs")
+        self.gpus_spin = QSpinBox()
+        self.gpus_spin.setRange(1, 1)
+        self.gpus_spin.setToolTip("Train data-parallel on this many GPUs (accelerate launch): "
+                                  "each steps on its own batch, so the effective batch is this "
+                                  "many times the batch size")
+        self.gpus_label.setBuddy(self.gpus_spin)
         buttons = QHBoxLayout()
         buttons.addWidget(self.train_button)
         buttons.addWidget(self.pause_button)
         buttons.addWidget(self.stop_button)
         buttons.addWidget(self.queue_button)
+        buttons.addWidget(self.gpus_label)
+        buttons.addWidget(self.gpus_spin)
         buttons.addWidget(self.progress, 1)
 
         self.loss_plot = LossPlot()
@@ -180,10 +193,13 @@ class TrainView(QWidget):
         self.new_run_button.clicked.connect(self.new_run)
         self.preview_slider.valueChanged.connect(self._show_preview)
         studio.engine_ready.connect(lambda _: self._update_buttons())
+        studio.engine_ready.connect(lambda _: self._update_gpus())
+        studio.device_changed.connect(lambda _: self._update_gpus())
         studio.workspace_changed.connect(lambda _: self._update_run_label())
         studio.jobs_changed.connect(self._update_buttons)
         self._update_buttons()
         self._update_run_label()
+        self._update_gpus()
 
     # -- state ------------------------------------------------------------------------------------
     def is_running(self) -> bool:
@@ -198,9 +214,29 @@ class TrainView(QWidget):
             self.train_button.setText("Continue training")
         self.pause_button.setEnabled(running)
         self.stop_button.setEnabled(running)
+        self.gpus_spin.setEnabled(not running)
         self.new_run_button.setEnabled(not running)
         if not running and self.pause_button.isChecked():
             self.pause_button.setChecked(False)
+
+    def gpu_count(self) -> int:
+        """The CUDA devices the engine found (``torch.cuda.device_count()``)."""
+        engine = self.studio.engine
+        return sum(device.kind == "cuda" for device in engine.devices) if engine else 0
+
+    def gpus_offered(self) -> bool:
+        """Several GPUs and a CUDA device chosen: the GPUs choice is shown."""
+        return self.gpu_count() > 1 and self.studio.device.kind == "cuda"
+
+    def _update_gpus(self) -> None:
+        offered = self.gpus_offered()
+        self.gpus_spin.setRange(1, max(1, self.gpu_count()))
+        self.gpus_label.setVisible(offered)
+        self.gpus_spin.setVisible(offered)
+
+    def processes(self) -> int:
+        """How many data-parallel processes the next training uses (1 unless GPUs > 1)."""
+        return self.gpus_spin.value() if self.gpus_offered() else 1
 
     def _update_run_label(self) -> None:
         if self.resume_dir:
@@ -352,8 +388,12 @@ class TrainView(QWidget):
             self.preview_caption.setText("No preview yet.")
         device = self.studio.device
         cuda_index = int(device.id.split(":")[1]) if device.kind == "cuda" else None
+        processes = self.processes()
+        # Several processes are started by accelerate launch: always out of this process.
         job = TrainJob(config, run_dir, resume=resume, registry=self.studio.registry,
-                       cuda_index=cuda_index)
+                       cuda_index=cuda_index, processes=processes,
+                       worker_process=self.studio.preferences.train_worker_process
+                       or processes > 1)
         job.events_ready.connect(self._drain_events)
         job.note.connect(lambda text, level: (
             self.studio.notifications.warning if level == "warning"
