@@ -430,7 +430,6 @@ class EvaluateView(QWidget):
     def _run_timesteps(run_dir: str) -> int:
         """The run's number of timesteps (0 when its config does not say)."""
         from diffstudio.engine.runs import Run
-        from diffstudio.errors import DiffstudioError
 
         try:
             train = Run(run_dir).read_config().get("train", {})
@@ -443,24 +442,12 @@ class EvaluateView(QWidget):
         """Queue the evaluation the forms describe as the ``diffstudio eval`` command that
         makes it; returns the job's number, None when a setting is invalid or the queue cannot
         be written (said in the page and a notification)."""
-        if not self.studio.ready:
-            return None
-        from diffstudio.app.job_queue import JobQueue
         from diffstudio.cli.evaluate import eval_argv
+        from diffstudio.gui.views.queue_view import queue_from_page
 
-        try:
-            request = self.build_request()
-            workspace = self.studio.workspace
-            job = JobQueue(workspace).add("eval", eval_argv(request, self.studio.registry),
-                                          cwd=workspace)
-        except DiffstudioError as exc:
-            self.stage_label.setText(f"Not queued: {exc}")
-            self.studio.notifications.warning(f"Evaluation not queued: {exc}",
-                                              source="Evaluate")
-            return None
-        self.studio.notifications.info(f"Evaluation queued as job #{job.id}; the Queue page "
-                                       "runs it.", source="Evaluate")
-        return job.id
+        return queue_from_page(
+            self.studio, "eval", lambda: eval_argv(self.build_request(), self.studio.registry),
+            "Evaluation", "Evaluate", self.stage_label.setText)
 
     def start(self, request: EvalRequest | None = None) -> bool:
         """Start an evaluation (of ``request``, else of the forms); False when a setting is

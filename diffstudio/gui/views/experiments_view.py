@@ -238,20 +238,11 @@ class ExperimentsView(QWidget):
         """Queue ``diffstudio experiment run FILE --out FOLDER``; returns the job's number."""
         if self.experiment is None or self.folder is None:
             return None
-        from diffstudio.app.job_queue import JobQueue
-        from diffstudio.errors import DiffstudioError
+        from diffstudio.gui.views.queue_view import queue_from_page
 
-        try:
-            job = JobQueue(self.studio.workspace).add(
-                "experiment", ["run", str(self.experiment.path), "--out", str(self.folder),
-                               "--quiet"], cwd=self.studio.workspace)
-        except DiffstudioError as exc:
-            self.studio.notifications.warning(f"Experiment not queued: {exc}",
-                                              source="Experiments")
-            return None
-        self.studio.notifications.info(f"Experiment queued as job #{job.id}; the Queue page "
-                                       "runs it.", source="Experiments")
-        return job.id
+        argv = ["run", str(self.experiment.path), "--out", str(self.folder), "--quiet"]
+        return queue_from_page(self.studio, "experiment", lambda: argv, "Experiment",
+                               "Experiments")
 
     def stop(self) -> None:
         if self.job is not None:

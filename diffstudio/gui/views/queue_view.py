@@ -9,6 +9,7 @@ own process): closing the window stops it after the running job's checkpoint, an
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +37,7 @@ from diffstudio.gui.studio import Studio
 from diffstudio.gui.wheel_guard import guard_tree
 from diffstudio.gui.workers import CallJob, JobWorker
 
-__all__ = ["QueueRunJob", "QueueView"]
+__all__ = ["QueueRunJob", "QueueView", "queue_from_page"]
 
 _COLOURS = {"pending": "#ffffff", "running": "#fff4c2", "done": "#dff0d8",
             "failed": "#f2dede", "cancelled": "#eeeeee"}
@@ -53,6 +54,26 @@ class QueueRunJob(JobWorker):
     def __init__(self, workspace: Path) -> None:
         super().__init__("queue", lambda stop: run_queue(workspace, should_stop=stop))
         self.workspace = workspace
+
+
+def queue_from_page(studio: Studio, verb: str, make_argv: Callable[[], list[str]], what: str,
+                    source: str, say: Callable[[str], None] | None = None) -> int | None:
+    """A page's "Queue": ``diffstudio VERB make_argv()`` into the workspace's queue, run in
+    the workspace; returns the job's number, or None when the page's settings or the queue
+    refuse (said by ``say`` on the page and in a notification)."""
+    if not studio.ready:
+        return None
+    try:
+        workspace = studio.workspace
+        job = JobQueue(workspace).add(verb, make_argv(), cwd=workspace)
+    except DiffstudioError as exc:
+        if say is not None:
+            say(f"Not queued: {exc}")
+        studio.notifications.warning(f"{what} not queued: {exc}", source=source)
+        return None
+    studio.notifications.info(f"{what} queued as job #{job.id}; the Queue page runs it.",
+                              source=source)
+    return job.id
 
 
 def _progress_text(job: QueuedJob) -> str:

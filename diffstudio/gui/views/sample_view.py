@@ -450,7 +450,6 @@ class SampleView(QWidget):
 
     def _fill_classes(self, run: Any | None) -> None:
         """Offer the run's classes when its network was trained class-conditionally."""
-        from diffstudio.errors import DiffstudioError
 
         self.class_combo.clear()
         self.class_combo.addItem("Unconditional", None)
@@ -614,24 +613,13 @@ class SampleView(QWidget):
         """Queue the sampling the forms describe as the ``diffstudio sample`` command that
         makes it (saved); returns the job's number, None when a setting is invalid (shown
         inline) or the queue cannot be written (a notification says why)."""
-        if not self.studio.ready:
-            return None
-        from diffstudio.app.job_queue import JobQueue
         from diffstudio.cli.sample import sample_argv
+        from diffstudio.gui.views.queue_view import queue_from_page
 
-        try:
-            request = self.build_request()
-            workspace = self.studio.workspace
-            job = JobQueue(workspace).add("sample", sample_argv(request, self.studio.registry),
-                                          cwd=workspace)
-        except DiffstudioError as exc:
-            self.status.setText(f"Not queued: {exc}")
-            self.studio.notifications.warning(f"Sampling not queued: {exc}", source="Sample")
-            return None
-        self.studio.notifications.info(f"Sampling queued as job #{job.id}; the Queue page runs "
-                                       "it and saves it into the run's samples folder.",
-                                       source="Sample")
-        return job.id
+        return queue_from_page(
+            self.studio, "sample", lambda: sample_argv(self.build_request(),
+                                                       self.studio.registry),
+            "Sampling (saved into the run's samples folder)", "Sample", self.status.setText)
 
     def start(self) -> bool:
         """Start sampling; False when a setting is invalid (shown inline)."""
