@@ -90,6 +90,29 @@ def test_a_training_added_to_the_queue_runs_from_the_queue_page(qtbot, make_wind
     dialog.close()
 
 
+def test_a_training_the_queue_refuses_leaves_no_run_folder(qtbot, make_window, tmp_path,
+                                                           monkeypatch):
+    from diffstudio.errors import DiffstudioError
+
+    workspace = tmp_path / "workspace"
+    window = make_window(workspace=workspace)
+    window.data_view.picker.select("toy2d")
+    window.show_page("Train")
+    view = window.train_view
+    view.form.set_values(TINY_2D)
+
+    def refuse(self, verb, argv, **kwargs):
+        raise DiffstudioError("the queue file is read-only")
+
+    monkeypatch.setattr(JobQueue, "add", refuse)
+    before = set(workspace.rglob("*"))
+    assert view.add_to_queue() is None
+    left = set(workspace.rglob("*")) - before
+    # Neither the reserved run folder nor the settings file stays (the queue's own folder may).
+    assert not [path for path in left if path.is_file() or ".diffstudio" not in path.parts], left
+    assert "the queue file is read-only" in window.notifications.items[-1].message
+
+
 def test_a_queue_left_by_a_killed_runner_is_announced_not_run(qtbot, make_window, tmp_path):
     workspace = tmp_path / "workspace"
     queue = JobQueue(workspace)

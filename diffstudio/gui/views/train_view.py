@@ -11,6 +11,7 @@ opened from the Runs page continues (``Trainer(resume=True)``) with what a resum
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
@@ -428,6 +429,7 @@ class TrainView(QWidget):
         from diffstudio.app.job_queue import JobQueue
         from diffstudio.engine.io import atomic_write_json
 
+        made: list[Path] = []  # what this add wrote, removed again when the queue refuses
         try:
             queue = JobQueue(self.studio.workspace)
             if self.resume_dir is not None:
@@ -436,6 +438,7 @@ class TrainView(QWidget):
             else:
                 run_dir = self.new_run_dir(config)
                 run_dir.mkdir(parents=True)  # the name is taken: the next one queued differs
+                made.append(run_dir)
                 argv = ["--out", str(run_dir)]
             stamp = datetime.now().strftime("%Y%m%d-%H%M%S-%f")
             settings = queue.folder / "queue-requests" / f"{run_dir.name}-{stamp}.json"
@@ -443,9 +446,16 @@ class TrainView(QWidget):
             if self.studio.device.kind == "cuda":  # the toolbar's GPU, "cuda:N", for the
                 values["device"] = self.studio.device.id  # process that will train
             atomic_write_json(settings, values)
+            made.append(settings)
             job = queue.add("train", [*argv, "--config", str(settings)],
                             cwd=self.studio.workspace)
         except (DiffstudioError, OSError) as exc:
+            for path in reversed(made):  # no empty run folder, no orphan settings file
+                with contextlib.suppress(OSError):
+                    if path.is_dir():
+                        path.rmdir()
+                    else:
+                        path.unlink()
             self.studio.notifications.warning(f"Training not queued: {exc}", source="Train")
             return None
         self.studio.notifications.info(
