@@ -23,12 +23,12 @@ from typing import Any
 
 from diffstudio.app.events import Done, Note, Progress
 from diffstudio.app.threaded import StopCheck
+from diffstudio.engine.train_config import DEFAULT_COMPONENTS
 from diffstudio.errors import ConfigError
 
 __all__ = ["TrainRequest", "launch_rank", "noise_level_warning", "read_settings_file", "train"]
 
 COMPONENTS = ("dataset", "network", "schedule")
-DEFAULT_IDS = {"dataset": "digits", "schedule": "linear"}
 
 
 def read_settings_file(path: str | Path) -> dict[str, Any]:
@@ -92,13 +92,14 @@ class TrainRequest:
         """The dataset, network and schedule ids this request trains."""
         base = self.base_settings()
         given = self.settings
-        dataset = str(given.get("dataset") or base.get("dataset") or DEFAULT_IDS["dataset"])
+        dataset = str(given.get("dataset") or base.get("dataset")
+                      or DEFAULT_COMPONENTS["dataset"])
         return {
             "dataset": dataset,
             "network": str(given.get("network") or base.get("network")
                            or default_network(registry, dataset)),
             "schedule": str(given.get("schedule") or base.get("schedule")
-                            or DEFAULT_IDS["schedule"]),
+                            or DEFAULT_COMPONENTS["schedule"]),
         }
 
     def resolve(self, registry: Any) -> Any:

@@ -90,7 +90,7 @@ def test_resume_takes_the_safe_settings_and_records_each_change(tmp_path):
     assert run.config().train["learning_rate"] == 1e-4
     [entry] = run.config_history()
     assert entry["step"] == 4 and entry["time"]
-    assert entry["changes"]["learning_rate"] == [1e-3, 1e-4]
+    assert entry["changes"]["learning_rate"] == [TrainConfig.learning_rate, 1e-4]
     assert entry["changes"]["steps"] == [4, 8]
     assert set(entry["changes"]) == {"learning_rate", "grad_clip", "ema_decay", "batch_size",
                                      "lr_schedule", "log_every", "steps"}

@@ -336,7 +336,8 @@ def test_training_passes_the_marginal_to_networks_that_condition_on_it(tmp_path,
         return built[-1]
 
     monkeypatch.setattr(training, "build_network", build)
-    Trainer(_points_config(steps=3, log_every=1, checkpoint_every=3), tmp_path / "run",
+    Trainer(_points_config(steps=3, log_every=1, checkpoint_every=3, schedule="linear"),
+            tmp_path / "run",
             registry=REGISTRY).train()
     # The 3 steps (batch 8), then the checkpoint's finiteness probe (a forward pass of 4).
     assert [c[0].shape[0] for c in built[0].calls] == [8, 8, 8, 4]

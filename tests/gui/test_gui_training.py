@@ -62,14 +62,14 @@ def test_train_button_trains_and_the_curve_receives_points(qtbot, make_window, t
     assert "step 20" in view.preview_caption.text()
     assert view.progress.value() == 20
     runs = list((tmp_path / "workspace").iterdir())
-    assert len(runs) == 1 and runs[0].name.startswith("digits-unet-linear-")
+    assert len(runs) == 1 and runs[0].name.startswith("digits-unet-cosine-")
     assert Run(runs[0]).latest_checkpoint().name == "step-00000020"
     assert any("Training completed" in n.message for n in window.notifications.items)
     # The Runs page lists the new run with its last step and loss.
     qtbot.waitUntil(lambda: len(window.runs_view.runs) == 1, timeout=60_000)
     summary = window.runs_view.runs[0]
     assert summary.step == 20 and summary.last_loss is not None
-    assert summary.dataset == "digits" and summary.schedule == "linear"
+    assert summary.dataset == "digits" and summary.schedule == "cosine"
 
 
 def test_invalid_setting_refuses_to_start_and_shows_inline(make_window):

@@ -66,7 +66,7 @@ def test_window_shows_before_the_engine_and_opens_on_the_default(qtbot, registry
     assert window.model_view.network_picker.current_id() == "unet"
     preset = window.model_view.network_picker.form().editors["preset"]
     assert isinstance(preset, QComboBox) and preset.currentData() == "digits-8"
-    assert window.model_view.schedule_picker.current_id() == "linear"
+    assert window.model_view.schedule_picker.current_id() == "cosine"  # the default, as on the CLI
     assert window.train_view.train_button.isEnabled()
     assert window.device_combo.itemData(0).id == "cpu"
     assert window.studio.device.id == "cpu" and window.studio.precision == "no"

@@ -26,6 +26,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from diffstudio.engine.train_config import DEFAULT_COMPONENTS
 from diffstudio.errors import ConfigError, DiffstudioError
 from diffstudio.gui.forms import ContributionPicker, ParamForm
 from diffstudio.gui.images import ImageView, grid_rgb8
@@ -147,8 +148,11 @@ class ModelView(QWidget):
         return list(self.schedule_picker.forms.values())
 
     def _on_registry(self, registry: Any) -> None:
+        first = self.schedule_picker.current_id() is None
         self.network_picker.set_contributions(registry.contributions("network"))
         self.schedule_picker.set_contributions(registry.contributions("schedule"))
+        if first:  # the schedule a training gets when it names none, as on the command line
+            self.schedule_picker.select(DEFAULT_COMPONENTS["schedule"])
         for form in self._schedule_forms():
             form.changed.connect(self.update_schedules)
             form.changed.connect(self.update_level_hints)

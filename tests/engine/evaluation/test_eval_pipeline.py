@@ -200,7 +200,7 @@ def test_cli_evaluates_a_run_in_memory_then_its_samples_folder(tiny_run, tmp_pat
     assert result["source"]["kind"] == "run" and result["source"]["network_evaluations"] == 2
     assert result["source"]["sampling_seconds_per_100"] > 0
     assert result["reference"]["dataset"] == "digits" and result["reference"]["used"] == 10
-    assert result["model"]["schedule"] == "linear" and result["model"]["training_steps"] == 2
+    assert result["model"]["schedule"] == "cosine" and result["model"]["training_steps"] == 2
     assert not result["reference"]["from_cache"]
 
     # A samples folder as 'diffstudio sample' writes it (PNGs with metadata + samples.npz).
